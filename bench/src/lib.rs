@@ -1,0 +1,1 @@
+//! Whole-process load scenarios for tollgate.

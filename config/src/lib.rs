@@ -1,0 +1,1 @@
+//! tollgate's YAML configuration: raw serde shapes, validation with field paths, typed config.

@@ -1,0 +1,2 @@
+//! End-to-end test support: the mock OpenAI-compatible provider and the harness that
+//! starts tollgate against it.
