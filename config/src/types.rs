@@ -1,0 +1,377 @@
+//! The typed, validated configuration the rest of tollgate reads.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{NaiveTime, Weekday};
+use chrono_tz::Tz;
+use globset::GlobSet;
+use regex::Regex;
+
+/// A secret read from the environment; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A list of globs, kept with its source text for messages and `/v1/models`.
+#[derive(Clone)]
+pub struct Globs {
+    pub patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Globs {
+    pub(crate) fn new(patterns: Vec<String>, set: GlobSet) -> Globs {
+        Globs { patterns, set }
+    }
+    pub fn empty() -> Globs {
+        Globs::new(Vec::new(), GlobSet::empty())
+    }
+    pub fn is_match(&self, name: &str) -> bool {
+        self.set.is_match(name)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+    /// Names without a glob metacharacter, i.e. exact model or tool names.
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.patterns
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.contains(['*', '?', '[', '{']))
+    }
+}
+
+impl fmt::Debug for Globs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.patterns).finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub store: Store,
+    pub audit: Audit,
+    pub providers: Vec<Provider>,
+    pub pricing: Pricing,
+    pub scopes: BTreeMap<String, Scope>,
+    pub policies: BTreeMap<String, Policy>,
+    pub agents: BTreeMap<String, Agent>,
+    pub keys: Vec<StaticKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token_env: String,
+    /// `None` when the variable is unset: the admin API then refuses every request.
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: u64,
+    pub timeouts: Timeouts,
+    /// Worker threads of the proxy service; `None` = one per core.
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub kind: StoreKind,
+    pub path: PathBuf,
+    pub url: String,
+    pub on_error: OnError,
+    pub reservation_ttl: Duration,
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub redis_stream: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    Azure,
+    Anthropic,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub base_url: BaseUrl,
+    pub api_key_env: Option<String>,
+    pub api_key: Option<Secret>,
+    pub models: Globs,
+    pub fallback: Vec<String>,
+    pub api_version: Option<String>,
+    pub deployments: BTreeMap<String, String>,
+    pub anthropic_version: String,
+}
+
+/// A provider base URL split into what a connector needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash, e.g. `/v1` or `` for Azure resources.
+    pub path: String,
+}
+
+impl BaseUrl {
+    /// The `Host` header value: the port only when it is not the scheme's default.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority(), self.path)
+    }
+}
+
+/// Prices in nano-USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Price {
+    pub input: i64,
+    pub cached_input: Option<i64>,
+    pub output: i64,
+    pub reasoning: Option<i64>,
+    pub max_output_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownModel {
+    Deny,
+    Price(Price),
+}
+
+#[derive(Debug, Clone)]
+pub struct Pricing {
+    pub overrides: BTreeMap<String, Price>,
+    pub unknown_model: UnknownModel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+            Period::Total => "total",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Period> {
+        Some(match text {
+            "day" => Period::Day,
+            "week" => Period::Week,
+            "month" => Period::Month,
+            "total" => Period::Total,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub limit_nanos: i64,
+    pub period: Period,
+    pub tz: Option<Tz>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub budget: Option<Budget>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Shadow,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelRules {
+    pub allow: Globs,
+    pub deny: Globs,
+}
+
+impl ModelRules {
+    /// An empty allow-list allows every model the providers serve.
+    pub fn allows(&self, model: &str) -> bool {
+        !self.deny.is_match(model) && (self.allow.is_empty() || self.allow.is_match(model))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rate {
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub concurrent: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hours {
+    pub days: [bool; 7],
+    pub from: NaiveTime,
+    pub to: NaiveTime,
+    pub tz: Tz,
+}
+
+impl Hours {
+    pub fn day_allowed(&self, day: Weekday) -> bool {
+        self.days[day.num_days_from_monday() as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnViolation {
+    Strip,
+    Block,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ToolLimit {
+    pub per_hour: Option<u32>,
+    pub per_run: Option<u32>,
+    pub cost_nanos: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub allow: Globs,
+    pub deny: Globs,
+    pub approve: Globs,
+    /// tool -> argument name -> the pattern the decoded argument must match.
+    pub args: BTreeMap<String, BTreeMap<String, Regex>>,
+    pub on_violation: OnViolation,
+    pub limits: BTreeMap<String, ToolLimit>,
+    pub approval_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GuardAction {
+    Off,
+    Log,
+    Redact,
+    Block,
+}
+
+impl GuardAction {
+    pub fn parse(text: &str) -> Option<GuardAction> {
+        Some(match text {
+            "off" => GuardAction::Off,
+            "log" => GuardAction::Log,
+            "redact" => GuardAction::Redact,
+            "block" => GuardAction::Block,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardDirection {
+    pub pii: GuardAction,
+    pub secrets: GuardAction,
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomRule {
+    pub name: String,
+    pub pattern: Option<String>,
+    pub words: Vec<String>,
+    pub action: GuardAction,
+}
+
+#[derive(Debug, Clone)]
+pub struct Guardrails {
+    pub input: GuardDirection,
+    pub output: GuardDirection,
+    pub tool_args: GuardDirection,
+    pub custom: Vec<CustomRule>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub mode: Mode,
+    pub models: ModelRules,
+    pub max_request_nanos: Option<i64>,
+    pub run_budget_nanos: Option<i64>,
+    pub min_output_tokens: u32,
+    pub rate: Rate,
+    pub hours: Option<Hours>,
+    pub tools: Tools,
+    pub guardrails: Guardrails,
+    pub min_trust: Option<f64>,
+    pub log_prompts: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub scope: String,
+    pub policy: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticKey {
+    pub id: String,
+    pub agent: String,
+    pub sha256: [u8; 32],
+}

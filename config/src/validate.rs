@@ -1,0 +1,792 @@
+//! Turns the raw YAML into the typed config, collecting every problem with its field path.
+//!
+//! Each map entry and list item is deserialized on its own, so one bad policy does not hide
+//! the problems of the next one: `tollgate check` reports them all at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_norway::Value;
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::raw;
+use crate::section::{guardrails, policy_tools};
+use crate::types::*;
+use crate::units::{parse_bytes, parse_duration, usd_to_nanos};
+
+/// Looks up an environment variable; injected so tests do not touch the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub(crate) struct Ctx<'a> {
+    errors: Vec<ConfigError>,
+    env: EnvLookup<'a>,
+}
+
+impl Ctx<'_> {
+    pub(crate) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Deserializes one node, recording its first error under `path`.
+    pub(crate) fn node<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = match (path.is_empty(), inner.as_str()) {
+                    (_, ".") => path.to_string(),
+                    (true, _) => inner,
+                    (false, _) => format!("{path}.{inner}"),
+                };
+                self.err(full, e.into_inner().to_string());
+                None
+            }
+        }
+    }
+
+    pub(crate) fn duration(
+        &mut self,
+        path: &str,
+        text: Option<&raw::Scalar>,
+        default: Duration,
+    ) -> Duration {
+        match text.map(|t| parse_duration(&t.0)) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.err(path, e);
+                default
+            }
+        }
+    }
+
+    pub(crate) fn usd(&mut self, path: &str, usd: Option<f64>) -> Option<i64> {
+        match usd.map(usd_to_nanos)? {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.err(path, e);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn globs(&mut self, path: &str, patterns: &[String]) -> Globs {
+        let mut builder = globset::GlobSetBuilder::new();
+        for (i, p) in patterns.iter().enumerate() {
+            match globset::GlobBuilder::new(p)
+                .literal_separator(false)
+                .build()
+            {
+                Ok(g) => {
+                    builder.add(g);
+                }
+                Err(e) => self.err(
+                    format!("{path}[{i}]"),
+                    format!("invalid glob `{p}`: {}", e.kind()),
+                ),
+            }
+        }
+        let set = builder
+            .build()
+            .unwrap_or_else(|_| globset::GlobSet::empty());
+        Globs::new(patterns.to_vec(), set)
+    }
+
+    pub(crate) fn keyword<T>(
+        &mut self,
+        path: &str,
+        text: Option<&str>,
+        parse: impl Fn(&str) -> Option<T>,
+        expected: &str,
+        default: T,
+    ) -> T {
+        match text {
+            None => default,
+            Some(t) => parse(t).unwrap_or_else(|| {
+                self.err(path, format!("unknown value `{t}`: expected {expected}"));
+                default
+            }),
+        }
+    }
+
+    pub(crate) fn tz(&mut self, path: &str, text: Option<&str>) -> Option<chrono_tz::Tz> {
+        let text = text?;
+        match text.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("unknown time zone `{text}`: expected an IANA name like Europe/Berlin"),
+                );
+                None
+            }
+        }
+    }
+}
+
+const TOP_LEVEL: &[&str] = &[
+    "server",
+    "store",
+    "audit",
+    "providers",
+    "pricing",
+    "scopes",
+    "policies",
+    "agents",
+    "keys",
+];
+
+/// Parses and validates a config file's text.
+pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+    let mut ctx = Ctx {
+        errors: Vec::new(),
+        env,
+    };
+    let root: Value = match serde_norway::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let path = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            return Err(ConfigErrors(vec![ConfigError {
+                path,
+                message: format!("not valid YAML: {e}"),
+            }]));
+        }
+    };
+    let mut sections: BTreeMap<String, Value> = BTreeMap::new();
+    match root {
+        Value::Null => {}
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                match k.as_str() {
+                    Some(key) if TOP_LEVEL.contains(&key) => {
+                        sections.insert(key.to_string(), v);
+                    }
+                    _ => ctx.err(
+                        key_text(&k),
+                        format!("unknown field, expected one of {}", TOP_LEVEL.join(", ")),
+                    ),
+                }
+            }
+        }
+        _ => ctx.err(
+            "",
+            "the config must be a mapping of sections (server, providers, ...)",
+        ),
+    }
+    let mut take = |name: &str| sections.remove(name).unwrap_or(Value::Null);
+    let server = server(&mut ctx, take("server"));
+    let store = store(&mut ctx, take("store"));
+    let audit = audit(&mut ctx, take("audit"));
+    let providers = providers(&mut ctx, take("providers"));
+    let pricing = pricing(&mut ctx, take("pricing"));
+    let scopes = scopes(&mut ctx, take("scopes"));
+    let policies = policies(&mut ctx, take("policies"));
+    let agents = agents(&mut ctx, take("agents"), &policies);
+    let keys = keys(&mut ctx, take("keys"), &agents);
+
+    if ctx.errors.is_empty() {
+        Ok(Config {
+            server,
+            store,
+            audit,
+            providers,
+            pricing,
+            scopes,
+            policies,
+            agents,
+            keys,
+        })
+    } else {
+        Err(ConfigErrors(ctx.errors))
+    }
+}
+
+fn key_text(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Splits a map section into (key, value) pairs, reporting non-string keys.
+fn entries(ctx: &mut Ctx, path: &str, value: Value) -> Vec<(String, Value)> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Mapping(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| match k {
+                Value::String(s) => Some((s, v)),
+                other => {
+                    ctx.err(
+                        format!("{path}.{}", key_text(&other)),
+                        "keys must be strings",
+                    );
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            ctx.err(path, "expected a mapping");
+            Vec::new()
+        }
+    }
+}
+
+fn items(ctx: &mut Ctx, path: &str, value: Value) -> Vec<Value> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::Sequence(seq) => seq,
+        _ => {
+            ctx.err(path, "expected a list");
+            Vec::new()
+        }
+    }
+}
+
+fn socket(ctx: &mut Ctx, path: &str, text: Option<&str>, default: &str) -> SocketAddr {
+    let text = text.unwrap_or(default);
+    text.parse().unwrap_or_else(|_| {
+        ctx.err(
+            path,
+            format!("`{text}` is not an address: expected HOST:PORT like 127.0.0.1:8080"),
+        );
+        default.parse().expect("default address parses")
+    })
+}
+
+fn bytes(ctx: &mut Ctx, path: &str, v: Option<raw::Scalar>, default: u64) -> u64 {
+    match v {
+        None => default,
+        Some(raw::Scalar(s)) => parse_bytes(&s).unwrap_or_else(|e| {
+            ctx.err(path, e);
+            default
+        }),
+    }
+}
+
+fn env_name(ctx: &mut Ctx, path: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !ok {
+        ctx.err(
+            path,
+            format!("`{name}` is not an environment variable name: expected e.g. OPENAI_API_KEY (secrets are never written in the file)"),
+        );
+    }
+}
+
+fn server(ctx: &mut Ctx, v: Value) -> Server {
+    let raw: raw::Server = ctx.node("server", v).unwrap_or_default();
+    let t = raw.timeouts.unwrap_or_default();
+    let admin_token_env = raw
+        .admin_token_env
+        .unwrap_or_else(|| "TOLLGATE_ADMIN_TOKEN".to_string());
+    env_name(ctx, "server.admin_token_env", &admin_token_env);
+    let admin_token = (ctx.env)(&admin_token_env)
+        .filter(|t| !t.is_empty())
+        .map(Secret::new);
+    if raw.threads == Some(0) {
+        ctx.err("server.threads", "must be at least 1");
+    }
+    Server {
+        listen: socket(ctx, "server.listen", raw.listen.as_deref(), "0.0.0.0:8080"),
+        admin_listen: socket(
+            ctx,
+            "server.admin_listen",
+            raw.admin_listen.as_deref(),
+            "127.0.0.1:9090",
+        ),
+        admin_token_env,
+        admin_token,
+        max_body_bytes: bytes(ctx, "server.max_body_bytes", raw.max_body_bytes, 10 << 20),
+        timeouts: Timeouts {
+            connect: ctx.duration(
+                "server.timeouts.connect",
+                t.connect.as_ref(),
+                Duration::from_secs(5),
+            ),
+            first_byte: ctx.duration(
+                "server.timeouts.first_byte",
+                t.first_byte.as_ref(),
+                Duration::from_secs(120),
+            ),
+            idle: ctx.duration(
+                "server.timeouts.idle",
+                t.idle.as_ref(),
+                Duration::from_secs(300),
+            ),
+        },
+        threads: raw.threads,
+    }
+}
+
+fn store(ctx: &mut Ctx, v: Value) -> Store {
+    let raw: raw::Store = ctx.node("store", v).unwrap_or_default();
+    let kind = ctx.keyword(
+        "store.kind",
+        raw.kind.as_deref(),
+        |t| match t {
+            "embedded" => Some(StoreKind::Embedded),
+            "redis" => Some(StoreKind::Redis),
+            _ => None,
+        },
+        "embedded or redis",
+        StoreKind::Embedded,
+    );
+    let on_error = ctx.keyword(
+        "store.on_error",
+        raw.on_error.as_deref(),
+        |t| match t {
+            "deny" => Some(OnError::Deny),
+            "allow" => Some(OnError::Allow),
+            _ => None,
+        },
+        "deny or allow",
+        OnError::Deny,
+    );
+    let url = raw
+        .url
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        ctx.err(
+            "store.url",
+            format!("`{url}` is not a Redis URL: expected redis://HOST:PORT/DB"),
+        );
+    }
+    let reservation_ttl = ctx.duration(
+        "store.reservation_ttl",
+        raw.reservation_ttl.as_ref(),
+        Duration::from_secs(600),
+    );
+    if reservation_ttl < Duration::from_secs(1) {
+        ctx.err("store.reservation_ttl", "must be at least 1s");
+    }
+    Store {
+        kind,
+        path: PathBuf::from(raw.path.unwrap_or_else(|| "./tollgate-data".to_string())),
+        url,
+        on_error,
+        reservation_ttl,
+        key_prefix: raw.key_prefix.unwrap_or_else(|| "tg".to_string()),
+    }
+}
+
+fn audit(ctx: &mut Ctx, v: Value) -> Audit {
+    let raw: raw::Audit = ctx.node("audit", v).unwrap_or_default();
+    let max_bytes = bytes(ctx, "audit.max_bytes", raw.max_bytes, 100 << 20);
+    if max_bytes < 4096 {
+        ctx.err("audit.max_bytes", "must be at least 4KiB");
+    }
+    Audit {
+        path: PathBuf::from(
+            raw.path
+                .unwrap_or_else(|| "./tollgate-audit.jsonl".to_string()),
+        ),
+        max_bytes,
+        redis_stream: raw.redis_stream,
+    }
+}
+
+fn base_url(ctx: &mut Ctx, path: &str, text: &str) -> BaseUrl {
+    let fallback = BaseUrl {
+        tls: false,
+        host: "invalid".into(),
+        port: 80,
+        path: String::new(),
+    };
+    let Ok(uri) = text.parse::<http::Uri>() else {
+        ctx.err(
+            path,
+            format!("`{text}` is not a URL: expected e.g. https://api.openai.com/v1"),
+        );
+        return fallback;
+    };
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            ctx.err(
+                path,
+                format!("`{text}` must start with http:// or https://"),
+            );
+            return fallback;
+        }
+    };
+    let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
+        ctx.err(path, format!("`{text}` has no host"));
+        return fallback;
+    };
+    if uri.query().is_some() {
+        ctx.err(path, "must not carry a query string");
+    }
+    BaseUrl {
+        tls,
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+        path: uri.path().trim_end_matches('/').to_string(),
+    }
+}
+
+fn providers(ctx: &mut Ctx, v: Value) -> Vec<Provider> {
+    let mut out = Vec::new();
+    for (i, item) in items(ctx, "providers", v).into_iter().enumerate() {
+        let path = format!("providers[{i}]");
+        let Some(raw) = ctx.node::<raw::Provider>(&path, item) else {
+            continue;
+        };
+        let kind = ctx.keyword(
+            &format!("{path}.kind"),
+            Some(&raw.kind),
+            |t| match t {
+                "openai" => Some(ProviderKind::OpenAi),
+                "azure" => Some(ProviderKind::Azure),
+                "anthropic" => Some(ProviderKind::Anthropic),
+                _ => None,
+            },
+            "openai, azure or anthropic",
+            ProviderKind::OpenAi,
+        );
+        let base_url = base_url(ctx, &format!("{path}.base_url"), &raw.base_url);
+        let api_key = match &raw.api_key_env {
+            None => None,
+            Some(name) => {
+                env_name(ctx, &format!("{path}.api_key_env"), name);
+                let value = (ctx.env)(name).filter(|v| !v.is_empty());
+                if value.is_none() {
+                    ctx.err(
+                        format!("{path}.api_key_env"),
+                        format!("environment variable {name} is not set"),
+                    );
+                }
+                value.map(Secret::new)
+            }
+        };
+        if kind == ProviderKind::Azure && raw.api_version.is_none() {
+            ctx.err(
+                format!("{path}.api_version"),
+                "required for kind azure, e.g. 2024-10-21",
+            );
+        }
+        if raw.models.is_empty() {
+            ctx.err(
+                format!("{path}.models"),
+                "list the model globs this provider serves, e.g. [\"gpt-4o*\"]",
+            );
+        }
+        let models = ctx.globs(&format!("{path}.models"), &raw.models);
+        out.push(Provider {
+            name: raw.name,
+            kind,
+            base_url,
+            api_key_env: raw.api_key_env,
+            api_key,
+            models,
+            fallback: raw.fallback,
+            api_version: raw.api_version,
+            deployments: raw.deployments,
+            anthropic_version: raw
+                .anthropic_version
+                .unwrap_or_else(|| "2023-06-01".to_string()),
+        });
+    }
+    let names: BTreeSet<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    let mut problems = Vec::new();
+    for (i, p) in out.iter().enumerate() {
+        if !seen.insert(p.name.as_str()) {
+            problems.push((
+                format!("providers[{i}].name"),
+                format!("duplicate provider name `{}`", p.name),
+            ));
+        }
+        for (j, f) in p.fallback.iter().enumerate() {
+            if f == &p.name {
+                problems.push((
+                    format!("providers[{i}].fallback[{j}]"),
+                    "a provider cannot fall back to itself".to_string(),
+                ));
+            } else if !names.contains(f.as_str()) {
+                problems.push((
+                    format!("providers[{i}].fallback[{j}]"),
+                    format!("unknown provider `{f}`"),
+                ));
+            }
+        }
+    }
+    for (path, message) in problems {
+        ctx.err(path, message);
+    }
+    out
+}
+
+fn price(ctx: &mut Ctx, path: &str, v: Value) -> Option<Price> {
+    let raw: raw::Price = ctx.node(path, v)?;
+    Some(Price {
+        input: ctx.usd(&format!("{path}.input_per_mtok"), Some(raw.input_per_mtok))?,
+        output: ctx.usd(
+            &format!("{path}.output_per_mtok"),
+            Some(raw.output_per_mtok),
+        )?,
+        cached_input: ctx.usd(
+            &format!("{path}.cached_input_per_mtok"),
+            raw.cached_input_per_mtok,
+        ),
+        reasoning: ctx.usd(
+            &format!("{path}.reasoning_per_mtok"),
+            raw.reasoning_per_mtok,
+        ),
+        max_output_tokens: raw.max_output_tokens,
+    })
+}
+
+fn pricing(ctx: &mut Ctx, v: Value) -> Pricing {
+    let raw: raw::Pricing = ctx.node("pricing", v).unwrap_or_default();
+    let mut overrides = BTreeMap::new();
+    for (model, v) in raw.overrides {
+        if let Some(p) = price(ctx, &format!("pricing.overrides.{model}"), v) {
+            overrides.insert(model, p);
+        }
+    }
+    let unknown_model = match raw.unknown_model {
+        None => UnknownModel::Deny,
+        Some(Value::String(s)) if s == "deny" => UnknownModel::Deny,
+        Some(v @ Value::Mapping(_)) => price(ctx, "pricing.unknown_model", v)
+            .map(UnknownModel::Price)
+            .unwrap_or(UnknownModel::Deny),
+        Some(_) => {
+            ctx.err(
+                "pricing.unknown_model",
+                "expected `deny` or { input_per_mtok: N, output_per_mtok: N }",
+            );
+            UnknownModel::Deny
+        }
+    };
+    Pricing {
+        overrides,
+        unknown_model,
+    }
+}
+
+/// A scope path: 1 to 5 segments of letters, digits, `_`, `-`, `.`.
+pub fn valid_scope_path(path: &str) -> Result<(), String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() > 5 {
+        return Err("a scope has at most 5 levels: tenant/workspace/app/workflow/agent".into());
+    }
+    for s in segments {
+        let ok = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            return Err(format!(
+                "`{path}` is not a scope path: expected segments of letters, digits, _ - . separated by /"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn scopes(ctx: &mut Ctx, v: Value) -> BTreeMap<String, Scope> {
+    let mut out = BTreeMap::new();
+    for (name, v) in entries(ctx, "scopes", v) {
+        let path = format!("scopes.{name}");
+        if let Err(e) = valid_scope_path(&name) {
+            ctx.err(&path, e);
+            continue;
+        }
+        let Some(raw) = ctx.node::<raw::Scope>(&path, v) else {
+            continue;
+        };
+        let budget = raw.budget.and_then(|b| {
+            let limit_nanos = ctx.usd(&format!("{path}.budget.limit_usd"), Some(b.limit_usd))?;
+            let period = ctx.keyword(
+                &format!("{path}.budget.period"),
+                b.period.as_deref(),
+                Period::parse,
+                "day, week, month or total",
+                Period::Total,
+            );
+            let tz = ctx.tz(&format!("{path}.budget.tz"), b.tz.as_deref());
+            Some(Budget {
+                limit_nanos,
+                period,
+                tz,
+            })
+        });
+        out.insert(name, Scope { budget });
+    }
+    out
+}
+
+fn policies(ctx: &mut Ctx, v: Value) -> BTreeMap<String, Policy> {
+    let mut out = BTreeMap::new();
+    for (name, v) in entries(ctx, "policies", v) {
+        let path = format!("policies.{name}");
+        let Some(raw) = ctx.node::<raw::Policy>(&path, v) else {
+            continue;
+        };
+        let policy = policy(ctx, &path, name.clone(), raw);
+        out.insert(name, policy);
+    }
+    out
+}
+
+fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
+    let mode = ctx.keyword(
+        &format!("{path}.mode"),
+        raw.mode.as_deref(),
+        |t| match t {
+            "enforce" => Some(Mode::Enforce),
+            "shadow" => Some(Mode::Shadow),
+            _ => None,
+        },
+        "enforce or shadow",
+        Mode::Enforce,
+    );
+    let models = raw.models.unwrap_or_default();
+    let models = ModelRules {
+        allow: ctx.globs(&format!("{path}.models.allow"), &models.allow),
+        deny: ctx.globs(&format!("{path}.models.deny"), &models.deny),
+    };
+    let rate = raw.rate.unwrap_or_default();
+    for (field, zero) in [
+        ("rpm", rate.rpm == Some(0)),
+        ("tpm", rate.tpm == Some(0)),
+        ("concurrent", rate.concurrent == Some(0)),
+    ] {
+        if zero {
+            ctx.err(
+                format!("{path}.rate.{field}"),
+                "must be at least 1 (omit it for no limit)",
+            );
+        }
+    }
+    if let Some(t) = raw.min_trust
+        && !(0.0..=1.0).contains(&t)
+    {
+        ctx.err(format!("{path}.min_trust"), "must be between 0 and 1");
+    }
+    let min_output_tokens = raw.caps.and_then(|c| c.min_output_tokens).unwrap_or(16);
+    if min_output_tokens == 0 {
+        ctx.err(
+            format!("{path}.caps.min_output_tokens"),
+            "must be at least 1",
+        );
+    }
+    Policy {
+        mode,
+        models,
+        max_request_nanos: ctx.usd(&format!("{path}.max_request_usd"), raw.max_request_usd),
+        run_budget_nanos: ctx.usd(&format!("{path}.run_budget_usd"), raw.run_budget_usd),
+        min_output_tokens,
+        rate: Rate {
+            rpm: rate.rpm,
+            tpm: rate.tpm,
+            concurrent: rate.concurrent,
+        },
+        hours: raw
+            .hours
+            .and_then(|h| crate::section::hours(ctx, &format!("{path}.hours"), h)),
+        tools: policy_tools(ctx, &format!("{path}.tools"), raw.tools.unwrap_or_default()),
+        guardrails: guardrails(
+            ctx,
+            &format!("{path}.guardrails"),
+            raw.guardrails.unwrap_or_default(),
+        ),
+        min_trust: raw.min_trust,
+        log_prompts: raw.log_prompts.unwrap_or(false),
+        name,
+    }
+}
+
+fn agents(ctx: &mut Ctx, v: Value, policies: &BTreeMap<String, Policy>) -> BTreeMap<String, Agent> {
+    let mut out = BTreeMap::new();
+    for (id, v) in entries(ctx, "agents", v) {
+        let path = format!("agents.{id}");
+        let Some(raw) = ctx.node::<raw::Agent>(&path, v) else {
+            continue;
+        };
+        if let Err(e) = valid_scope_path(&raw.scope) {
+            ctx.err(format!("{path}.scope"), e);
+        }
+        if !policies.contains_key(&raw.policy) {
+            ctx.err(
+                format!("{path}.policy"),
+                format!("unknown policy `{}`", raw.policy),
+            );
+        }
+        out.insert(
+            id.clone(),
+            Agent {
+                id,
+                scope: raw.scope,
+                policy: raw.policy,
+            },
+        );
+    }
+    out
+}
+
+fn keys(ctx: &mut Ctx, v: Value, agents: &BTreeMap<String, Agent>) -> Vec<StaticKey> {
+    let mut out: Vec<StaticKey> = Vec::new();
+    for (i, item) in items(ctx, "keys", v).into_iter().enumerate() {
+        let path = format!("keys[{i}]");
+        let Some(raw) = ctx.node::<raw::StaticKey>(&path, item) else {
+            continue;
+        };
+        if !agents.contains_key(&raw.agent) {
+            ctx.err(
+                format!("{path}.agent"),
+                format!("unknown agent `{}`", raw.agent),
+            );
+        }
+        let Some(sha256) = parse_sha256(&raw.sha256) else {
+            ctx.err(
+                format!("{path}.sha256"),
+                "expected 64 hex digits: the SHA-256 of the full key string",
+            );
+            continue;
+        };
+        if out.iter().any(|k| k.id == raw.id) {
+            ctx.err(
+                format!("{path}.id"),
+                format!("duplicate key id `{}`", raw.id),
+            );
+        }
+        if out.iter().any(|k| k.sha256 == sha256) {
+            ctx.err(
+                format!("{path}.sha256"),
+                "the same key hash is listed twice",
+            );
+        }
+        out.push(StaticKey {
+            id: raw.id,
+            agent: raw.agent,
+            sha256,
+        });
+    }
+    out
+}
+
+pub(crate) fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
