@@ -1,2 +1,28 @@
 //! The spend authority: scopes, reserve/commit/release and their decisions, behind one
 //! store seam with an embedded and a Redis backend.
+//!
+//! The proxy builds a [`ReserveRequest`] from config (every scope on the agent's path with
+//! its budget), asks a [`Store`] to reserve, and later commits the actual cost or releases.
+//! This crate knows nothing of Pingora or of the config crate: it takes plain types.
+
+mod clock;
+mod embedded;
+mod error;
+mod keys;
+mod model;
+mod plan;
+mod redis;
+mod scope;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use embedded::{DB_FILE, EmbeddedStore};
+pub use error::StoreError;
+pub use keys::KeyRecord;
+pub use model::{
+    Balance, Budget, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, MAX_NANOS,
+    Nanos, Period, ReleaseOutcome, ReserveAnswer, ReserveRequest, ScopeBudget, window_id,
+};
+pub use redis::{RedisOptions, RedisStore};
+pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
+pub use store::{Store, StoreOptions, spawn_reaper};

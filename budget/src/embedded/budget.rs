@@ -1,0 +1,432 @@
+//! Budget operations as short SQL transactions on the worker's connection.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::sql_error;
+use crate::StoreError;
+use crate::keys::{from_millis, millis};
+use crate::model::{
+    Balance, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, Nanos, Period,
+    ReleaseOutcome, ReserveAnswer, ReserveRequest, balance, grant,
+};
+use crate::plan::Plan;
+use crate::scope::under_prefix;
+use crate::store::StoreOptions;
+
+type Sql<T> = Result<T, StoreError>;
+
+fn ttl_millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+fn period_of(text: &str) -> Sql<Period> {
+    Period::parse(text)
+        .ok_or_else(|| StoreError::Internal(format!("unknown period `{text}` in the store")))
+}
+
+/// The stored answer of a granted reservation, replayed to a retried reserve.
+fn stored_answer(c: &Connection, tenant: &str, id: &str) -> Sql<Option<ReserveAnswer>> {
+    c.prepare_cached(
+        "SELECT decision, granted, tight_scope, tight_room, expires_ms FROM reservations WHERE tenant = ?1 AND id = ?2",
+    )
+    .map_err(sql_error)?
+    .query_row(params![tenant, id], |r| {
+        let decision = if r.get::<_, String>(0)? == "allow" { Decision::Allow } else { Decision::AllowWithCaps };
+        let tight: Option<String> = r.get(2)?;
+        let room: Option<i64> = r.get(3)?;
+        Ok(ReserveAnswer {
+            reservation_id: id.to_owned(),
+            decision,
+            granted: r.get(1)?,
+            tightest: tight.zip(room),
+            expires_at: Some(from_millis(r.get(4)?)),
+            replayed: true,
+        })
+    })
+    .optional()
+    .map_err(sql_error)
+}
+
+pub(super) fn reserve(
+    c: &Connection,
+    opts: &StoreOptions,
+    plan: &Plan,
+    req: &ReserveRequest,
+    now: DateTime<Utc>,
+) -> Sql<ReserveAnswer> {
+    let tenant = plan.tenant.as_str();
+    if let Some(key) = &req.idempotency_key {
+        let first: Option<String> = c
+            .prepare_cached("SELECT reservation_id FROM idempotency WHERE tenant = ?1 AND key = ?2")
+            .map_err(sql_error)?
+            .query_row(params![tenant, key], |r| r.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        if let Some(first) = first
+            && let Some(answer) = stored_answer(c, tenant, &first)?
+        {
+            return Ok(answer);
+        }
+    }
+    if let Some(answer) = stored_answer(c, tenant, &req.reservation_id)? {
+        return Ok(answer);
+    }
+    reap(c, now, opts.reap_on_reserve, None)?;
+
+    // (scope, window, limit, period, room) of every budgeted scope.
+    let mut lines: Vec<(&str, &str, Nanos, Period, Nanos)> = Vec::with_capacity(plan.scopes.len());
+    let mut override_q = c
+        .prepare_cached("SELECT lim, period FROM overrides WHERE scope = ?1")
+        .map_err(sql_error)?;
+    let mut window_q = c
+        .prepare_cached("SELECT spent, reserved FROM windows WHERE scope = ?1 AND window = ?2")
+        .map_err(sql_error)?;
+    for s in &plan.scopes {
+        let ovr: Option<(i64, String)> = override_q
+            .query_row([&s.scope], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql_error)?;
+        let (limit, period) = match ovr {
+            Some((l, p)) => (l, period_of(&p)?),
+            None => match s.configured {
+                Some(b) => b,
+                None => continue,
+            },
+        };
+        let window = s.window(period);
+        let (spent, reserved): (i64, i64) = window_q
+            .query_row(params![s.scope, window], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(sql_error)?
+            .unwrap_or((0, 0));
+        lines.push((&s.scope, window, limit, period, limit - spent - reserved));
+    }
+    // The first scope with the least room, tenant first: ties name the broader budget.
+    let tightest =
+        lines.iter().fold(
+            None::<&(&str, &str, Nanos, Period, Nanos)>,
+            |best, l| match best {
+                Some(b) if b.4 <= l.4 => Some(b),
+                _ => Some(l),
+            },
+        );
+    let Some(granted) = grant(req.amount, req.min_amount, tightest.map(|t| t.4)) else {
+        let t = tightest.expect("only a budgeted scope can deny");
+        return Ok(ReserveAnswer {
+            reservation_id: req.reservation_id.clone(),
+            decision: Decision::Deny {
+                scope: t.0.to_owned(),
+                reason: DenyReason::BudgetExceeded,
+            },
+            granted: 0,
+            tightest: Some((t.0.to_owned(), t.4.max(0))),
+            expires_at: None,
+            replayed: false,
+        });
+    };
+
+    let mut upsert = c
+        .prepare_cached(
+            "INSERT INTO windows (scope, window, period, lim, reserved) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (scope, window) DO UPDATE SET
+                reserved = reserved + excluded.reserved, lim = excluded.lim, period = excluded.period",
+        )
+        .map_err(sql_error)?;
+    for (scope, window, limit, period, _) in &lines {
+        upsert
+            .execute(params![scope, window, period.as_str(), limit, granted])
+            .map_err(sql_error)?;
+    }
+    let decision = if granted == req.amount {
+        Decision::Allow
+    } else {
+        Decision::AllowWithCaps
+    };
+    let tight = tightest.map(|t| (t.0.to_owned(), (t.4 - granted).max(0)));
+    let expires = now + TimeDelta::milliseconds(ttl_millis(req.ttl));
+    let stored_lines: String = lines.iter().map(|l| format!("{}|{}\n", l.0, l.1)).collect();
+    c.prepare_cached(
+        "INSERT INTO reservations (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines)
+         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        tenant,
+        req.reservation_id,
+        decision.as_str(),
+        granted,
+        tight.as_ref().map(|t| &t.0),
+        tight.as_ref().map(|t| t.1),
+        millis(expires),
+        stored_lines
+    ])
+    .map_err(sql_error)?;
+    if let Some(key) = &req.idempotency_key {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency (tenant, key, reservation_id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(sql_error)?
+        .execute(params![tenant, key, req.reservation_id])
+        .map_err(sql_error)?;
+    }
+    Ok(ReserveAnswer {
+        reservation_id: req.reservation_id.clone(),
+        decision,
+        granted,
+        tightest: tight,
+        expires_at: Some(expires),
+        replayed: false,
+    })
+}
+
+struct Held {
+    state: String,
+    granted: Nanos,
+    expires_ms: i64,
+    lines: String,
+    actual: Option<Nanos>,
+    late: bool,
+}
+
+fn held(c: &Connection, tenant: &str, id: &str) -> Sql<Option<Held>> {
+    c.prepare_cached("SELECT state, granted, expires_ms, lines, actual, late FROM reservations WHERE tenant = ?1 AND id = ?2")
+        .map_err(sql_error)?
+        .query_row(params![tenant, id], |r| {
+            Ok(Held { state: r.get(0)?, granted: r.get(1)?, expires_ms: r.get(2)?, lines: r.get(3)?, actual: r.get(4)?, late: r.get(5)? })
+        })
+        .optional()
+        .map_err(sql_error)
+}
+
+/// Adds `reserved_delta` and `spent_delta` to every window a hold sits on.
+fn apply(c: &Connection, lines: &str, reserved_delta: Nanos, spent_delta: Nanos) -> Sql<()> {
+    let mut upd = c
+        .prepare_cached(
+            "UPDATE windows SET reserved = reserved + ?3, spent = spent + ?4 WHERE scope = ?1 AND window = ?2",
+        )
+        .map_err(sql_error)?;
+    for line in lines.lines() {
+        let (scope, window) = line
+            .split_once('|')
+            .ok_or_else(|| StoreError::Internal("bad reservation line".into()))?;
+        upd.execute(params![scope, window, reserved_delta, spent_delta])
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+fn settle(
+    c: &Connection,
+    tenant: &str,
+    id: &str,
+    state: &str,
+    actual: Option<Nanos>,
+    late: bool,
+    now: DateTime<Utc>,
+) -> Sql<()> {
+    c.prepare_cached(
+        "UPDATE reservations SET state = ?3, actual = ?4, late = ?5, settled_ms = ?6 WHERE tenant = ?1 AND id = ?2",
+    )
+    .map_err(sql_error)?
+    .execute(params![tenant, id, state, actual, late, millis(now)])
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) fn commit(
+    c: &Connection,
+    tenant: &str,
+    id: &str,
+    actual: Nanos,
+    now: DateTime<Utc>,
+) -> Sql<CommitOutcome> {
+    let Some(h) = held(c, tenant, id)? else {
+        return Ok(CommitOutcome::NotFound);
+    };
+    match h.state.as_str() {
+        "active" => {
+            let late = millis(now) >= h.expires_ms;
+            apply(c, &h.lines, -h.granted, actual)?;
+            settle(c, tenant, id, "committed", Some(actual), late, now)?;
+            Ok(CommitOutcome::Committed {
+                actual,
+                after_expiry: late,
+                replayed: false,
+            })
+        }
+        // The reaper already gave the hold back; the money was spent all the same.
+        "expired" => {
+            apply(c, &h.lines, 0, actual)?;
+            settle(c, tenant, id, "committed", Some(actual), true, now)?;
+            Ok(CommitOutcome::Committed {
+                actual,
+                after_expiry: true,
+                replayed: false,
+            })
+        }
+        "committed" => Ok(CommitOutcome::Committed {
+            actual: h.actual.unwrap_or(0),
+            after_expiry: h.late,
+            replayed: true,
+        }),
+        _ => Ok(CommitOutcome::AlreadyReleased),
+    }
+}
+
+pub(super) fn release(
+    c: &Connection,
+    tenant: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Sql<ReleaseOutcome> {
+    let Some(h) = held(c, tenant, id)? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    match h.state.as_str() {
+        "active" => {
+            apply(c, &h.lines, -h.granted, 0)?;
+            settle(c, tenant, id, "released", None, false, now)?;
+            Ok(ReleaseOutcome::Released { replayed: false })
+        }
+        "released" => Ok(ReleaseOutcome::Released { replayed: true }),
+        "expired" => Ok(ReleaseOutcome::Expired),
+        _ => Ok(ReleaseOutcome::AlreadyCommitted {
+            actual: h.actual.unwrap_or(0),
+        }),
+    }
+}
+
+pub(super) fn extend(
+    c: &Connection,
+    tenant: &str,
+    id: &str,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Sql<ExtendOutcome> {
+    let Some(h) = held(c, tenant, id)? else {
+        return Ok(ExtendOutcome::NotFound);
+    };
+    match h.state.as_str() {
+        "active" if millis(now) < h.expires_ms => {
+            let expires = now + TimeDelta::milliseconds(ttl_millis(ttl));
+            c.prepare_cached(
+                "UPDATE reservations SET expires_ms = ?3 WHERE tenant = ?1 AND id = ?2",
+            )
+            .map_err(sql_error)?
+            .execute(params![tenant, id, millis(expires)])
+            .map_err(sql_error)?;
+            Ok(ExtendOutcome::Extended {
+                expires_at: expires,
+            })
+        }
+        "active" | "expired" => Ok(ExtendOutcome::Expired),
+        _ => Ok(ExtendOutcome::Settled),
+    }
+}
+
+/// Gives back up to `limit` lapsed holds; with `retention`, also forgets settled
+/// reservations (and their idempotency keys) settled longer ago than that.
+pub(super) fn reap(
+    c: &Connection,
+    now: DateTime<Utc>,
+    limit: usize,
+    retention: Option<Duration>,
+) -> Sql<usize> {
+    let lapsed: Vec<(String, String, Nanos, String)> = c
+        .prepare_cached(
+            "SELECT tenant, id, granted, lines FROM reservations
+             WHERE state = 'active' AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2",
+        )
+        .map_err(sql_error)?
+        .query_map(
+            params![millis(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    for (tenant, id, granted, lines) in &lapsed {
+        apply(c, lines, -granted, 0)?;
+        settle(c, tenant, id, "expired", None, false, now)?;
+    }
+    if let Some(retention) = retention {
+        let before = millis(now) - ttl_millis(retention);
+        c.prepare_cached(
+            "DELETE FROM idempotency WHERE (tenant, reservation_id) IN
+               (SELECT tenant, id FROM reservations WHERE state <> 'active' AND settled_ms < ?1)",
+        )
+        .map_err(sql_error)?
+        .execute([before])
+        .map_err(sql_error)?;
+        c.prepare_cached("DELETE FROM reservations WHERE state <> 'active' AND settled_ms < ?1")
+            .map_err(sql_error)?
+            .execute([before])
+            .map_err(sql_error)?;
+    }
+    Ok(lapsed.len())
+}
+
+pub(super) fn set_limit(
+    c: &Connection,
+    scope: &str,
+    limit: Option<Nanos>,
+    period: Period,
+) -> Sql<()> {
+    match limit {
+        Some(l) => c
+            .prepare_cached(
+                "INSERT OR REPLACE INTO overrides (scope, lim, period) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(sql_error)?
+            .execute(params![scope, l, period.as_str()]),
+        None => c
+            .prepare_cached("DELETE FROM overrides WHERE scope = ?1")
+            .map_err(sql_error)?
+            .execute([scope]),
+    }
+    .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(super) fn overrides(c: &Connection, prefix: Option<&str>) -> Sql<Vec<LimitOverride>> {
+    let rows: Vec<(String, i64, String)> = c
+        .prepare_cached("SELECT scope, lim, period FROM overrides ORDER BY scope")
+        .map_err(sql_error)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    rows.into_iter()
+        .filter(|(s, _, _)| under_prefix(s, prefix))
+        .map(|(scope, limit, p)| {
+            Ok(LimitOverride {
+                scope,
+                limit,
+                period: period_of(&p)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn balances(c: &Connection, prefix: Option<&str>) -> Sql<Vec<Balance>> {
+    let overrides = overrides(c, prefix)?;
+    let rows: Vec<(String, String, String, i64, i64, i64)> = c
+        .prepare_cached("SELECT scope, window, period, lim, spent, reserved FROM windows ORDER BY scope, window")
+        .map_err(sql_error)?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    rows.into_iter()
+        .filter(|r| under_prefix(&r.0, prefix))
+        .map(|(scope, window, p, lim, spent, reserved)| {
+            let period = period_of(&p)?;
+            Ok(balance(
+                scope, window, period, lim, spent, reserved, &overrides,
+            ))
+        })
+        .collect()
+}

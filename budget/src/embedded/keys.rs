@@ -1,0 +1,122 @@
+//! Agent key records in the `keys` table.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::sql_error;
+use crate::StoreError;
+use crate::keys::{KeyRecord, from_millis, millis};
+
+type Sql<T> = Result<T, StoreError>;
+
+const COLUMNS: &str =
+    "id, agent, sha256, label, created_ms, expires_ms, revoked_ms, not_after_ms, parent_id";
+
+fn record(r: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let hash: Vec<u8> = r.get(2)?;
+    let sha256 = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+        rusqlite::Error::InvalidColumnType(2, "sha256".into(), rusqlite::types::Type::Blob)
+    })?;
+    let at = |i: usize| -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(r.get::<_, Option<i64>>(i)?.map(from_millis))
+    };
+    Ok(KeyRecord {
+        id: r.get(0)?,
+        agent: r.get(1)?,
+        sha256,
+        label: r.get(3)?,
+        created_at: from_millis(r.get(4)?),
+        expires_at: at(5)?,
+        revoked_at: at(6)?,
+        not_after: at(7)?,
+        parent_id: r.get(8)?,
+    })
+}
+
+fn write(c: &Connection, sql: &str, k: &KeyRecord) -> rusqlite::Result<usize> {
+    let ms = |t: Option<DateTime<Utc>>| t.map(millis);
+    c.prepare_cached(sql)?.execute(params![
+        k.id,
+        k.agent,
+        k.sha256.as_slice(),
+        k.label,
+        millis(k.created_at),
+        ms(k.expires_at),
+        ms(k.revoked_at),
+        ms(k.not_after),
+        k.parent_id
+    ])
+}
+
+pub(super) fn put(c: &Connection, k: &KeyRecord) -> Sql<()> {
+    let sql = format!("INSERT INTO keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    match write(c, &sql, k) {
+        Ok(_) => Ok(()),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => Err(
+            StoreError::Conflict(format!("key `{}` or its hash is already stored", k.id)),
+        ),
+        Err(e) => Err(sql_error(e)),
+    }
+}
+
+pub(super) fn update(c: &Connection, k: &KeyRecord) -> Sql<bool> {
+    let sql =
+        "UPDATE keys SET agent = ?2, sha256 = ?3, label = ?4, created_ms = ?5, expires_ms = ?6,
+               revoked_ms = ?7, not_after_ms = ?8, parent_id = ?9 WHERE id = ?1";
+    match write(c, sql, k) {
+        Ok(n) => Ok(n > 0),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => Err(
+            StoreError::Conflict(format!("the hash of key `{}` belongs to another key", k.id)),
+        ),
+        Err(e) => Err(sql_error(e)),
+    }
+}
+
+pub(super) fn by_hash(c: &Connection, hash: &[u8; 32]) -> Sql<Option<KeyRecord>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE sha256 = ?1"))
+        .map_err(sql_error)?
+        .query_row([hash.as_slice()], record)
+        .optional()
+        .map_err(sql_error)
+}
+
+pub(super) fn by_id(c: &Connection, id: &str) -> Sql<Option<KeyRecord>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))
+        .map_err(sql_error)?
+        .query_row([id], record)
+        .optional()
+        .map_err(sql_error)
+}
+
+pub(super) fn list(c: &Connection) -> Sql<Vec<KeyRecord>> {
+    c.prepare_cached(&format!("SELECT {COLUMNS} FROM keys ORDER BY id"))
+        .map_err(sql_error)?
+        .query_map([], record)
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)
+}
+
+pub(super) fn revoke(c: &Connection, id: &str, now: DateTime<Utc>) -> Sql<Option<Vec<String>>> {
+    if by_id(c, id)?.is_none() {
+        return Ok(None);
+    }
+    // The key and all its delegates; UNION (not UNION ALL) stops on a parent cycle.
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "WITH RECURSIVE tree(id) AS (SELECT ?1 UNION SELECT k.id FROM keys k JOIN tree t ON k.parent_id = t.id)
+             SELECT k.id FROM keys k JOIN tree t ON k.id = t.id WHERE k.revoked_ms IS NULL ORDER BY k.id",
+        )
+        .map_err(sql_error)?
+        .query_map([id], |r| r.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    let mut upd = c
+        .prepare_cached("UPDATE keys SET revoked_ms = ?2 WHERE id = ?1")
+        .map_err(sql_error)?;
+    for k in &ids {
+        upd.execute(params![k, millis(now)]).map_err(sql_error)?;
+    }
+    Ok(Some(ids))
+}

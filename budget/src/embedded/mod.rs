@@ -1,0 +1,267 @@
+//! The embedded backend: SQLite in WAL mode on one worker thread, durable across `kill -9`.
+//!
+//! One thread owns the connection and runs operations in arrival order, so every operation
+//! is serialised without locks. Operations that queue up while one runs are committed
+//! together in one transaction (each inside its own savepoint), and nobody hears back
+//! before that transaction is committed: a burst costs one WAL append, not one per call.
+//! `synchronous=NORMAL` leaves a committed transaction in the OS page cache, which survives
+//! the process being killed; only a power loss can lose the last transactions.
+
+mod budget;
+mod keys;
+mod schema;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+
+use crate::StoreError;
+use crate::keys::KeyRecord;
+use crate::model::{
+    Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
+    ReserveAnswer, ReserveRequest, check_limit,
+};
+use crate::plan::plan;
+use crate::scope::validate_scope;
+use crate::store::{Store, StoreOptions, check_id};
+
+/// File name of the database inside the configured `store.path` directory.
+pub const DB_FILE: &str = "tollgate.db";
+/// Operations committed together at most; bounds the latency one burst adds to its last member.
+const MAX_BATCH: usize = 128;
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A queued operation: run on the connection, or skipped (`None`) when its batch could not
+/// even begin; either way it yields the reply to send once the batch's fate is known.
+type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Reply + Send>;
+
+/// The embedded store. Cheap to share behind an `Arc`; dropping the last one stops the
+/// worker thread after the queued operations.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    jobs: mpsc::Sender<Job>,
+    opts: StoreOptions,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in directory `dir`.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
+        let conn = schema::open(&dir.join(DB_FILE))?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("tollgate-store".into())
+            .spawn(move || worker(conn, queue))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
+        Ok(EmbeddedStore { jobs, opts })
+    }
+
+    /// Runs `op` on the worker inside a savepoint and waits for the batch to be committed.
+    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: Option<&mut Connection>| {
+            let outcome = match conn.map(|c| c.savepoint()) {
+                Some(Ok(sp)) => match op(&sp) {
+                    Ok(v) => sp.commit().map(|()| v).map_err(sql_error),
+                    // Dropping the savepoint rolls back whatever the failed op wrote.
+                    Err(e) => Err(e),
+                },
+                Some(Err(e)) => Err(sql_error(e)),
+                None => Err(StoreError::Unavailable(
+                    "the store could not begin a transaction".into(),
+                )),
+            };
+            Box::new(move |batch: Result<(), StoreError>| {
+                let _ = tx.send(batch.and(outcome));
+            })
+        });
+        self.jobs.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the embedded store's worker thread has stopped".into())
+}
+
+fn worker(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_error);
+        let replies: Vec<Reply> = if began.is_ok() {
+            batch.into_iter().map(|job| job(Some(&mut conn))).collect()
+        } else {
+            batch.into_iter().map(|job| job(None)).collect()
+        };
+        let committed = began.and_then(|()| conn.execute_batch("COMMIT").map_err(sql_error));
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(StoreError::Unavailable(e.to_string())),
+            });
+        }
+    }
+}
+
+/// Storage trouble (locked, full, IO) is worth retrying; anything else is a bug or corruption.
+pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(
+            DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | ReadOnly
+            | OutOfMemory,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
+        let now = self.opts.clock.now();
+        let plan = plan(req, now)?;
+        let req = req.clone();
+        let opts = self.opts.clone();
+        self.run(move |c| budget::reserve(c, &opts, &plan, &req, now))
+            .await
+    }
+
+    async fn commit(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+        actual: Nanos,
+    ) -> Result<CommitOutcome, StoreError> {
+        check_limit("a commit's actual cost", actual)?;
+        let (tenant, id, now) = (
+            tenant.to_owned(),
+            reservation_id.to_owned(),
+            self.opts.clock.now(),
+        );
+        self.run(move |c| budget::commit(c, &tenant, &id, actual, now))
+            .await
+    }
+
+    async fn release(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+    ) -> Result<ReleaseOutcome, StoreError> {
+        let (tenant, id, now) = (
+            tenant.to_owned(),
+            reservation_id.to_owned(),
+            self.opts.clock.now(),
+        );
+        self.run(move |c| budget::release(c, &tenant, &id, now))
+            .await
+    }
+
+    async fn extend(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+        ttl: Duration,
+    ) -> Result<ExtendOutcome, StoreError> {
+        let (tenant, id, now) = (
+            tenant.to_owned(),
+            reservation_id.to_owned(),
+            self.opts.clock.now(),
+        );
+        self.run(move |c| budget::extend(c, &tenant, &id, ttl, now))
+            .await
+    }
+
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let retention = self.opts.settled_retention;
+        self.run(move |c| budget::reap(c, now, usize::MAX, Some(retention)))
+            .await
+    }
+
+    async fn set_limit(
+        &self,
+        scope: &str,
+        limit: Option<Nanos>,
+        period: Period,
+    ) -> Result<(), StoreError> {
+        validate_scope(scope)?;
+        if let Some(l) = limit {
+            check_limit("a limit", l)?;
+        }
+        let scope = scope.to_owned();
+        self.run(move |c| budget::set_limit(c, &scope, limit, period))
+            .await
+    }
+
+    async fn limit_overrides(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<LimitOverride>, StoreError> {
+        let prefix = prefix.map(str::to_owned);
+        self.run(move |c| budget::overrides(c, prefix.as_deref()))
+            .await
+    }
+
+    async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
+        let prefix = prefix.map(str::to_owned);
+        self.run(move |c| budget::balances(c, prefix.as_deref()))
+            .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error))
+            .await
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.opts.clock.now()
+    }
+
+    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        check_id("key id", &key.id)?;
+        let key = key.clone();
+        self.run(move |c| keys::put(c, &key)).await
+    }
+
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.run(move |c| keys::update(c, &key)).await
+    }
+
+    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+        let hash = *sha256;
+        self.run(move |c| keys::by_hash(c, &hash)).await
+    }
+
+    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c| keys::by_id(c, &id)).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.run(keys::list).await
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let (id, now) = (id.to_owned(), self.opts.clock.now());
+        self.run(move |c| keys::revoke(c, &id, now)).await
+    }
+}

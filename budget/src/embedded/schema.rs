@@ -1,0 +1,84 @@
+//! Opening the SQLite file: pragmas for durability without an fsync per operation, and the
+//! tables.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::sql_error;
+use crate::StoreError;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS windows (
+    scope    TEXT NOT NULL,
+    window   TEXT NOT NULL,
+    period   TEXT NOT NULL,
+    lim      INTEGER NOT NULL,
+    spent    INTEGER NOT NULL DEFAULT 0,
+    reserved INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, window)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS overrides (
+    scope  TEXT PRIMARY KEY,
+    lim    INTEGER NOT NULL,
+    period TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- state: active | committed | released | expired. `lines` lists the scope|window pairs the
+-- hold sits on, one per line, so a commit lands in the windows it reserved in.
+CREATE TABLE IF NOT EXISTS reservations (
+    tenant      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    decision    TEXT NOT NULL,
+    granted     INTEGER NOT NULL,
+    tight_scope TEXT,
+    tight_room  INTEGER,
+    expires_ms  INTEGER NOT NULL,
+    lines       TEXT NOT NULL,
+    actual      INTEGER,
+    late        INTEGER NOT NULL DEFAULT 0,
+    settled_ms  INTEGER,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reservations_active ON reservations (expires_ms) WHERE state = 'active';
+CREATE INDEX IF NOT EXISTS reservations_settled ON reservations (settled_ms) WHERE state <> 'active';
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant         TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    reservation_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS keys (
+    id           TEXT PRIMARY KEY,
+    agent        TEXT NOT NULL,
+    sha256       BLOB NOT NULL UNIQUE,
+    label        TEXT,
+    created_ms   INTEGER NOT NULL,
+    expires_ms   INTEGER,
+    revoked_ms   INTEGER,
+    not_after_ms INTEGER,
+    parent_id    TEXT
+);
+CREATE INDEX IF NOT EXISTS keys_parent ON keys (parent_id);
+";
+
+pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    // WAL + NORMAL: a commit is an append to the WAL in the page cache (survives kill -9);
+    // fsync happens at checkpoints only.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql_error)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sql_error)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(sql_error)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    conn.execute_batch(SCHEMA).map_err(sql_error)?;
+    Ok(conn)
+}

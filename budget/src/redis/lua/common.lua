@@ -1,0 +1,42 @@
+-- Shared helpers, prepended to every budget script. All keys a script touches start with
+-- `base`, which carries the tenant's hash tag, so one script stays in one cluster slot.
+
+-- Lua numbers are doubles: format them as plain integers before handing them to Redis
+-- (tostring would give "1e+12", which HINCRBY rejects).
+local function int(x)
+  return string.format("%.0f", x)
+end
+
+-- Adds the deltas to reserved (r) and spent (s) of every `scope|window` line of a hold.
+local function apply(base, lines, dr, ds)
+  for line in string.gmatch(lines, "[^\n]+") do
+    local k = base .. "w|" .. line
+    if dr ~= 0 then redis.call("HINCRBY", k, "r", int(dr)) end
+    if ds ~= 0 then redis.call("HINCRBY", k, "s", int(ds)) end
+  end
+end
+
+-- Marks a reservation settled and lets it (and its idempotency key) age out.
+local function finish(base, id, rk, retention, ...)
+  redis.call("HSET", rk, ...)
+  redis.call("ZREM", base .. "exp", id)
+  redis.call("PEXPIRE", rk, retention)
+  local idem = redis.call("HGET", rk, "idem")
+  if idem and idem ~= "" then redis.call("PEXPIRE", base .. "i|" .. idem, retention) end
+end
+
+-- Gives back up to `limit` holds whose expiry is at or before `now`.
+local function reap(base, now, limit, retention)
+  local ids = redis.call("ZRANGEBYSCORE", base .. "exp", "-inf", int(now), "LIMIT", 0, limit)
+  for _, id in ipairs(ids) do
+    local rk = base .. "r|" .. id
+    local h = redis.call("HMGET", rk, "st", "g", "lines")
+    if h[1] == "active" then
+      apply(base, h[3], -tonumber(h[2]), 0)
+      finish(base, id, rk, retention, "st", "expired")
+    else
+      redis.call("ZREM", base .. "exp", id)
+    end
+  end
+  return #ids
+end

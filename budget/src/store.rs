@@ -1,0 +1,158 @@
+//! The seam between the proxy and a backend: the `Store` trait, its options and the reaper.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::StoreError;
+use crate::clock::{Clock, SystemClock};
+use crate::keys::KeyRecord;
+use crate::model::{
+    Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
+    ReserveAnswer, ReserveRequest,
+};
+
+/// The spend authority's storage: budgets, reservations and agent keys.
+///
+/// Every operation is atomic on its own; reserve is atomic across all scopes of the request.
+/// Reservations are named by `(tenant, reservation_id)`: the tenant is the first segment of
+/// the scopes the reservation was made on (`tenant_of`).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Holds money on every budgeted scope of the request, all or nothing.
+    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError>;
+
+    /// Moves the hold out of reserved and records `actual` as spent, on every scope, in the
+    /// windows the reservation was made in. Idempotent.
+    async fn commit(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+        actual: Nanos,
+    ) -> Result<CommitOutcome, StoreError>;
+
+    /// Drops the hold without spending. Idempotent.
+    async fn release(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+    ) -> Result<ReleaseOutcome, StoreError>;
+
+    /// Keeps an active hold alive for `ttl` from now.
+    async fn extend(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+        ttl: Duration,
+    ) -> Result<ExtendOutcome, StoreError>;
+
+    /// Releases every hold whose expiry is at or before `now`; returns how many.
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Sets (`Some`) or clears (`None`) the run-time limit of a scope, shared by every
+    /// instance on the store; it takes precedence over the configured budget.
+    async fn set_limit(
+        &self,
+        scope: &str,
+        limit: Option<Nanos>,
+        period: Period,
+    ) -> Result<(), StoreError>;
+
+    /// The run-time limits, for scopes under `prefix` (all when `None`).
+    async fn limit_overrides(&self, prefix: Option<&str>)
+    -> Result<Vec<LimitOverride>, StoreError>;
+
+    /// Every (scope, window) ever reserved in, for scopes under `prefix`, sorted.
+    async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError>;
+
+    /// Cheap round trip for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The store's clock (what the reaper passes to `reap_expired`).
+    fn now(&self) -> DateTime<Utc>;
+
+    /// Stores a new key; `Conflict` if its id or hash is taken.
+    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Replaces a stored key (same id); `false` if there is none.
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
+
+    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError>;
+
+    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// All keys, sorted by id.
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Revokes the key and every key delegated from it (transitively), now. Returns the ids
+    /// newly revoked, or `None` when there is no such key.
+    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
+}
+
+/// What both backends share in their setup.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub clock: Arc<dyn Clock>,
+    /// How long a settled reservation (and its idempotency key) is remembered, so a late
+    /// retry of commit/release/reserve gets the first answer instead of NotFound.
+    pub settled_retention: Duration,
+    /// How many lapsed holds a reserve reaps on its own tenant before deciding, so the
+    /// decision is right even when no reaper task runs.
+    pub reap_on_reserve: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            clock: Arc::new(SystemClock),
+            settled_retention: Duration::from_secs(24 * 3600),
+            reap_on_reserve: 16,
+        }
+    }
+}
+
+/// Starts a task that reaps lapsed holds every `every`, until the handle is aborted.
+/// Store errors are logged and retried on the next tick (the store recovers on its own).
+pub fn spawn_reaper(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.reap_expired(store.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(reaped = n, "released lapsed budget reservations"),
+                Err(e) => tracing::warn!(error = %e, "reaping lapsed reservations failed"),
+            }
+        }
+    })
+}
+
+pub(crate) fn check_amounts(req: &ReserveRequest) -> Result<(), StoreError> {
+    crate::model::check_limit("an amount", req.amount)?;
+    if req.min_amount < 0 || req.min_amount > req.amount {
+        return Err(StoreError::Invalid(format!(
+            "amounts must satisfy 0 <= min_amount <= amount (got min {} amount {})",
+            req.min_amount, req.amount
+        )));
+    }
+    check_id("reservation id", &req.reservation_id)?;
+    if let Some(key) = &req.idempotency_key {
+        check_id("idempotency key", key)?;
+    }
+    Ok(())
+}
+
+/// Ids travel inside storage keys and reservation records: bounded, printable, no separators.
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
+    let ok = !id.is_empty() && id.len() <= 256 && id.chars().all(|c| !c.is_control() && c != '|');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{what} must be 1..=256 printable characters without `|`"
+        )))
+    }
+}
