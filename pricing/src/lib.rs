@@ -1,3 +1,96 @@
 //! Model prices, token estimation and the cost of a request from the provider's usage.
 //!
-//! Pure and synchronous: no IO, no clock. Money is integer nano-USD (1e-9 USD).
+//! Pure and synchronous: no IO, no clock. Money is integer nano-USD (1e-9 USD); prices are
+//! nano-USD per million tokens. The proxy uses this crate in three places:
+//!
+//! 1. before forwarding: [`estimate_input_tokens`] + [`requested_output_limit`] give the
+//!    worst case ([`worst_case_cost`]); when the budget only covers part of it,
+//!    [`max_affordable_output`] and [`set_output_limit`] cap the request;
+//! 2. while streaming: [`inject_include_usage`] asks the provider for usage, and
+//!    [`StreamAccounting`] picks it up (or counts the streamed output when there is none);
+//! 3. at the end: [`usage_from_response`] and [`cost`] give the exact charge.
+
+mod cost;
+mod estimate;
+mod limits;
+mod price;
+mod stream;
+mod table;
+mod tokenizer;
+mod usage;
+
+pub use cost::{
+    CacheWrites, Usage, cost, max_affordable_output, max_affordable_output_with, worst_case_cost,
+    worst_case_cost_with,
+};
+pub use estimate::{cache_writes_requested, estimate_input_tokens};
+pub use limits::{
+    inject_include_usage, is_usage_only_chunk, output_limit_field, output_multiplier,
+    requested_output_limit, set_output_limit, wants_usage_injection,
+};
+pub use price::{LongContext, NANOS_PER_USD, Price, usd_per_mtok_to_nanos};
+pub use stream::{StreamAccounting, UsageSource};
+pub use table::{PriceRef, PriceSource, PriceTable};
+pub use tokenizer::{Tokenizer, count_tokens, tokenizer_for};
+pub use usage::usage_from_response;
+
+/// The API shape of a request, which decides where tokens, limits and usage live in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/responses`
+    Responses,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/completions` (legacy)
+    Completions,
+    /// `POST /v1/messages` (Anthropic)
+    AnthropicMessages,
+}
+
+impl Api {
+    /// The API served at an HTTP path such as `/v1/chat/completions`.
+    pub fn from_path(path: &str) -> Option<Api> {
+        let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+        match path.rsplit_once("/v1/").map(|(_, rest)| rest) {
+            Some("chat/completions") => Some(Api::ChatCompletions),
+            Some("responses") => Some(Api::Responses),
+            Some("embeddings") => Some(Api::Embeddings),
+            Some("completions") => Some(Api::Completions),
+            Some("messages") => Some(Api::AnthropicMessages),
+            _ => None,
+        }
+    }
+}
+
+/// Why a price or a price table was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PricingError {
+    #[error("invalid price `{0}`: expected a finite, non-negative USD amount per million tokens")]
+    InvalidPrice(String),
+    #[error("invalid price table: {0}")]
+    Table(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_from_path() {
+        let cases = [
+            ("/v1/chat/completions", Some(Api::ChatCompletions)),
+            ("/v1/responses", Some(Api::Responses)),
+            ("/v1/embeddings?x=1", Some(Api::Embeddings)),
+            ("/v1/completions", Some(Api::Completions)),
+            ("/v1/messages", Some(Api::AnthropicMessages)),
+            ("/openai/v1/chat/completions/", Some(Api::ChatCompletions)),
+            ("/v1/models", None),
+            ("/healthz", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(Api::from_path(path), want, "{path}");
+        }
+    }
+}
