@@ -28,7 +28,11 @@ fn reassemble(events: &[Event]) -> (String, Option<String>, Option<Value>) {
         assert_eq!(event.event, None);
         let chunk = event.json();
         assert_eq!(chunk["object"], "chat.completion.chunk");
-        assert!(chunk["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-")));
+        assert!(
+            chunk["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("chatcmpl-"))
+        );
         assert!(chunk["created"].is_u64());
         let choices = chunk["choices"].as_array().expect("choices");
         if choices.is_empty() {
@@ -54,11 +58,19 @@ fn reassemble(events: &[Event]) -> (String, Option<String>, Option<Value>) {
 #[tokio::test]
 async fn a_completion_has_every_field_the_sdk_requires() {
     let mock = mock::provider().spawn().await;
-    let reply = chat(mock.addr(), &json!({"model": "gpt-4o-mini", "messages": user("hello")})).await;
+    let reply = chat(
+        mock.addr(),
+        &json!({"model": "gpt-4o-mini", "messages": user("hello")}),
+    )
+    .await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json"));
     let body = reply.json();
-    assert!(body["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-")));
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-"))
+    );
     assert_eq!(body["object"], "chat.completion");
     assert!(body["created"].is_u64());
     assert_eq!(body["model"], "gpt-4o-mini");
@@ -75,7 +87,10 @@ async fn a_completion_has_every_field_the_sdk_requires() {
     assert_eq!(body["usage"]["completion_tokens"], 24);
     assert_eq!(body["usage"]["total_tokens"], 32);
     assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-    assert_eq!(body["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+    assert_eq!(
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        0
+    );
 }
 
 #[tokio::test]
@@ -87,24 +102,48 @@ async fn scripts_and_output_limits() {
     let cases: Vec<(&str, Value, Result<&str, usize>, &str)> = vec![
         (say, json!({}), Ok(said), "stop"),
         (say, json!({"max_tokens": 100}), Ok(said), "stop"),
-        (say, json!({"max_tokens": 3}), Ok("The quick brown"), "length"),
-        (say, json!({"max_completion_tokens": 4}), Ok("The quick brown fox"), "length"),
-        (say, json!({"max_tokens": 9, "max_completion_tokens": 2}), Ok("The quick"), "length"),
+        (
+            say,
+            json!({"max_tokens": 3}),
+            Ok("The quick brown"),
+            "length",
+        ),
+        (
+            say,
+            json!({"max_completion_tokens": 4}),
+            Ok("The quick brown fox"),
+            "length",
+        ),
+        (
+            say,
+            json!({"max_tokens": 9, "max_completion_tokens": 2}),
+            Ok("The quick"),
+            "length",
+        ),
         ("WORDS: 50", json!({}), Err(50), "stop"),
         ("WORDS: 50", json!({"max_tokens": 7}), Err(7), "length"),
         ("hi", json!({"max_tokens": 5}), Err(5), "length"),
     ];
     for (message, extra, expected, finish) in cases {
         let mut body = json!({"model": "mock-1", "messages": user(message)});
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let reply = chat(mock.addr(), &body).await.json();
-        let content = reply["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+        let content = reply["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         match expected {
             Ok(text) => assert_eq!(content, text, "{body}"),
             Err(count) => assert_eq!(tokens(&content), count, "{body}"),
         }
         assert_eq!(reply["choices"][0]["finish_reason"], finish, "{body}");
-        assert_eq!(reply["usage"]["completion_tokens"], tokens(&content), "{body}");
+        assert_eq!(
+            reply["usage"]["completion_tokens"],
+            tokens(&content),
+            "{body}"
+        );
     }
 }
 
@@ -122,13 +161,27 @@ async fn a_stream_reassembles_to_the_same_answer() {
         let reply = chat(mock.addr(), &body).await;
         assert_eq!(reply.status, 200);
         assert!(reply.complete);
-        assert!(reply.header("content-type").unwrap().starts_with("text/event-stream"));
+        assert!(
+            reply
+                .header("content-type")
+                .unwrap()
+                .starts_with("text/event-stream")
+        );
         let events = reply.events();
         let (content, finish, usage) = reassemble(&events);
-        assert_eq!(finish.as_deref(), whole["choices"][0]["finish_reason"].as_str());
-        assert!(usage.is_none(), "no usage without stream_options.include_usage");
+        assert_eq!(
+            finish.as_deref(),
+            whole["choices"][0]["finish_reason"].as_str()
+        );
+        assert!(
+            usage.is_none(),
+            "no usage without stream_options.include_usage"
+        );
         if message.starts_with("SAY") {
-            assert_eq!(content, whole["choices"][0]["message"]["content"].as_str().unwrap());
+            assert_eq!(
+                content,
+                whole["choices"][0]["message"]["content"].as_str().unwrap()
+            );
         } else {
             assert_eq!(tokens(&content), 40);
         }
@@ -155,7 +208,12 @@ async fn the_same_request_is_chunked_the_same_way() {
 
 #[tokio::test]
 async fn stream_usage_needs_include_usage_and_the_builder_allowing_it() {
-    let cases = [(true, true, true), (true, false, false), (false, true, false), (false, false, false)];
+    let cases = [
+        (true, true, true),
+        (true, false, false),
+        (false, true, false),
+        (false, false, false),
+    ];
     for (allowed, asked, expected) in cases {
         let mock = mock::provider().usage(allowed).spawn().await;
         let body = json!({
@@ -169,7 +227,10 @@ async fn stream_usage_needs_include_usage_and_the_builder_allowing_it() {
         assert_eq!(usage.is_some(), expected, "allowed={allowed} asked={asked}");
         if let Some(usage) = usage {
             assert_eq!(usage["completion_tokens"], tokens("four little words"));
-            assert_eq!(usage["prompt_tokens"], 3 + 1 + tokens("SAY: four little words") + 3);
+            assert_eq!(
+                usage["prompt_tokens"],
+                3 + 1 + tokens("SAY: four little words") + 3
+            );
             // Every other chunk carries an explicit null, as OpenAI sends it.
             assert!(events[0].json()["usage"].is_null());
         }
@@ -188,9 +249,16 @@ async fn parallel_tool_calls_whole_and_streamed() {
     assert!(choice["message"]["content"].is_null());
     let calls = choice["message"]["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 2);
-    assert!(calls.iter().all(|c| c["id"].as_str().unwrap().starts_with("call_") && c["type"] == "function"));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["id"].as_str().unwrap().starts_with("call_") && c["type"] == "function")
+    );
     assert_eq!(calls[0]["function"]["name"], "get_weather");
-    assert_eq!(calls[1]["function"]["arguments"], "{\"to\": \"bob@acme.com\", \"subject\": \"Weather report for the week\"}");
+    assert_eq!(
+        calls[1]["function"]["arguments"],
+        "{\"to\": \"bob@acme.com\", \"subject\": \"Weather report for the week\"}"
+    );
     let expected_prompt = 3 + 1 + tokens(script) + 3 + tokens(&tools.to_string());
     assert_eq!(whole["usage"]["prompt_tokens"], expected_prompt);
 
@@ -206,7 +274,11 @@ async fn parallel_tool_calls_whole_and_streamed() {
         if let Some(reason) = choice["finish_reason"].as_str() {
             finish = Some(reason.to_owned());
         }
-        for call in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
+        for call in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let index = call["index"].as_u64().unwrap() as usize;
             if let Some(id) = call["id"].as_str() {
                 assert!(id.starts_with("call_"));
@@ -220,8 +292,14 @@ async fn parallel_tool_calls_whole_and_streamed() {
     }
     assert_eq!(finish.as_deref(), Some("tool_calls"));
     for index in 0..2 {
-        assert_eq!(names[index], calls[index]["function"]["name"].as_str().unwrap());
-        assert_eq!(arguments[index], calls[index]["function"]["arguments"].as_str().unwrap());
+        assert_eq!(
+            names[index],
+            calls[index]["function"]["name"].as_str().unwrap()
+        );
+        assert_eq!(
+            arguments[index],
+            calls[index]["function"]["arguments"].as_str().unwrap()
+        );
         assert!(argument_chunks[index] > 1, "arguments split across chunks");
     }
 }
@@ -231,9 +309,14 @@ async fn a_reasoning_model_bills_hidden_tokens_within_the_limit() {
     let mock = mock::provider().spawn().await;
     let body = json!({"model": "mock-reasoner", "messages": user("SAY: short")});
     let usage = chat(mock.addr(), &body).await.json()["usage"].clone();
-    let reasoning = usage["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap();
+    let reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+        .as_u64()
+        .unwrap();
     assert!(reasoning > 0);
-    assert_eq!(usage["completion_tokens"].as_u64().unwrap(), reasoning + tokens("short") as u64);
+    assert_eq!(
+        usage["completion_tokens"].as_u64().unwrap(),
+        reasoning + tokens("short") as u64
+    );
 
     let starved = json!({"model": "mock-reasoner", "max_completion_tokens": 5, "messages": user("SAY: short")});
     let reply = chat(mock.addr(), &starved).await.json();
@@ -245,10 +328,20 @@ async fn a_reasoning_model_bills_hidden_tokens_within_the_limit() {
 #[tokio::test]
 async fn usage_can_be_left_out() {
     let without = mock::provider().usage(false).spawn().await;
-    let reply = chat(without.addr(), &json!({"model": "mock-1", "messages": user("hi")})).await.json();
+    let reply = chat(
+        without.addr(),
+        &json!({"model": "mock-1", "messages": user("hi")}),
+    )
+    .await
+    .json();
     assert!(reply.get("usage").is_none());
     let with = mock::provider().spawn().await;
-    let reply = chat(with.addr(), &json!({"model": "mock-no-usage", "messages": user("hi")})).await.json();
+    let reply = chat(
+        with.addr(),
+        &json!({"model": "mock-no-usage", "messages": user("hi")}),
+    )
+    .await
+    .json();
     assert!(reply.get("usage").is_none());
     assert_eq!(reply["choices"][0]["finish_reason"], "stop");
 }
@@ -257,7 +350,10 @@ async fn usage_can_be_left_out() {
 async fn bad_requests_get_openai_errors() {
     let mock = mock::provider().spawn().await;
     let cases = [
-        (json!({"model": "mock-1", "messages": user("hi"), "max_tokens": 0}), Some("max_tokens")),
+        (
+            json!({"model": "mock-1", "messages": user("hi"), "max_tokens": 0}),
+            Some("max_tokens"),
+        ),
         (json!({"model": "mock-1"}), Some("messages")),
         (json!({"messages": user("hi")}), None),
     ];
@@ -269,7 +365,14 @@ async fn bad_requests_get_openai_errors() {
         assert!(error["message"].is_string());
         assert_eq!(error["param"].as_str(), param);
     }
-    let not_json = support::send(mock.addr(), "POST", "/v1/chat/completions", &[], Some(b"{nope")).await;
+    let not_json = support::send(
+        mock.addr(),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        Some(b"{nope"),
+    )
+    .await;
     assert_eq!(not_json.status, 400);
     assert_eq!(not_json.json()["error"]["type"], "invalid_request_error");
 }
@@ -278,7 +381,13 @@ async fn bad_requests_get_openai_errors() {
 async fn every_request_is_recorded_as_received() {
     let mock = mock::provider().spawn().await;
     let body = json!({"model": "mock-1", "messages": user("hi")});
-    support::post(mock.addr(), "/v1/chat/completions?trace=1", "sk-upstream", &body).await;
+    support::post(
+        mock.addr(),
+        "/v1/chat/completions?trace=1",
+        "sk-upstream",
+        &body,
+    )
+    .await;
     support::send(mock.addr(), "GET", "/v1/nowhere", &[], None).await;
     let seen = mock.requests();
     assert_eq!(seen.len(), 2);

@@ -29,7 +29,10 @@ impl Reply {
 
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!("body is not JSON ({err}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({err}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -76,7 +79,14 @@ pub async fn send(
 pub async fn post(addr: SocketAddr, path: &str, key: &str, body: &Value) -> Reply {
     let auth = format!("Bearer {key}");
     let body = body.to_string();
-    send(addr, "POST", path, &[("authorization", &auth)], Some(body.as_bytes())).await
+    send(
+        addr,
+        "POST",
+        path,
+        &[("authorization", &auth)],
+        Some(body.as_bytes()),
+    )
+    .await
 }
 
 /// POSTs JSON to the mock's Chat Completions endpoint without a key.
@@ -115,15 +125,28 @@ pub fn parse_response(raw: &[u8]) -> Reply {
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         .collect();
-    let find = |name: &str| headers.iter().find(|(key, _)| key == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, v)| v.clone())
+    };
     let (body, complete) = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         dechunk(rest)
     } else if let Some(length) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        (rest[..rest.len().min(length)].to_vec(), rest.len() >= length)
+        (
+            rest[..rest.len().min(length)].to_vec(),
+            rest.len() >= length,
+        )
     } else {
         (rest.to_vec(), true)
     };
-    Reply { status, headers, body, complete }
+    Reply {
+        status,
+        headers,
+        body,
+        complete,
+    }
 }
 
 /// Decodes a chunked body; incomplete when the terminating chunk never came.
@@ -166,12 +189,18 @@ impl Event {
 
 /// Parses an SSE body strictly: `\n\n`-terminated blocks of `event:`/`data:` lines only.
 pub fn parse_sse(text: &str) -> Vec<Event> {
-    assert!(text.ends_with("\n\n"), "stream does not end with a blank line: {text:?}");
+    assert!(
+        text.ends_with("\n\n"),
+        "stream does not end with a blank line: {text:?}"
+    );
     text.strip_suffix("\n\n")
         .unwrap_or(text)
         .split("\n\n")
         .map(|block| {
-            let mut event = Event { event: None, data: String::new() };
+            let mut event = Event {
+                event: None,
+                data: String::new(),
+            };
             for line in block.split('\n') {
                 if let Some(name) = line.strip_prefix("event: ") {
                     assert!(event.event.is_none(), "two event lines in {block:?}");

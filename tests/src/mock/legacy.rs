@@ -133,6 +133,7 @@ fn embedding_inputs(input: &Value) -> Option<Vec<Vec<u8>>> {
     };
     match input {
         Value::String(text) => Some(vec![text.as_bytes().to_vec()]),
+        Value::Array(items) if items.is_empty() => None,
         Value::Array(items) if items.iter().all(Value::is_number) => {
             token_bytes(items).map(|bytes| vec![bytes])
         }
@@ -263,6 +264,7 @@ mod tests {
         );
         assert_eq!(embedding_inputs(&json!([{"x": 1}])), None);
         assert_eq!(embedding_inputs(&json!(3)), None);
+        assert_eq!(embedding_inputs(&json!([])), None);
     }
 
     #[test]
