@@ -1,2 +1,5 @@
 //! The `tollgate` binary.
-fn main() {}
+
+fn main() -> std::process::ExitCode {
+    tollgate::cli::main()
+}

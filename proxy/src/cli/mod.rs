@@ -1,0 +1,97 @@
+//! The `tollgate` command line: `serve`, `check`, `demo` and the admin commands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tollgate_config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A policy gateway in front of every LLM and tool call your agents make."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the proxy.
+    Serve {
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = "./tollgate.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a config file; print every problem with its field path.
+    Check {
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = "./tollgate.yaml")]
+        config: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::Check { config } => check(config),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        eprintln!("{}: invalid config", path.display());
+        for e in &errors.0 {
+            eprintln!("  {e}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    match load(&path) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} providers, {} policies, {} agents, {} scopes)",
+                path.display(),
+                c.providers.len(),
+                c.policies.len(),
+                c.agents.len(),
+                c.scopes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(path: PathBuf) -> ExitCode {
+    init_logging();
+    let config = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if config.server.admin_token.is_none() {
+        tracing::warn!(
+            "{} is not set: the admin API refuses every request",
+            config.server.admin_token_env
+        );
+    }
+    match crate::server::state(config, Some(path)) {
+        Ok(state) => crate::server::run(state),
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}

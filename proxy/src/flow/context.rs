@@ -1,0 +1,109 @@
+//! The per-request record every stage writes into and `logging()` reads at the end.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+use crate::state::State;
+
+/// Who is calling, as authentication established it.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub id: String,
+    pub key_id: String,
+    pub scope: String,
+    pub policy: String,
+}
+
+impl Agent {
+    /// The tenant is the first segment of the agent's scope.
+    pub fn tenant(&self) -> &str {
+        self.scope.split('/').next().unwrap_or_default()
+    }
+}
+
+pub struct Ctx {
+    pub request_id: String,
+    pub started: Instant,
+    pub endpoint: &'static str,
+    pub agent: Option<Agent>,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub provider: Option<String>,
+    /// `allow | allow_with_caps | deny | shadow_deny`.
+    pub decision: &'static str,
+    pub reasons: Vec<String>,
+    /// Status sent to the client.
+    pub status: u16,
+    pub upstream_status: Option<u16>,
+    /// Time waiting on the provider, subtracted from the total to get tollgate's overhead.
+    pub upstream_time: Duration,
+    pub ttft: Option<Duration>,
+    /// The client went away before the response ended.
+    pub client_gone: bool,
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        let mut id = [0u8; 12];
+        rand::rng().fill_bytes(&mut id);
+        Ctx {
+            request_id: format!("req_{}", hex::encode(id)),
+            started: Instant::now(),
+            endpoint: "unknown",
+            agent: None,
+            model: None,
+            stream: false,
+            provider: None,
+            decision: "allow",
+            reasons: Vec::new(),
+            status: 0,
+            upstream_status: None,
+            upstream_time: Duration::ZERO,
+            ttft: None,
+            client_gone: false,
+        }
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx::new()
+    }
+}
+
+/// Stage 11: metrics for the finished request.
+pub fn finish(state: &State, ctx: &mut Ctx) {
+    let m = &state.metrics;
+    let elapsed = ctx.started.elapsed();
+    let (tenant, agent) = ctx
+        .agent
+        .as_ref()
+        .map(|a| (a.tenant().to_string(), a.id.clone()))
+        .unwrap_or_else(|| ("none".into(), "none".into()));
+    let model = ctx.model.as_deref().map(|_| "other").unwrap_or("none");
+    let provider = ctx.provider.as_deref().unwrap_or("none");
+    let status = ctx.status.to_string();
+    m.requests
+        .with_label_values(&[
+            &tenant,
+            &agent,
+            model,
+            provider,
+            ctx.endpoint,
+            &status,
+            ctx.decision,
+        ])
+        .inc();
+    m.request_duration
+        .with_label_values(&[ctx.endpoint])
+        .observe(elapsed.as_secs_f64());
+    m.overhead
+        .with_label_values(&[ctx.endpoint])
+        .observe(elapsed.saturating_sub(ctx.upstream_time).as_secs_f64());
+    if let (Some(ttft), Some(p)) = (ctx.ttft, &ctx.provider) {
+        m.upstream_ttft
+            .with_label_values(&[p])
+            .observe(ttft.as_secs_f64());
+    }
+}

@@ -1,0 +1,172 @@
+//! Stage 7: send the request down the provider chain.
+//!
+//! A provider that cannot be reached, times out before its first byte, or answers 429 or
+//! 5xx is skipped for the next one in the chain. Nothing has reached the client at that
+//! point, so a fallback is invisible to it.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use tollgate_config::Provider;
+
+use super::context::Ctx;
+use crate::api::Request;
+use crate::error::GateError;
+use crate::state::{Runtime, State};
+use crate::upstream::{self, Failure};
+
+/// A provider's answer whose header has arrived and whose body is still to be read.
+pub struct Upstream {
+    pub session: HttpSession,
+    pub peer: HttpPeer,
+    pub header: ResponseHeader,
+    pub provider: String,
+}
+
+impl Upstream {
+    pub fn status(&self) -> u16 {
+        self.header.status.as_u16()
+    }
+}
+
+/// The last reason the chain failed, kept to answer the client when every provider failed.
+enum LastFailure {
+    None,
+    Transport(Failure),
+    /// A 429 or 5xx the provider answered, passed on if no fallback succeeds.
+    Status(Box<Upstream>),
+}
+
+pub async fn send(
+    state: &State,
+    rt: &Runtime,
+    session: &Session,
+    req: &Request,
+    body: Bytes,
+    ctx: &mut Ctx,
+) -> Result<Upstream, GateError> {
+    let chain = rt.config.route(&req.model);
+    if chain.is_empty() {
+        return Err(GateError::ModelNotFound {
+            model: req.model.clone(),
+        });
+    }
+    let mut last = LastFailure::None;
+    for provider in chain {
+        ctx.provider = Some(provider.name.clone());
+        let started = Instant::now();
+        let attempt = attempt(state, rt, session, provider, req, body.clone()).await;
+        ctx.upstream_time += started.elapsed();
+        match attempt {
+            Ok(up) if up.status() == 429 || up.status() >= 500 => {
+                ctx.reasons
+                    .push(format!("fallback:{}:{}", provider.name, up.status()));
+                last = LastFailure::Status(Box::new(up));
+            }
+            Ok(up) => {
+                ctx.ttft = Some(started.elapsed());
+                ctx.upstream_status = Some(up.status());
+                return Ok(up);
+            }
+            Err(f) => {
+                ctx.reasons
+                    .push(format!("fallback:{}:{}", provider.name, failure_label(&f)));
+                last = LastFailure::Transport(f);
+            }
+        }
+    }
+    match last {
+        LastFailure::Status(up) => {
+            ctx.upstream_status = Some(up.status());
+            if up.status() == 429 {
+                // The provider's own rate limit: the client should see it and back off.
+                return Ok(*up);
+            }
+            Err(GateError::UpstreamUnavailable {
+                message: format!(
+                    "The provider `{}` answered with status {}.",
+                    up.provider,
+                    up.status()
+                ),
+            })
+        }
+        LastFailure::Transport(Failure::Timeout(m)) => Err(GateError::UpstreamTimeout {
+            message: format!("The provider did not answer in time ({m})."),
+        }),
+        LastFailure::Transport(Failure::Connect(m)) => Err(GateError::UpstreamUnavailable {
+            message: format!("The provider could not be reached ({m})."),
+        }),
+        LastFailure::None => Err(GateError::Internal),
+    }
+}
+
+fn failure_label(f: &Failure) -> &'static str {
+    match f {
+        Failure::Connect(_) => "connect",
+        Failure::Timeout(_) => "timeout",
+    }
+}
+
+async fn attempt(
+    state: &State,
+    rt: &Runtime,
+    session: &Session,
+    provider: &Provider,
+    req: &Request,
+    body: Bytes,
+) -> Result<Upstream, Failure> {
+    let timeouts = &rt.config.server.timeouts;
+    let peer = state.upstreams.peer(provider, timeouts).await?;
+    let mut up = state.upstreams.connect(&peer).await?;
+    let header = upstream::request_header(
+        provider,
+        req.api,
+        &req.model,
+        session.req_header(),
+        body.len(),
+    );
+    let io = |e: Box<pingora_error::Error>| {
+        Failure::Connect(format!(
+            "sending the request failed: {}",
+            e.etype().as_str()
+        ))
+    };
+    up.write_request_header(Box::new(header))
+        .await
+        .map_err(io)?;
+    up.write_request_body(body, true).await.map_err(io)?;
+    up.finish_request_body().await.map_err(io)?;
+    // A model may think for a long time before its first byte: the first-byte timeout
+    // applies until the header arrives, the idle timeout between reads after that.
+    up.set_read_timeout(Some(timeouts.first_byte));
+    match up.read_response_header().await {
+        Ok(()) => {}
+        Err(e) if matches!(e.etype(), pingora_error::ErrorType::ReadTimedout) => {
+            return Err(Failure::Timeout(format!(
+                "no response within {:?}",
+                timeouts.first_byte
+            )));
+        }
+        Err(e) => {
+            return Err(Failure::Connect(format!(
+                "reading the response failed: {}",
+                e.etype().as_str()
+            )));
+        }
+    }
+    up.set_read_timeout(Some(timeouts.idle));
+    let header = up
+        .response_header()
+        .cloned()
+        .ok_or_else(|| Failure::Connect("the provider sent no response header".into()))?;
+    Ok(Upstream {
+        session: up,
+        peer,
+        header,
+        provider: provider.name.clone(),
+    })
+}

@@ -1,0 +1,115 @@
+//! The request pipeline: every agent-facing request passes these stages in order.
+//!
+//! 1. `auth`      — the agent's key (hashed, constant-time) names the agent, scope, policy.
+//! 2. `parse`     — the route and the body, bounded by `max_body_bytes`, shape-checked.
+//! 3. `policy`    — model allow-list, hours, trust, rate limits, tool definitions.
+//! 4. `guard`     — PII and secret guardrails on prompts and tool results (block/redact).
+//! 5. `estimate`  — input tokens and the worst-case cost at the model's price.
+//! 6. `reserve`   — an atomic hold on every budgeted scope; caps lower the output limit.
+//! 7. `forward`   — the provider chain, with fallback before any byte reached the client.
+//! 8. `relay`     — the response: whole bodies, or SSE event by event as they arrive.
+//! 9. `output`    — guardrails on content and tool calls, streams included.
+//! 10. `settle`   — commit the actual cost when the response ends, or release the hold.
+//! 11. `record`   — the audit record and metrics.
+//!
+//! Pingora's `request_filter` runs stages 1–10 and answers the request itself (returning
+//! `Ok(true)`): tollgate must read and rewrite whole bodies before choosing a provider,
+//! which Pingora's proxy phases cannot replay beyond 64 KiB (see ARCHITECTURE.md).
+//! `logging()` runs after success and failure alike, so it is where anything left
+//! unsettled is settled and where the record is written.
+
+mod auth;
+mod context;
+mod forward;
+mod parse;
+mod relay;
+mod respond;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType};
+use pingora_proxy::{ProxyHttp, Session};
+
+use crate::api::{self, Route};
+use crate::error::GateError;
+use crate::state::State;
+
+pub use context::Ctx;
+
+/// The agent-facing Pingora service.
+pub struct Gateway {
+    pub state: Arc<State>,
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> pingora_error::Result<bool> {
+        if let Err(e) = self.handle(session, ctx).await {
+            respond::error(session, ctx, e).await;
+        }
+        Ok(true)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+    ) -> pingora_error::Result<Box<HttpPeer>> {
+        // request_filter answers every request itself; Pingora never reaches this phase.
+        Error::e_explain(
+            ErrorType::InternalError,
+            "tollgate answers in request_filter",
+        )
+    }
+
+    async fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&pingora_error::Error>,
+        ctx: &mut Ctx,
+    ) {
+        context::finish(&self.state, ctx);
+    }
+}
+
+impl Gateway {
+    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), GateError> {
+        let rt = self.state.runtime();
+        let header = session.req_header();
+        let route = api::route(header.method.as_str(), header.uri.path())?;
+        ctx.endpoint = route.label();
+        let agent = auth::authenticate(&rt, &header.headers)?;
+        ctx.agent = Some(agent);
+        match route {
+            Route::Llm { api, deployment } => {
+                let raw = parse::read_body(session, rt.config.server.max_body_bytes).await?;
+                let req = api::parse(api, deployment.as_deref(), &raw)?;
+                ctx.model = Some(req.model.clone());
+                ctx.stream = req.stream;
+                let body = bytes::Bytes::from(
+                    serde_json::to_vec(&req.body).map_err(|_| GateError::Internal)?,
+                );
+                let upstream = forward::send(&self.state, &rt, session, &req, body, ctx).await?;
+                relay::respond(&self.state, &rt, session, &req, upstream, ctx).await
+            }
+            Route::Models => respond::models(session, &rt, ctx).await,
+            Route::Decide | Route::Reserve | Route::Commit(_) | Route::Release(_) => {
+                Err(GateError::NotFound {
+                    path: session.req_header().uri.path().to_string(),
+                })
+            }
+        }
+    }
+}

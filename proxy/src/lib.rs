@@ -1,0 +1,16 @@
+//! tollgate: a policy gateway in front of every LLM and tool call an agent makes.
+//!
+//! This is the only crate that knows Pingora. `flow` is the request pipeline, `admin` the
+//! operator API, `server` assembles both into one Pingora server.
+
+pub mod admin;
+pub mod api;
+pub mod cli;
+pub mod error;
+pub mod flow;
+pub mod keys;
+pub mod metrics;
+pub mod server;
+pub mod sse;
+pub mod state;
+pub mod upstream;

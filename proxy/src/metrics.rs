@@ -1,0 +1,218 @@
+//! The Prometheus metrics of interface.md section 6, in one registry.
+//!
+//! Labels carry only configured names (tenant, agent, policy, provider, model as priced or
+//! configured), never raw request data, so cardinality stays bounded.
+
+use prometheus::{
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Buckets from 50µs to 250ms: tollgate's own time per request.
+const OVERHEAD_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+];
+/// Buckets from 5ms to 5 minutes: whole requests and model latencies.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub overhead: HistogramVec,
+    pub upstream_ttft: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub cost_usd: CounterVec,
+    pub budget_limit: GaugeVec,
+    pub budget_spent: GaugeVec,
+    pub budget_reserved: GaugeVec,
+    pub decisions: IntCounterVec,
+    pub guardrail_findings: IntCounterVec,
+    pub tool_calls: IntCounterVec,
+    pub store_errors: IntCounterVec,
+    pub trust_score: GaugeVec,
+    pub audit_errors: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let cost_usd = CounterVec::new(
+            Opts::new("tollgate_cost_usd_total", "Actual cost committed, in USD."),
+            &["tenant", "agent", "model"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(cost_usd.clone()))
+            .expect("unique metric");
+        Metrics {
+            requests: counter(
+                &r,
+                "tollgate_requests_total",
+                "Agent-facing requests by outcome.",
+                &[
+                    "tenant", "agent", "model", "provider", "endpoint", "status", "decision",
+                ],
+            ),
+            request_duration: histogram(
+                &r,
+                "tollgate_request_duration_seconds",
+                "Whole request duration.",
+                &["endpoint"],
+                LATENCY_BUCKETS,
+            ),
+            overhead: histogram(
+                &r,
+                "tollgate_overhead_seconds",
+                "Time spent in tollgate itself, excluding the provider.",
+                &["endpoint"],
+                OVERHEAD_BUCKETS,
+            ),
+            upstream_ttft: histogram(
+                &r,
+                "tollgate_upstream_ttft_seconds",
+                "Time to the first upstream byte.",
+                &["provider"],
+                LATENCY_BUCKETS,
+            ),
+            tokens: counter(
+                &r,
+                "tollgate_tokens_total",
+                "Tokens billed, by kind.",
+                &["tenant", "agent", "model", "kind"],
+            ),
+            cost_usd,
+            budget_limit: gauge(
+                &r,
+                "tollgate_budget_limit_usd",
+                "Budget limit of a scope in its current period.",
+                &["scope"],
+            ),
+            budget_spent: gauge(
+                &r,
+                "tollgate_budget_spent_usd",
+                "Spent in a scope's current period.",
+                &["scope"],
+            ),
+            budget_reserved: gauge(
+                &r,
+                "tollgate_budget_reserved_usd",
+                "Reserved, not yet committed, in a scope.",
+                &["scope"],
+            ),
+            decisions: counter(
+                &r,
+                "tollgate_decisions_total",
+                "Policy decisions by stage and reason.",
+                &["policy", "stage", "decision", "reason"],
+            ),
+            guardrail_findings: counter(
+                &r,
+                "tollgate_guardrail_findings_total",
+                "Guardrail findings by type and action.",
+                &["policy", "direction", "type", "action"],
+            ),
+            tool_calls: counter(
+                &r,
+                "tollgate_tool_calls_total",
+                "Tool-call decisions.",
+                &["policy", "tool", "decision"],
+            ),
+            store_errors: counter(
+                &r,
+                "tollgate_store_errors_total",
+                "Policy store operations that failed.",
+                &["op"],
+            ),
+            trust_score: gauge(
+                &r,
+                "tollgate_trust_score",
+                "Current trust score per agent (0..1).",
+                &["agent"],
+            ),
+            audit_errors: counter(
+                &r,
+                "tollgate_audit_write_errors_total",
+                "Audit records that could not be written.",
+                &["sink"],
+            ),
+            config_reloads: counter(
+                &r,
+                "tollgate_config_reloads_total",
+                "Config reload attempts.",
+                &["result"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails on a Vec");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_interface_names() {
+        let m = Metrics::new();
+        m.requests
+            .with_label_values(&[
+                "acme",
+                "a",
+                "gpt-4o",
+                "openai",
+                "chat_completions",
+                "200",
+                "allow",
+            ])
+            .inc();
+        m.store_errors.with_label_values(&["reserve"]).inc();
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("tollgate_requests_total{"));
+        assert!(text.contains("tollgate_store_errors_total{op=\"reserve\"} 1"));
+    }
+}

@@ -1,0 +1,96 @@
+//! Assembles the Pingora server: the agent-facing proxy, the admin listener, and the
+//! background work (config reload on SIGHUP).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pingora::server::Server;
+use pingora::server::configuration::ServerConf;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::{BackgroundService, background_service};
+use pingora_core::services::listening::Service;
+use tollgate_config::Config;
+
+use crate::admin::Admin;
+use crate::flow::Gateway;
+use crate::state::{Runtime, State};
+
+/// Builds the shared state from a validated config.
+pub fn state(
+    config: Config,
+    path: Option<PathBuf>,
+) -> Result<Arc<State>, tollgate_config::ConfigErrors> {
+    Ok(Arc::new(State::new(Runtime::build(config)?, path)))
+}
+
+/// Runs the server until it is told to stop; never returns.
+pub fn run(state: Arc<State>) -> ! {
+    let rt = state.runtime();
+    let server_cfg = &rt.config.server;
+    let threads = server_cfg.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let scratch = std::env::temp_dir().join(format!("tollgate-{}", std::process::id()));
+    let conf = ServerConf {
+        threads,
+        pid_file: scratch.with_extension("pid").display().to_string(),
+        upgrade_sock: scratch.with_extension("sock").display().to_string(),
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gateway {
+            state: state.clone(),
+        },
+        "tollgate proxy",
+    );
+    proxy.add_tcp(&server_cfg.listen.to_string());
+
+    let mut admin = Service::new(
+        "tollgate admin".to_string(),
+        HttpServer::new_app(Admin {
+            state: state.clone(),
+        }),
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&server_cfg.admin_listen.to_string());
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service("reload on SIGHUP", Reloader { state }));
+    tracing::info!(listen = %server_cfg.listen, admin = %server_cfg.admin_listen, "tollgate serving");
+    server.run_forever()
+}
+
+/// Re-reads the config file on SIGHUP; an invalid file keeps the running config.
+struct Reloader {
+    state: Arc<State>,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP: reload only through POST /admin/reload");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match self.state.reload() {
+                    Ok(()) => tracing::info!("config reloaded on SIGHUP"),
+                    Err(e) => tracing::error!("config reload refused, the running config stays:\n{e}"),
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! An incremental Server-Sent Events parser and writer.
+//!
+//! Upstream bytes arrive in arbitrary pieces; the parser yields whole events and keeps the
+//! exact bytes of each so an event tollgate does not change is re-emitted byte for byte.
+
+use bytes::{Bytes, BytesMut};
+
+/// One SSE event as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The exact bytes of the event, including its terminating blank line.
+    pub raw: Bytes,
+    /// The `event:` field, if any.
+    pub name: Option<String>,
+    /// The `data:` lines joined with `\n`; `None` for comment-only events.
+    pub data: Option<String>,
+}
+
+impl Event {
+    /// Serializes an event with the given name and data (multi-line data is split).
+    pub fn write(name: Option<&str>, data: &str) -> Bytes {
+        let mut out = String::with_capacity(data.len() + 16);
+        if let Some(name) = name {
+            out.push_str("event: ");
+            out.push_str(name);
+            out.push('\n');
+        }
+        for line in data.split('\n') {
+            out.push_str("data: ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+        Bytes::from(out)
+    }
+}
+
+/// Splits a byte stream into events. Handles `\n`, `\r\n` and `\r` line endings.
+#[derive(Debug, Default)]
+pub struct Parser {
+    buf: BytesMut,
+    /// Bytes of `buf` already scanned without finding an event end.
+    scanned: usize,
+}
+
+impl Parser {
+    pub fn new() -> Parser {
+        Parser::default()
+    }
+
+    /// Appends bytes and returns every event completed by them.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
+        self.buf.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = self.find_event_end() {
+            let raw = self.buf.split_to(end).freeze();
+            self.scanned = 0;
+            events.push(parse_event(raw));
+        }
+        events
+    }
+
+    /// Bytes received that do not yet form a whole event (a cut stream leaves them here).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Finds the end (exclusive) of the first event: a line ending followed by an empty line.
+    fn find_event_end(&mut self) -> Option<usize> {
+        let b = &self.buf[..];
+        // Restart a little before where the last scan stopped: a terminator may straddle.
+        let mut i = self.scanned.saturating_sub(3);
+        while i < b.len() {
+            let first = match b[i] {
+                b'\n' => i + 1,
+                // A lone `\r` at the very end may still become `\r\n`: wait for more bytes.
+                b'\r' if i + 1 == b.len() => break,
+                b'\r' if b[i + 1] == b'\n' => i + 2,
+                b'\r' => i + 1,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            match b.get(first) {
+                Some(b'\n') => return Some(first + 1),
+                Some(b'\r') => match b.get(first + 1) {
+                    Some(b'\n') => return Some(first + 2),
+                    Some(_) => return Some(first + 1),
+                    None => break,
+                },
+                Some(_) => i = first,
+                None => break,
+            }
+        }
+        self.scanned = i;
+        None
+    }
+}
+
+fn parse_event(raw: Bytes) -> Event {
+    let text = String::from_utf8_lossy(&raw);
+    let mut name = None;
+    let mut data: Option<String> = None;
+    for line in text.split(['\n', '\r']) {
+        if line.is_empty() || line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "event" => name = Some(value.to_string()),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_string()),
+            },
+            _ => {}
+        }
+    }
+    Event { raw, name, data }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_openai_and_anthropic_framing() {
+        let mut p = Parser::new();
+        let evs = p.push(b"data: {\"a\":1}\n\ndata: [DONE]\n\n");
+        assert_eq!(evs.len(), 2);
+        assert_eq!(evs[0].data.as_deref(), Some("{\"a\":1}"));
+        assert_eq!(evs[1].data.as_deref(), Some("[DONE]"));
+        let evs = p.push(b"event: message_start\r\ndata: {}\r\n\r\n: ping\n\n");
+        assert_eq!(evs[0].name.as_deref(), Some("message_start"));
+        assert_eq!(evs[1].data, None);
+    }
+
+    #[test]
+    fn a_cut_stream_leaves_its_partial_event_pending() {
+        let mut p = Parser::new();
+        assert!(p.push(b"data: {\"par").is_empty());
+        assert_eq!(p.pending(), b"data: {\"par");
+    }
+
+    #[test]
+    fn multi_line_data_is_joined_and_written_back() {
+        let mut p = Parser::new();
+        let ev = &p.push(b"data: a\ndata: b\n\n")[0];
+        assert_eq!(ev.data.as_deref(), Some("a\nb"));
+        assert_eq!(&Event::write(None, "a\nb")[..], b"data: a\ndata: b\n\n");
+    }
+
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let ending = prop_oneof![Just("\n"), Just("\r\n"), Just("\r")];
+        let event = (
+            proptest::option::of("[a-z_]{1,8}"),
+            proptest::collection::vec("[ -~]{0,12}", 1..3),
+            ending,
+        )
+            .prop_map(|(name, lines, nl)| {
+                let mut s = String::new();
+                if let Some(n) = name {
+                    s += &format!("event: {n}{nl}");
+                }
+                for l in lines {
+                    s += &format!("data: {l}{nl}");
+                }
+                s += nl;
+                s
+            });
+        proptest::collection::vec(event, 1..6).prop_map(|v| v.concat().into_bytes())
+    }
+
+    proptest! {
+        /// Whatever the split, the events and their raw bytes are those of the whole stream,
+        /// and re-emitting every raw event (plus what is pending) reproduces it exactly.
+        #[test]
+        fn splitting_never_changes_the_events(bytes in stream(), cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..5)) {
+            let whole = Parser::new().push(&bytes);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            points.sort();
+            let mut p = Parser::new();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for c in points.into_iter().chain([bytes.len()]) {
+                pieces.extend(p.push(&bytes[last..c]));
+                last = c;
+            }
+            prop_assert_eq!(&pieces, &whole);
+            let mut rejoined: Vec<u8> = whole.iter().flat_map(|e| e.raw.to_vec()).collect();
+            rejoined.extend_from_slice(p.pending());
+            prop_assert_eq!(rejoined, bytes);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Talking to providers: the request each provider kind expects, name resolution, and
+//! pooled connections through Pingora's connector.
+//!
+//! The agent's key never reaches this module: headers are copied from the client minus
+//! credentials and hop-by-hop fields, then the provider's own key is set.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::ALPN;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use tollgate_config::{Provider, ProviderKind, Timeouts};
+
+use crate::api::Api;
+
+/// Client headers never forwarded: credentials (the agent's key must not leave tollgate),
+/// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers.
+const DROPPED: &[&str] = &[
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "accept-encoding",
+    "cookie",
+    "openai-organization",
+    "openai-project",
+];
+
+fn dropped(name: &str) -> bool {
+    DROPPED.contains(&name) || name.starts_with("x-tollgate-")
+}
+
+/// Why a provider could not be used; decides whether the next provider is tried.
+#[derive(Debug)]
+pub enum Failure {
+    Connect(String),
+    Timeout(String),
+}
+
+impl Failure {
+    pub fn describe(&self) -> &str {
+        match self {
+            Failure::Connect(m) | Failure::Timeout(m) => m,
+        }
+    }
+}
+
+/// The request line and headers for `provider`.
+pub fn request_header(
+    provider: &Provider,
+    api: Api,
+    model: &str,
+    client: &RequestHeader,
+    body_len: usize,
+) -> RequestHeader {
+    let base = &provider.base_url.path;
+    let path = match provider.kind {
+        ProviderKind::Azure => {
+            let deployment = provider
+                .deployments
+                .get(model)
+                .map(String::as_str)
+                .unwrap_or(model);
+            let op = api.upstream_path();
+            let version = provider.api_version.as_deref().unwrap_or_default();
+            format!("{base}/openai/deployments/{deployment}{op}?api-version={version}")
+        }
+        ProviderKind::OpenAi | ProviderKind::Anthropic => format!("{base}{}", api.upstream_path()),
+    };
+    let mut req = RequestHeader::build("POST", path.as_bytes(), Some(client.headers.len() + 4))
+        .expect("method and path are valid");
+    for (name, value) in client.headers.iter() {
+        if !dropped(name.as_str()) {
+            let _ = req.append_header(name.clone(), value.clone());
+        }
+    }
+    let set = |req: &mut RequestHeader, name: &'static str, value: &str| {
+        let _ = req.insert_header(name, value);
+    };
+    set(&mut req, "host", &provider.base_url.authority());
+    set(&mut req, "content-length", &body_len.to_string());
+    set(&mut req, "content-type", "application/json");
+    // tollgate parses every response, so it asks for it uncompressed.
+    set(&mut req, "accept-encoding", "identity");
+    if let Some(key) = &provider.api_key {
+        match provider.kind {
+            ProviderKind::OpenAi => set(
+                &mut req,
+                "authorization",
+                &format!("Bearer {}", key.expose()),
+            ),
+            ProviderKind::Azure => set(&mut req, "api-key", key.expose()),
+            ProviderKind::Anthropic if api == Api::Messages => {
+                set(&mut req, "x-api-key", key.expose())
+            }
+            // Anthropic's OpenAI-compatible endpoints take a bearer token.
+            ProviderKind::Anthropic => set(
+                &mut req,
+                "authorization",
+                &format!("Bearer {}", key.expose()),
+            ),
+        }
+    }
+    if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
+        set(&mut req, "anthropic-version", &provider.anthropic_version);
+    }
+    req
+}
+
+/// Resolved provider addresses, kept for a minute so a request does not wait on DNS.
+#[derive(Default)]
+pub struct Dns {
+    cache: Mutex<HashMap<(String, u16), (SocketAddr, Instant)>>,
+}
+
+const DNS_TTL: Duration = Duration::from_secs(60);
+
+impl Dns {
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, Failure> {
+        let key = (host.to_string(), port);
+        if let Some((addr, at)) = self.cache.lock().expect("dns cache").get(&key)
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(*addr);
+        }
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| Failure::Connect(format!("cannot resolve {host}: {e}")))?
+            .next()
+            .ok_or_else(|| Failure::Connect(format!("{host} has no address")))?;
+        self.cache
+            .lock()
+            .expect("dns cache")
+            .insert(key, (addr, Instant::now()));
+        Ok(addr)
+    }
+}
+
+/// Pooled upstream connections.
+pub struct Upstreams {
+    connector: Connector,
+    dns: Dns,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Upstreams {
+            connector: Connector::new(None),
+            dns: Dns::default(),
+        }
+    }
+}
+
+impl Upstreams {
+    pub async fn peer(
+        &self,
+        provider: &Provider,
+        timeouts: &Timeouts,
+    ) -> Result<HttpPeer, Failure> {
+        let url = &provider.base_url;
+        let addr = self.dns.resolve(&url.host, url.port).await?;
+        let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.total_connection_timeout = Some(timeouts.connect);
+        peer.options.read_timeout = Some(timeouts.idle);
+        peer.options.write_timeout = Some(timeouts.idle);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer.options.alpn = if url.tls { ALPN::H2H1 } else { ALPN::H1 };
+        Ok(peer)
+    }
+
+    pub async fn connect(&self, peer: &HttpPeer) -> Result<HttpSession, Failure> {
+        self.connector
+            .get_http_session(peer)
+            .await
+            .map(|(s, _reused)| s)
+            .map_err(|e| match e.etype() {
+                pingora_error::ErrorType::ConnectTimedout => {
+                    Failure::Timeout(format!("connecting timed out: {}", e.etype().as_str()))
+                }
+                _ => Failure::Connect(format!("cannot connect: {}", e.etype().as_str())),
+            })
+    }
+
+    /// Returns a connection whose response was read to its end to the pool.
+    pub async fn release(&self, session: HttpSession, peer: &HttpPeer) {
+        self.connector
+            .release_http_session(session, peer, peer.options.idle_timeout)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_config::Config;
+
+    fn provider(yaml: &str) -> Provider {
+        let cfg = Config::from_yaml(yaml, &|_| Some("sk-provider".into())).expect("valid");
+        cfg.providers[0].clone()
+    }
+
+    fn client() -> RequestHeader {
+        let mut c = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        c.insert_header("authorization", "Bearer tg_agentkey")
+            .unwrap();
+        c.insert_header("x-api-key", "tg_agentkey").unwrap();
+        c.insert_header("x-tollgate-run", "r1").unwrap();
+        c.insert_header("x-stainless-lang", "python").unwrap();
+        c.insert_header("accept-encoding", "gzip").unwrap();
+        c
+    }
+
+    fn header<'a>(r: &'a RequestHeader, name: &str) -> Option<&'a str> {
+        r.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    #[test]
+    fn openai_gets_the_provider_key_and_never_the_agent_key() {
+        let p = provider(
+            "providers: [{ name: o, kind: openai, base_url: 'https://api.openai.com/v1', api_key_env: K, models: ['*'] }]",
+        );
+        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &client(), 10);
+        assert_eq!(r.uri.path(), "/v1/chat/completions");
+        assert_eq!(header(&r, "authorization"), Some("Bearer sk-provider"));
+        assert_eq!(header(&r, "x-api-key"), None);
+        assert_eq!(header(&r, "x-tollgate-run"), None);
+        assert_eq!(header(&r, "x-stainless-lang"), Some("python"));
+        assert_eq!(header(&r, "accept-encoding"), Some("identity"));
+        assert_eq!(header(&r, "host"), Some("api.openai.com"));
+        assert_eq!(header(&r, "content-length"), Some("10"));
+        let all = format!("{:?}", r.headers);
+        assert!(!all.contains("tg_agentkey"));
+    }
+
+    #[test]
+    fn azure_uses_deployment_paths_and_api_key() {
+        let p = provider(
+            "providers: [{ name: a, kind: azure, base_url: 'https://r.openai.azure.com', api_key_env: K, api_version: '2024-10-21', models: ['*'], deployments: { gpt-4o: prod-4o } }]",
+        );
+        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &client(), 1);
+        assert_eq!(
+            r.uri.to_string(),
+            "/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(header(&r, "api-key"), Some("sk-provider"));
+        assert_eq!(header(&r, "authorization"), None);
+    }
+
+    #[test]
+    fn anthropic_messages_get_version_and_x_api_key() {
+        let p = provider(
+            "providers: [{ name: c, kind: anthropic, base_url: 'https://api.anthropic.com/v1', api_key_env: K, models: ['claude-*'] }]",
+        );
+        let r = request_header(&p, Api::Messages, "claude-sonnet-4", &client(), 1);
+        assert_eq!(r.uri.path(), "/v1/messages");
+        assert_eq!(header(&r, "x-api-key"), Some("sk-provider"));
+        assert_eq!(header(&r, "anthropic-version"), Some("2023-06-01"));
+        assert_eq!(header(&r, "authorization"), None);
+    }
+}
