@@ -95,8 +95,9 @@ pub struct MockBuilder {
 }
 
 impl MockBuilder {
-    /// Requires this provider key on every request (`Authorization: Bearer`, `api-key` on
-    /// Azure paths, `x-api-key` on Anthropic's); others get a 401 in the provider's shape.
+    /// Requires this provider key on every request (`Authorization: Bearer`; also `api-key`
+    /// on Azure paths and `x-api-key` on Anthropic's); others get a 401 in the provider's
+    /// shape.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.config.api_key = Some(key.into());
         self

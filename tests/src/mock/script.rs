@@ -6,6 +6,8 @@ use super::tokens;
 
 /// Visible tokens of an unscripted answer.
 pub(crate) const DEFAULT_TOKENS: u32 = 24;
+/// The longest answer `WORDS:` writes, so a typo cannot make the mock write gigabytes.
+pub(crate) const MAX_WORDS: u32 = 1_000_000;
 /// Hidden tokens a reasoning model bills before it answers.
 pub(crate) const REASONING_TOKENS: u32 = 16;
 
@@ -160,10 +162,8 @@ pub(crate) fn generate(
     };
     match script {
         Script::Say(text) => generation.set_text(text, budget),
-        Script::Words(n) => {
-            generation.set_text(&lorem(*n, rng), budget);
-        }
-        Script::Lorem => generation.set_text(&lorem(DEFAULT_TOKENS, rng), budget),
+        Script::Words(n) => generation.set_lorem((*n).min(MAX_WORDS), budget, rng),
+        Script::Lorem => generation.set_lorem(DEFAULT_TOKENS, budget, rng),
         Script::Calls(specs) => generation.set_calls(specs, budget),
     }
     generation
@@ -175,6 +175,13 @@ impl Generation {
         self.truncated = kept.len() < text.len();
         self.text = kept;
         self.visible_tokens = tokens;
+    }
+
+    /// Only as much lorem as the budget allows is written: a huge `WORDS:` stays cheap.
+    fn set_lorem(&mut self, wanted: u32, budget: u32, rng: &mut Rng) {
+        self.text = lorem(wanted.min(budget), rng);
+        self.visible_tokens = tokens::count(&self.text);
+        self.truncated = wanted > budget;
     }
 
     fn set_calls(&mut self, specs: &[CallSpec], budget: u32) {
@@ -209,24 +216,30 @@ impl Generation {
 fn lorem(n: u32, rng: &mut Rng) -> String {
     let mut text = String::new();
     let mut capital = true;
-    while tokens::count(&text) < n.saturating_add(1) {
-        if !text.is_empty() {
-            text.push(' ');
+    let mut have = 0;
+    // Words are one or two tokens: add half the shortfall at a time, then recount, so a long
+    // answer costs a few encodings instead of one per word.
+    while have < n.saturating_add(1) {
+        for _ in 0..=(n - have.min(n)) / 2 {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            let word = LOREM[rng.below(LOREM.len())];
+            if capital {
+                let mut chars = word.chars();
+                text.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+                text.push_str(chars.as_str());
+            } else {
+                text.push_str(word);
+            }
+            capital = rng.percent(12);
+            if capital {
+                text.push('.');
+            } else if rng.percent(8) {
+                text.push(',');
+            }
         }
-        let word = LOREM[rng.below(LOREM.len())];
-        if capital {
-            let mut chars = word.chars();
-            text.extend(chars.next().map(|c| c.to_ascii_uppercase()));
-            text.push_str(chars.as_str());
-        } else {
-            text.push_str(word);
-        }
-        capital = rng.percent(12);
-        if capital {
-            text.push('.');
-        } else if rng.percent(8) {
-            text.push(',');
-        }
+        have = tokens::count(&text);
     }
     tokens::truncate(&text, n).0
 }
@@ -333,6 +346,10 @@ mod tests {
         assert_eq!(words.visible_tokens, 100);
         let cut = generate(&Script::Words(100), Some(10), false, &mut rng());
         assert_eq!((cut.visible_tokens, cut.truncated), (10, true));
+        let huge = generate(&Script::Words(u32::MAX), Some(12), false, &mut rng());
+        assert_eq!((huge.visible_tokens, huge.truncated), (12, true));
+        let long = generate(&Script::Words(5000), None, false, &mut rng());
+        assert_eq!(tokens::count(&long.text), 5000);
     }
 
     #[test]

@@ -354,7 +354,8 @@ fn check_key(
             request.header("api-key").or(bearer),
             "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
         ),
-        Flavor::Anthropic => (request.header("x-api-key"), "invalid x-api-key"),
+        // Recent Anthropic SDKs send the key as a bearer token; older ones as x-api-key.
+        Flavor::Anthropic => (request.header("x-api-key").or(bearer), "invalid x-api-key"),
     };
     if presented == Some(key) {
         return Ok(());
@@ -379,11 +380,14 @@ fn base(flavor: Flavor, status: StatusCode, content_type: &'static str) -> http:
         Flavor::Anthropic => "request-id",
         Flavor::OpenAi | Flavor::Azure => "x-request-id",
     };
-    Response::builder()
+    let builder = Response::builder()
         .status(status)
         .header(CONTENT_TYPE, content_type)
-        .header(HeaderName::from_static(request_id), "req_mock")
-        .header("openai-processing-ms", "1")
+        .header(HeaderName::from_static(request_id), "req_mock");
+    match flavor {
+        Flavor::Anthropic => builder,
+        Flavor::OpenAi | Flavor::Azure => builder.header("openai-processing-ms", "1"),
+    }
 }
 
 fn finish(builder: http::response::Builder, body: MockBody) -> Response<MockBody> {
