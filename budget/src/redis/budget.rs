@@ -180,6 +180,9 @@ pub(super) async fn extend(
 }
 
 pub(super) async fn reap(s: &RedisStore, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    // Registrations are refreshed once per reaper round, in case Redis lost them silently
+    // (a failover without an error on this connection).
+    s.forget_registrations();
     let mut total = 0;
     for tenant in s.tenants().await? {
         let base = s.tenant_base(&tenant);

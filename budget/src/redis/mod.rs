@@ -172,7 +172,7 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        match tokio::time::timeout(self.deadline, f(self.manager())).await {
+        let outcome = match tokio::time::timeout(self.deadline, f(self.manager())).await {
             Ok(result) => result.map_err(redis_error),
             Err(_) => {
                 if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
@@ -186,7 +186,20 @@ impl RedisStore {
                     self.deadline
                 )))
             }
+        };
+        if matches!(outcome, Err(StoreError::Unavailable(_))) {
+            // The Redis we reconnect to may be a restarted or promoted one that never saw our
+            // registrations: make every tenant register again.
+            self.forget_registrations();
         }
+        outcome
+    }
+
+    fn forget_registrations(&self) {
+        self.registered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     async fn tenants(&self) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,705 @@
+//! Scenarios every backend must pass, instantiated per backend by `backend_suite!`.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tollgate_budget::{
+    CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, Period, ReleaseOutcome,
+    StoreError, run_scope, spawn_reaper,
+};
+
+use super::{Harness, budget, req, unbudgeted, usd};
+
+/// Declares one `#[tokio::test]` per scenario, each on a fresh store from `$open`.
+#[macro_export]
+macro_rules! backend_suite {
+    ($open:path; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let clock = tollgate_budget::ManualClock::new(common::t0());
+                let h = $open(clock).await;
+                common::suite::$name(h).await;
+            }
+        )*
+    };
+}
+
+/// The scenario list, so each backend's file names them once.
+#[macro_export]
+macro_rules! all_scenarios {
+    ($open:path) => {
+        $crate::backend_suite!($open;
+            allow_holds_on_every_scope, allow_with_caps_grants_what_is_left, deny_names_the_tightest_scope,
+            zero_limit_denies, unbudgeted_path_allows, run_scopes_have_their_own_budget,
+            commit_lands_in_the_window_it_reserved_in, overrides_take_precedence, idempotent_reserve,
+            idempotent_commit_and_release, expiry_and_reaping, commit_past_expiry_before_reaping,
+            reserve_reaps_lapsed_holds, extend_keeps_a_hold_alive, balances_filter_by_prefix,
+            commit_records_the_truth_above_the_grant, agent_keys, invalid_requests_are_refused,
+            reaper_task_reaps, timezones_cut_windows, ping_answers
+        );
+    };
+}
+
+pub async fn allow_holds_on_every_scope(h: Harness) {
+    let scopes = [
+        budget("acme", usd(100.0), Period::Month),
+        unbudgeted("acme/research"),
+        budget("acme/research/crawler", usd(5.0), Period::Day),
+    ];
+    let a = h
+        .store
+        .reserve(&req("r1", &scopes, usd(1.0), usd(0.5)))
+        .await
+        .unwrap();
+    assert_eq!(a.decision, Decision::Allow);
+    assert_eq!(a.granted, usd(1.0));
+    assert_eq!(a.tightest, Some(("acme/research/crawler".into(), usd(4.0))));
+    assert_eq!(a.expires_at, Some(h.now() + TimeDelta::seconds(30)));
+    assert!(!a.replayed);
+    let tenant = h.row("acme").await;
+    assert_eq!(
+        (
+            tenant.window.as_str(),
+            tenant.limit,
+            tenant.reserved,
+            tenant.spent
+        ),
+        ("m2026-11", usd(100.0), usd(1.0), 0)
+    );
+    let agent = h.row("acme/research/crawler").await;
+    assert_eq!(
+        (agent.window.as_str(), agent.reserved, agent.remaining),
+        ("d2026-11-22", usd(1.0), usd(4.0))
+    );
+    assert!(
+        h.rows("acme/research").await.is_empty(),
+        "unbudgeted scopes hold nothing"
+    );
+
+    let c = h.store.commit("acme", "r1", usd(0.25)).await.unwrap();
+    assert_eq!(
+        c,
+        CommitOutcome::Committed {
+            actual: usd(0.25),
+            after_expiry: false,
+            replayed: false
+        }
+    );
+    let agent = h.row("acme/research/crawler").await;
+    assert_eq!(
+        (agent.spent, agent.reserved, agent.remaining),
+        (usd(0.25), 0, usd(4.75))
+    );
+    assert_eq!(h.row("acme").await.spent, usd(0.25));
+}
+
+pub async fn allow_with_caps_grants_what_is_left(h: Harness) {
+    let scopes = [budget("acme", 150, Period::Total)];
+    let a = h
+        .store
+        .reserve(&req("r1", &scopes, 100, 100))
+        .await
+        .unwrap();
+    assert_eq!((a.decision, a.granted), (Decision::Allow, 100));
+    let b = h.store.reserve(&req("r2", &scopes, 100, 20)).await.unwrap();
+    assert_eq!(
+        (b.remaining(), b.decision, b.granted),
+        (Some(0), Decision::AllowWithCaps, 50)
+    );
+    assert_eq!(h.row("acme").await.reserved, 150);
+}
+
+pub async fn deny_names_the_tightest_scope(h: Harness) {
+    let scopes = [
+        budget("acme", 1000, Period::Month),
+        budget("acme/w", 50, Period::Month),
+        budget("acme/w/a", 500, Period::Day),
+    ];
+    let a = h.store.reserve(&req("r1", &scopes, 100, 60)).await.unwrap();
+    assert_eq!(
+        a.decision,
+        Decision::Deny {
+            scope: "acme/w".into(),
+            reason: DenyReason::BudgetExceeded
+        }
+    );
+    assert_eq!(
+        (a.granted, a.tightest, a.expires_at),
+        (0, Some(("acme/w".into(), 50)), None)
+    );
+    assert!(
+        h.store
+            .balances(Some("acme"))
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.reserved == 0),
+        "a deny holds nothing"
+    );
+    // Within the tight ancestor's room the same path is allowed, capped by it.
+    let b = h.store.reserve(&req("r2", &scopes, 100, 40)).await.unwrap();
+    assert_eq!((b.decision, b.granted), (Decision::AllowWithCaps, 50));
+    for s in ["acme", "acme/w", "acme/w/a"] {
+        assert_eq!(h.row(s).await.reserved, 50, "{s}");
+    }
+    // Exhausted: now even a tiny request is denied by the same scope.
+    let c = h.store.reserve(&req("r3", &scopes, 1, 1)).await.unwrap();
+    assert_eq!(
+        c.decision,
+        Decision::Deny {
+            scope: "acme/w".into(),
+            reason: DenyReason::BudgetExceeded
+        }
+    );
+    assert_eq!(c.remaining(), Some(0));
+}
+
+pub async fn zero_limit_denies(h: Harness) {
+    let scopes = [
+        budget("acme", 1000, Period::Month),
+        budget("acme/x", 0, Period::Day),
+    ];
+    for (amount, min) in [(10, 1), (0, 0)] {
+        let a = h
+            .store
+            .reserve(&req(&format!("r{amount}"), &scopes, amount, min))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.decision,
+            Decision::Deny {
+                scope: "acme/x".into(),
+                reason: DenyReason::BudgetExceeded
+            }
+        );
+    }
+}
+
+pub async fn unbudgeted_path_allows(h: Harness) {
+    let a = h
+        .store
+        .reserve(&req(
+            "r1",
+            &[unbudgeted("free"), unbudgeted("free/a")],
+            500,
+            1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.decision, a.granted, a.tightest),
+        (Decision::Allow, 500, None)
+    );
+    let c = h.store.commit("free", "r1", 400).await.unwrap();
+    assert_eq!(
+        c,
+        CommitOutcome::Committed {
+            actual: 400,
+            after_expiry: false,
+            replayed: false
+        }
+    );
+    assert!(h.store.balances(Some("free")).await.unwrap().is_empty());
+}
+
+pub async fn run_scopes_have_their_own_budget(h: Harness) {
+    let agent = [
+        budget("acme", 10_000, Period::Month),
+        budget("acme/a", 1000, Period::Day),
+    ];
+    let with_run = |run: &str| {
+        let mut s = agent.to_vec();
+        s.push(budget(
+            &run_scope("acme/a", run).unwrap(),
+            200,
+            Period::Total,
+        ));
+        s
+    };
+    let a = h
+        .store
+        .reserve(&req("r1", &with_run("x"), 150, 150))
+        .await
+        .unwrap();
+    assert_eq!(a.decision, Decision::Allow);
+    let b = h
+        .store
+        .reserve(&req("r2", &with_run("x"), 150, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.decision,
+        Decision::Deny {
+            scope: "acme/a/run:x".into(),
+            reason: DenyReason::BudgetExceeded
+        }
+    );
+    let c = h
+        .store
+        .reserve(&req("r3", &with_run("y"), 150, 150))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.decision,
+        Decision::Allow,
+        "another run has its own budget"
+    );
+    assert_eq!(h.row("acme/a").await.reserved, 300);
+    assert_eq!(h.row("acme/a/run:x").await.window, "total");
+    // A prefix listing of the agent shows its runs too.
+    assert_eq!(h.store.balances(Some("acme/a")).await.unwrap().len(), 3);
+}
+
+pub async fn commit_lands_in_the_window_it_reserved_in(h: Harness) {
+    h.clock.set("2026-11-22T23:59:50Z".parse().unwrap());
+    let scopes = [budget("acme", 1000, Period::Day)];
+    let a = h
+        .store
+        .reserve(&req("r1", &scopes, 800, 800))
+        .await
+        .unwrap();
+    assert_eq!(a.decision, Decision::Allow);
+    h.clock.advance(TimeDelta::seconds(20)); // past midnight, within the TTL
+    let c = h.store.commit("acme", "r1", 700).await.unwrap();
+    assert_eq!(
+        c,
+        CommitOutcome::Committed {
+            actual: 700,
+            after_expiry: false,
+            replayed: false
+        }
+    );
+    // The new day starts with the whole budget.
+    let b = h
+        .store
+        .reserve(&req("r2", &scopes, 1000, 1000))
+        .await
+        .unwrap();
+    assert_eq!(b.decision, Decision::Allow);
+    let rows = h.rows("acme").await;
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| (r.window.as_str(), r.spent, r.reserved))
+        .collect();
+    assert_eq!(got, vec![("d2026-11-22", 700, 0), ("d2026-11-23", 0, 1000)]);
+}
+
+pub async fn overrides_take_precedence(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Month), unbudgeted("acme/w")];
+    h.store
+        .set_limit("acme", Some(100), Period::Day)
+        .await
+        .unwrap();
+    h.store
+        .set_limit("acme/w", Some(60), Period::Total)
+        .await
+        .unwrap();
+    let a = h
+        .store
+        .reserve(&req("r1", &scopes, 150, 150))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.decision,
+        Decision::Deny {
+            scope: "acme/w".into(),
+            reason: DenyReason::BudgetExceeded
+        }
+    );
+    let b = h.store.reserve(&req("r2", &scopes, 50, 50)).await.unwrap();
+    assert_eq!(
+        (b.decision, b.tightest),
+        (Decision::Allow, Some(("acme/w".into(), 10)))
+    );
+    assert_eq!(h.row("acme").await.window, "d2026-11-22");
+    let listed = h.store.limit_overrides(Some("acme")).await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            LimitOverride {
+                scope: "acme".into(),
+                limit: 100,
+                period: Period::Day
+            },
+            LimitOverride {
+                scope: "acme/w".into(),
+                limit: 60,
+                period: Period::Total
+            },
+        ]
+    );
+    // Raising the override shows in balances at once, before any new reservation.
+    h.store
+        .set_limit("acme/w", Some(500), Period::Total)
+        .await
+        .unwrap();
+    assert_eq!(h.row("acme/w").await.limit, 500);
+    // Cleared: the configured monthly budget applies again, in its own window.
+    h.store.set_limit("acme", None, Period::Day).await.unwrap();
+    h.store
+        .set_limit("acme/w", None, Period::Total)
+        .await
+        .unwrap();
+    assert!(
+        h.store
+            .limit_overrides(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| !o.scope.starts_with("acme"))
+    );
+    let c = h
+        .store
+        .reserve(&req("r3", &scopes, 900, 900))
+        .await
+        .unwrap();
+    assert_eq!((c.remaining(), c.decision), (Some(100), Decision::Allow));
+    let windows: Vec<String> = h.rows("acme").await.into_iter().map(|r| r.window).collect();
+    assert_eq!(windows, ["d2026-11-22", "m2026-11"]);
+}
+
+pub async fn idempotent_reserve(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut first = req("r1", &scopes, 300, 300);
+    first.idempotency_key = Some("k1".into());
+    let a = h.store.reserve(&first).await.unwrap();
+    let mut retry = first.clone();
+    retry.reservation_id = "r1-retry".into();
+    let b = h.store.reserve(&retry).await.unwrap();
+    assert!(b.replayed);
+    assert_eq!(
+        b,
+        tollgate_budget::ReserveAnswer {
+            replayed: true,
+            ..a.clone()
+        }
+    );
+    assert_eq!(b.reservation_id, "r1");
+    // The same reservation id again is a replay too.
+    let c = h.store.reserve(&req("r1", &scopes, 999, 1)).await.unwrap();
+    assert_eq!((c.replayed, c.granted), (true, 300));
+    assert_eq!(h.row("acme").await.reserved, 300, "reserved once");
+    // Still replayed after settling.
+    h.store.commit("acme", "r1", 10).await.unwrap();
+    let d = h.store.reserve(&retry).await.unwrap();
+    assert_eq!((d.replayed, d.reservation_id.as_str()), (true, "r1"));
+    // Keys are per tenant.
+    let other = [budget("other", 1000, Period::Total)];
+    let mut e = req("r1", &other, 5, 5);
+    e.idempotency_key = Some("k1".into());
+    assert!(!h.store.reserve(&e).await.unwrap().replayed);
+}
+
+pub async fn idempotent_commit_and_release(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    for id in ["c", "r"] {
+        h.store.reserve(&req(id, &scopes, 100, 100)).await.unwrap();
+    }
+    let committed = CommitOutcome::Committed {
+        actual: 80,
+        after_expiry: false,
+        replayed: false,
+    };
+    assert_eq!(h.store.commit("acme", "c", 80).await.unwrap(), committed);
+    let again = h.store.commit("acme", "c", 95).await.unwrap();
+    assert_eq!(
+        again,
+        CommitOutcome::Committed {
+            actual: 80,
+            after_expiry: false,
+            replayed: true
+        }
+    );
+    assert_eq!(
+        h.store.release("acme", "c").await.unwrap(),
+        ReleaseOutcome::AlreadyCommitted { actual: 80 }
+    );
+
+    assert_eq!(
+        h.store.release("acme", "r").await.unwrap(),
+        ReleaseOutcome::Released { replayed: false }
+    );
+    assert_eq!(
+        h.store.release("acme", "r").await.unwrap(),
+        ReleaseOutcome::Released { replayed: true }
+    );
+    assert_eq!(
+        h.store.commit("acme", "r", 5).await.unwrap(),
+        CommitOutcome::AlreadyReleased
+    );
+
+    assert_eq!(
+        h.store.commit("acme", "nope", 5).await.unwrap(),
+        CommitOutcome::NotFound
+    );
+    assert_eq!(
+        h.store.release("acme", "nope").await.unwrap(),
+        ReleaseOutcome::NotFound
+    );
+    assert_eq!(
+        h.store.commit("other", "c", 5).await.unwrap(),
+        CommitOutcome::NotFound,
+        "ids are per tenant"
+    );
+    let row = h.row("acme").await;
+    assert_eq!((row.spent, row.reserved), (80, 0));
+}
+
+pub async fn expiry_and_reaping(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut r = req("r1", &scopes, 400, 400);
+    r.ttl = Duration::from_secs(10);
+    h.store.reserve(&r).await.unwrap();
+    h.clock.advance(TimeDelta::seconds(9));
+    assert_eq!(h.store.reap_expired(h.now()).await.unwrap(), 0);
+    h.clock.advance(TimeDelta::seconds(2));
+    assert_eq!(h.store.reap_expired(h.now()).await.unwrap(), 1);
+    assert_eq!(h.store.reap_expired(h.now()).await.unwrap(), 0);
+    assert_eq!(h.row("acme").await.reserved, 0);
+    assert_eq!(
+        h.store.release("acme", "r1").await.unwrap(),
+        ReleaseOutcome::Expired
+    );
+    // The owner was only slow: its late commit still records the money spent.
+    let c = h.store.commit("acme", "r1", 300).await.unwrap();
+    assert_eq!(
+        c,
+        CommitOutcome::Committed {
+            actual: 300,
+            after_expiry: true,
+            replayed: false
+        }
+    );
+    let again = h.store.commit("acme", "r1", 300).await.unwrap();
+    assert_eq!(
+        again,
+        CommitOutcome::Committed {
+            actual: 300,
+            after_expiry: true,
+            replayed: true
+        }
+    );
+    let row = h.row("acme").await;
+    assert_eq!((row.spent, row.reserved), (300, 0));
+}
+
+pub async fn commit_past_expiry_before_reaping(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut r = req("r1", &scopes, 400, 400);
+    r.ttl = Duration::from_secs(10);
+    h.store.reserve(&r).await.unwrap();
+    h.clock.advance(TimeDelta::seconds(10));
+    let c = h.store.commit("acme", "r1", 350).await.unwrap();
+    assert_eq!(
+        c,
+        CommitOutcome::Committed {
+            actual: 350,
+            after_expiry: true,
+            replayed: false
+        }
+    );
+    assert_eq!(
+        h.store.reap_expired(h.now()).await.unwrap(),
+        0,
+        "a settled hold is not reaped"
+    );
+    let row = h.row("acme").await;
+    assert_eq!((row.spent, row.reserved), (350, 0));
+}
+
+pub async fn reserve_reaps_lapsed_holds(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut r = req("r1", &scopes, 1000, 1000);
+    r.ttl = Duration::from_secs(5);
+    h.store.reserve(&r).await.unwrap();
+    assert!(
+        !h.store
+            .reserve(&req("r2", &scopes, 10, 10))
+            .await
+            .unwrap()
+            .decision
+            .is_allowed()
+    );
+    h.clock.advance(TimeDelta::seconds(6));
+    let b = h
+        .store
+        .reserve(&req("r3", &scopes, 1000, 1000))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.decision,
+        Decision::Allow,
+        "the lapsed hold was reaped without a reaper"
+    );
+}
+
+pub async fn extend_keeps_a_hold_alive(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut r = req("r1", &scopes, 100, 100);
+    r.ttl = Duration::from_secs(10);
+    h.store.reserve(&r).await.unwrap();
+    h.clock.advance(TimeDelta::seconds(8));
+    let e = h
+        .store
+        .extend("acme", "r1", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        e,
+        ExtendOutcome::Extended {
+            expires_at: h.now() + TimeDelta::seconds(10)
+        }
+    );
+    h.clock.advance(TimeDelta::seconds(8));
+    assert_eq!(h.store.reap_expired(h.now()).await.unwrap(), 0);
+    h.clock.advance(TimeDelta::seconds(3));
+    assert_eq!(
+        h.store
+            .extend("acme", "r1", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        ExtendOutcome::Expired
+    );
+    assert_eq!(h.store.reap_expired(h.now()).await.unwrap(), 1);
+    assert_eq!(
+        h.store
+            .extend("acme", "r1", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        ExtendOutcome::Expired
+    );
+    h.store
+        .reserve(&req("r2", &scopes, 100, 100))
+        .await
+        .unwrap();
+    h.store.commit("acme", "r2", 1).await.unwrap();
+    assert_eq!(
+        h.store
+            .extend("acme", "r2", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        ExtendOutcome::Settled
+    );
+    assert_eq!(
+        h.store
+            .extend("acme", "r9", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        ExtendOutcome::NotFound
+    );
+}
+
+pub async fn balances_filter_by_prefix(h: Harness) {
+    for (i, path) in ["acme/research", "acme/researchx", "beta/x"]
+        .iter()
+        .enumerate()
+    {
+        let tenant = tollgate_budget::tenant_of(path);
+        let scopes = [
+            budget(tenant, 1000, Period::Total),
+            budget(path, 500, Period::Total),
+        ];
+        h.store
+            .reserve(&req(&format!("r{i}"), &scopes, 10, 10))
+            .await
+            .unwrap();
+    }
+    let scopes =
+        |rows: Vec<tollgate_budget::Balance>| rows.into_iter().map(|b| b.scope).collect::<Vec<_>>();
+    assert_eq!(
+        scopes(h.store.balances(Some("acme/research")).await.unwrap()),
+        ["acme/research"]
+    );
+    let acme = scopes(h.store.balances(Some("acme")).await.unwrap());
+    assert_eq!(acme, ["acme", "acme/research", "acme/researchx"]);
+    let all = scopes(h.store.balances(None).await.unwrap());
+    assert!(
+        all.contains(&"beta/x".to_string()) && all.contains(&"acme".to_string()),
+        "{all:?}"
+    );
+}
+
+pub async fn commit_records_the_truth_above_the_grant(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    h.store
+        .reserve(&req("r1", &scopes, 100, 100))
+        .await
+        .unwrap();
+    h.store.commit("acme", "r1", 130).await.unwrap();
+    let row = h.row("acme").await;
+    assert_eq!((row.spent, row.reserved, row.remaining), (130, 0, 870));
+}
+
+pub async fn agent_keys(h: Harness) {
+    super::keys::exercise(&h).await;
+}
+
+pub async fn invalid_requests_are_refused(h: Harness) {
+    let good = [budget("acme", 1000, Period::Total)];
+    let cases = [
+        req("r", &[budget("acme/bad path", 10, Period::Day)], 1, 1),
+        req(
+            "r",
+            &[
+                budget("acme", 10, Period::Day),
+                budget("beta/x", 10, Period::Day),
+            ],
+            1,
+            1,
+        ),
+        req("r", &good, 5, 6),
+        req("r", &good, -1, 0),
+        req("r", &[budget("acme", -5, Period::Day)], 1, 1),
+        req("r", &[], 1, 1),
+        req("", &good, 1, 1),
+    ];
+    for c in cases {
+        assert!(
+            matches!(h.store.reserve(&c).await, Err(StoreError::Invalid(_))),
+            "{c:?}"
+        );
+    }
+    assert!(matches!(
+        h.store.set_limit("a b", Some(1), Period::Day).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        h.store.commit("acme", "r", -1).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn reaper_task_reaps(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut r = req("r1", &scopes, 100, 100);
+    r.ttl = Duration::from_secs(1);
+    h.store.reserve(&r).await.unwrap();
+    h.clock.advance(TimeDelta::seconds(2));
+    let reaper = spawn_reaper(h.store.clone(), Duration::from_millis(5));
+    // Bounded wait for the task's effect, not a sleep standing in for synchronisation.
+    let mut reaped = false;
+    for _ in 0..400 {
+        if h.row("acme").await.reserved == 0 {
+            reaped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reaper.abort();
+    assert!(reaped, "the reaper task did not release the lapsed hold");
+}
+
+pub async fn timezones_cut_windows(h: Harness) {
+    h.clock.set("2026-11-22T23:30:00Z".parse().unwrap());
+    let mut s = budget("acme", 1000, Period::Day);
+    if let Some(b) = s.budget.as_mut() {
+        b.tz = Some(chrono_tz::Asia::Tokyo);
+    }
+    h.store.reserve(&req("r1", &[s], 10, 10)).await.unwrap();
+    assert_eq!(h.row("acme").await.window, "d2026-11-23");
+}
+
+pub async fn ping_answers(h: Harness) {
+    h.store.ping().await.unwrap();
+}

@@ -1,0 +1,167 @@
+//! The embedded backend against the shared suite, the race, the model, and crashes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use common::futures_lite::BoxedFuture;
+use common::{Harness, budget, req};
+use proptest::prelude::*;
+use tollgate_budget::{EmbeddedStore, ManualClock, Period, Store, StoreOptions, SystemClock};
+
+fn options(clock: ManualClock) -> StoreOptions {
+    // Reap everything lapsed on reserve, so the model can predict every decision exactly.
+    StoreOptions {
+        clock: Arc::new(clock),
+        reap_on_reserve: 10_000,
+        ..StoreOptions::default()
+    }
+}
+
+fn open(clock: ManualClock) -> BoxedFuture<Harness> {
+    Box::pin(async move {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path(), options(clock.clone())).expect("open");
+        Harness {
+            store: Arc::new(store),
+            clock,
+            guard: Box::new(dir),
+        }
+    })
+}
+
+all_scenarios!(open);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_of_500_from_10_agents() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::concurrency::race(vec![h.store.clone()], 11).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn any_interleaving_matches_the_model(ops in common::model::ops(60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = open(ManualClock::new(common::model::start())).await;
+            common::model::check(h, ops).await;
+        });
+    }
+}
+
+#[tokio::test]
+async fn reopened_store_keeps_spend_and_pending_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(common::t0());
+    let scopes = [budget("acme", 1000, Period::Total)];
+    {
+        let store = EmbeddedStore::open(dir.path(), options(clock.clone())).unwrap();
+        store
+            .reserve(&req("done", &scopes, 300, 300))
+            .await
+            .unwrap();
+        store.commit("acme", "done", 250).await.unwrap();
+        store
+            .reserve(&req("pending", &scopes, 100, 100))
+            .await
+            .unwrap();
+        // No shutdown of any kind: the worker thread and its connection stay behind.
+        std::mem::forget(store);
+    }
+    let store = EmbeddedStore::open(dir.path(), options(clock.clone())).unwrap();
+    let row = &store.balances(Some("acme")).await.unwrap()[0];
+    assert_eq!((row.spent, row.reserved), (250, 100));
+    clock.advance(TimeDelta::minutes(5));
+    assert_eq!(store.reap_expired(store.now()).await.unwrap(), 1);
+    let row = &store.balances(Some("acme")).await.unwrap()[0];
+    assert_eq!((row.spent, row.reserved), (250, 0));
+}
+
+const CHILD_DIR: &str = "TOLLGATE_BUDGET_CRASH_DIR";
+const PENDING: i64 = 500;
+const STEP: i64 = 10;
+
+/// The victim of `kill_9_keeps_acknowledged_spend`: holds one reservation, then commits
+/// `STEP` at a time and prints the running total after each acknowledged commit.
+#[tokio::test]
+#[ignore = "run by kill_9_keeps_acknowledged_spend in a child process"]
+async fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
+    let opts = StoreOptions {
+        clock: Arc::new(SystemClock),
+        ..StoreOptions::default()
+    };
+    let store = EmbeddedStore::open(dir.as_ref(), opts).unwrap();
+    let scopes = [budget("acme", 1_000_000_000, Period::Total)];
+    let mut pending = req("pending", &scopes, PENDING, PENDING);
+    pending.ttl = Duration::from_secs(60);
+    store.reserve(&pending).await.unwrap();
+    let mut total = 0;
+    for i in 0..200_000 {
+        let id = format!("r{i}");
+        store.reserve(&req(&id, &scopes, STEP, STEP)).await.unwrap();
+        store.commit("acme", &id, STEP).await.unwrap();
+        total += STEP;
+        println!("committed {total}");
+    }
+}
+
+#[tokio::test]
+async fn kill_9_keeps_acknowledged_spend() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "crash_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = 0;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        if let Some(n) = line.unwrap().strip_prefix("committed ") {
+            acknowledged = n.parse().unwrap();
+            if acknowledged >= 300 * STEP {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL, in the middle of the loop
+    child.wait().unwrap();
+    assert!(
+        acknowledged >= 300 * STEP,
+        "the child stopped early at {acknowledged}"
+    );
+
+    let clock = ManualClock::new(chrono::Utc::now());
+    let store = EmbeddedStore::open(dir.path(), options(clock.clone())).unwrap();
+    let row = store.balances(Some("acme")).await.unwrap().remove(0);
+    assert!(
+        row.spent >= acknowledged,
+        "lost acknowledged spend: {} < {acknowledged}",
+        row.spent
+    );
+    assert_eq!(row.spent % STEP, 0);
+    // The pending hold, plus at most the one reservation caught between reserve and commit.
+    assert!(
+        row.reserved == PENDING || row.reserved == PENDING + STEP,
+        "reserved {}",
+        row.reserved
+    );
+    clock.advance(TimeDelta::minutes(2));
+    let reaped = store.reap_expired(store.now()).await.unwrap();
+    assert!(reaped == 1 || reaped == 2, "reaped {reaped}");
+    let after = store.balances(Some("acme")).await.unwrap().remove(0);
+    assert_eq!((after.spent, after.reserved), (row.spent, 0));
+}

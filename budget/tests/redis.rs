@@ -1,0 +1,387 @@
+//! The Redis backend against the shared suite (on the local Redis, each test under its own
+//! random key prefix), two instances racing, the model, outages and round trips (on a
+//! private `redis-server` this file starts).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::futures_lite::BoxedFuture;
+use common::{Harness, budget, req};
+use proptest::prelude::*;
+use tollgate_budget::{
+    ManualClock, Period, RedisOptions, RedisStore, Store, StoreError, StoreOptions,
+};
+
+const SHARED_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// Deletes every key under a test's prefix when the test ends, pass or fail.
+struct Cleanup {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(mut c) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let mut cursor = 0u64;
+        loop {
+            let Ok((next, keys)): redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut c)
+            else {
+                return;
+            };
+            if !keys.is_empty() {
+                let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut c);
+            }
+            if next == 0 {
+                return;
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn options(url: &str, prefix: &str, clock: ManualClock) -> RedisOptions {
+    RedisOptions {
+        prefix: prefix.to_owned(),
+        store: StoreOptions {
+            clock: Arc::new(clock),
+            reap_on_reserve: 10_000,
+            ..StoreOptions::default()
+        },
+        ..RedisOptions::new(url)
+    }
+}
+
+fn random_prefix() -> String {
+    format!("tgtest-{:016x}", rand::random::<u64>())
+}
+
+fn open(clock: ManualClock) -> BoxedFuture<Harness> {
+    Box::pin(async move {
+        let prefix = random_prefix();
+        let store = RedisStore::new(options(SHARED_URL, &prefix, clock.clone())).expect("store");
+        Harness {
+            store: Arc::new(store),
+            clock,
+            guard: Box::new(Cleanup {
+                url: SHARED_URL.into(),
+                prefix,
+            }),
+        }
+    })
+}
+
+all_scenarios!(open);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_of_500_from_10_agents() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::concurrency::race(vec![h.store.clone()], 13).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_of_500_across_two_instances() {
+    let h = open(ManualClock::new(common::t0())).await;
+    let prefix = &h.guard.downcast_ref::<Cleanup>().unwrap().prefix;
+    // A second store object: its own connection manager, its own process-local caches.
+    let second: Arc<dyn Store> =
+        Arc::new(RedisStore::new(options(SHARED_URL, prefix, h.clock.clone())).unwrap());
+    common::concurrency::race(vec![h.store.clone(), second], 17).await;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
+    fn any_interleaving_matches_the_model(ops in common::model::ops(40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = open(ManualClock::new(common::model::start())).await;
+            common::model::check(h, ops).await;
+        });
+    }
+}
+
+/// A `redis-server` of this test's own, on a port nobody else uses, killed on drop.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn new() -> Self {
+        PrivateRedis {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn start(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed for the outage tests");
+        self.child = Some(child);
+        // Bounded wait until it accepts connections.
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Retries `op` until it succeeds, with a bounded number of attempts.
+async fn eventually<T, F, Fut>(mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut last = None;
+    for _ in 0..200 {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(
+                    e.is_unavailable(),
+                    "only unavailability is expected while recovering: {e}"
+                );
+                last = Some(e);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the store did not recover: {last:?}");
+}
+
+fn scopes() -> [tollgate_budget::ScopeBudget; 1] {
+    [budget("acme", 1_000_000, Period::Total)]
+}
+
+#[tokio::test]
+async fn closed_port_fails_fast_with_unavailable() {
+    let url = format!("redis://127.0.0.1:{}/0", free_port());
+    let store = RedisStore::new(options(&url, "tg", ManualClock::new(common::t0()))).unwrap();
+    // The bound is a hang guard, not a latency assertion.
+    let got = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.reserve(&req("r1", &scopes(), 10, 10)),
+    )
+    .await;
+    let err = got
+        .expect("a dead Redis must not hang the caller")
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(store.ping().await.unwrap_err().is_unavailable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_recovers_when_redis_comes_and_goes() {
+    let mut redis = PrivateRedis::new();
+    let clock = ManualClock::new(common::t0());
+    let store = RedisStore::new(options(&redis.url(), "tg", clock)).unwrap();
+    let reserve = |id: &'static str| {
+        let store = &store;
+        async move { store.reserve(&req(id, &scopes(), 10, 10)).await }
+    };
+    assert!(
+        reserve("before").await.unwrap_err().is_unavailable(),
+        "Redis is not started yet"
+    );
+
+    redis.start();
+    let a = eventually(|| reserve("r1")).await;
+    assert!(a.decision.is_allowed());
+
+    redis.kill();
+    let down = tokio::time::timeout(Duration::from_secs(10), reserve("r2"))
+        .await
+        .expect("no hang");
+    assert!(down.unwrap_err().is_unavailable());
+
+    redis.start();
+    let b = eventually(|| reserve("r3")).await;
+    assert!(
+        b.decision.is_allowed(),
+        "the same store object serves again"
+    );
+    // The restarted Redis kept nothing; the tenant must be registered again for the reaper.
+    eventually(|| store.commit("acme", "r3", 5)).await;
+    assert_eq!(store.balances(None).await.unwrap().len(), 1);
+}
+
+/// A relay between the store and Redis that counts the commands the client sends: round
+/// trips as the wire sees them (INFO counters also count the commands scripts run).
+struct CountingRelay {
+    port: u16,
+    commands: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingRelay {
+    async fn start(upstream: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let commands = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = commands.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                tokio::spawn(async move { tokio::io::copy(&mut server_rx, &mut client_tx).await });
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let (mut pending, mut chunk) = (Vec::new(), vec![0u8; 16384]);
+                    loop {
+                        let n = match client_rx.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&chunk[..n]);
+                        while let Some(used) = resp_command_len(&pending) {
+                            pending.drain(..used);
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        if server_tx.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CountingRelay { port, commands }
+    }
+
+    fn count(&self) -> usize {
+        self.commands.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Length of the first complete RESP command (`*N` then N bulk strings) in `buf`.
+fn resp_command_len(buf: &[u8]) -> Option<usize> {
+    fn line(buf: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
+        if buf.get(at) != Some(&tag) {
+            return None;
+        }
+        let end = at + buf[at..].windows(2).position(|w| w == b"\r\n")?;
+        let n = std::str::from_utf8(&buf[at + 1..end]).ok()?.parse().ok()?;
+        Some((n, end + 2))
+    }
+    let (args, mut at) = line(buf, 0, b'*')?;
+    for _ in 0..args {
+        let (len, start) = line(buf, at, b'$')?;
+        at = start + len + 2;
+        if at > buf.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_costs_one_round_trip() {
+    let mut redis = PrivateRedis::new();
+    redis.start();
+    let relay = CountingRelay::start(redis.port).await;
+    let url = format!("redis://127.0.0.1:{}/0", relay.port);
+    let store = RedisStore::new(options(&url, "tg", ManualClock::new(common::t0()))).unwrap();
+    let scopes = [
+        budget("acme", 1_000_000, Period::Month),
+        budget("acme/w", 1_000_000, Period::Day),
+        budget("acme/w/a", 1_000_000, Period::Day),
+    ];
+    // Warm up: the first call registers the tenant and loads the scripts.
+    store.reserve(&req("warm", &scopes, 10, 10)).await.unwrap();
+    store.commit("acme", "warm", 1).await.unwrap();
+    let mut admin = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut admin)
+        .unwrap();
+    let before = relay.count();
+    for i in 0..10 {
+        store
+            .reserve(&req(&format!("r{i}"), &scopes, 10, 10))
+            .await
+            .unwrap();
+    }
+    assert_eq!(relay.count() - before, 10, "one command per reserve");
+    for i in 0..10 {
+        store.commit("acme", &format!("r{i}"), 5).await.unwrap();
+    }
+    assert_eq!(relay.count() - before, 20, "one command per commit");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut admin)
+        .unwrap();
+    let evalsha = stats
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cmdstat_evalsha:calls=")?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap();
+    assert_eq!(evalsha, 20, "each of them an EVALSHA");
+}
