@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs what building and testing tollgate needs on a Debian machine. Idempotent and
+# quick when everything is already there. Usage: scripts/setup.sh [--test]
+#   (no flag)  build tools only: what `tollgate demo` needs
+#   --test     also Redis (running on 127.0.0.1:6379), Prometheus, and a Python venv
+#              with the official openai SDK for the end-to-end tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+need() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
+# cmake builds zlib-ng for Pingora; a C compiler builds SQLite for the embedded store.
+need cmake; need gcc; need g++; need make; need pkg-config; need curl; need ca-certificates
+if [ $want_test = 1 ]; then
+  command -v redis-server >/dev/null || need redis-server
+  command -v prometheus >/dev/null || need prometheus
+  python3 -c 'import venv' 2>/dev/null || need python3-venv
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: installing the Rust toolchain with rustup"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+
+if [ $want_test = 1 ]; then
+  # Tests run against a real Redis; start one if nothing listens on 6379 (it keeps nothing).
+  if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+    echo "setup: starting redis-server on 127.0.0.1:6379"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /tmp --logfile /tmp/tollgate-redis.log
+    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
+  fi
+  # The end-to-end tests drive tollgate with the official openai Python SDK from PyPI.
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
+    echo "setup: creating .venv with the openai SDK"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.50,<3'
+  fi
+fi
