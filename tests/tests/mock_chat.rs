@@ -207,6 +207,29 @@ async fn the_same_request_is_chunked_the_same_way() {
 }
 
 #[tokio::test]
+async fn a_stream_arrives_in_uneven_writes() {
+    let mock = mock::provider().spawn().await;
+    let body = json!({"model": "mock-1", "stream": true, "messages": user("WORDS: 200")});
+    let reply = chat(mock.addr(), &body).await;
+    let events_in = |chunk: &Vec<u8>| chunk.windows(2).filter(|w| w == b"\n\n").count();
+    let split = reply
+        .chunks
+        .iter()
+        .filter(|c| !c.ends_with(b"\n\n"))
+        .count();
+    let merged = reply.chunks.iter().filter(|c| events_in(c) > 1).count();
+    let single = reply
+        .chunks
+        .iter()
+        .filter(|c| events_in(c) == 1 && c.ends_with(b"\n\n"))
+        .count();
+    assert!(split > 0, "some event is split across two writes");
+    assert!(merged > 0, "some write carries several events");
+    assert!(single > split + merged, "most writes carry one event");
+    assert_eq!(reassemble(&reply.events()).1.as_deref(), Some("stop"));
+}
+
+#[tokio::test]
 async fn stream_usage_needs_include_usage_and_the_builder_allowing_it() {
     let cases = [
         (true, true, true),

@@ -17,6 +17,8 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// The body ended properly: the final chunk arrived, or all of the content-length.
     pub complete: bool,
+    /// The HTTP chunks of a chunked body: hyper sends each of the mock's writes as one.
+    pub chunks: Vec<Vec<u8>>,
 }
 
 impl Reply {
@@ -131,44 +133,45 @@ pub fn parse_response(raw: &[u8]) -> Reply {
             .find(|(key, _)| key == name)
             .map(|(_, v)| v.clone())
     };
-    let (body, complete) = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    let (chunks, complete) = if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         dechunk(rest)
     } else if let Some(length) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
         (
-            rest[..rest.len().min(length)].to_vec(),
+            vec![rest[..rest.len().min(length)].to_vec()],
             rest.len() >= length,
         )
     } else {
-        (rest.to_vec(), true)
+        (vec![rest.to_vec()], true)
     };
     Reply {
         status,
         headers,
-        body,
+        body: chunks.concat(),
         complete,
+        chunks,
     }
 }
 
-/// Decodes a chunked body; incomplete when the terminating chunk never came.
-fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
-    let mut body = Vec::new();
+/// Splits a chunked body into its chunks; incomplete when the terminating chunk never came.
+fn dechunk(mut rest: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let mut chunks = Vec::new();
     loop {
         let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return (body, false);
+            return (chunks, false);
         };
         let size_text = String::from_utf8_lossy(&rest[..line_end]);
         let Ok(size) = usize::from_str_radix(size_text.trim(), 16) else {
-            return (body, false);
+            return (chunks, false);
         };
         rest = &rest[line_end + 2..];
         if size == 0 {
-            return (body, true);
+            return (chunks, true);
         }
         if rest.len() < size + 2 {
-            body.extend_from_slice(&rest[..rest.len().min(size)]);
-            return (body, false);
+            chunks.push(rest[..rest.len().min(size)].to_vec());
+            return (chunks, false);
         }
-        body.extend_from_slice(&rest[..size]);
+        chunks.push(rest[..size].to_vec());
         rest = &rest[size + 2..];
     }
 }
