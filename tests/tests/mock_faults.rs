@@ -237,6 +237,16 @@ async fn keep_alive_connections_serve_several_requests() {
     );
 }
 
+#[tokio::test]
+async fn recording_can_be_turned_off() {
+    let mock = mock::provider().record_requests(false).spawn().await;
+    assert_eq!(
+        chat(mock.addr(), &chat_body("mock-1", false)).await.status,
+        200
+    );
+    assert!(mock.requests().is_empty());
+}
+
 #[test]
 fn the_thread_runner_serves_without_a_runtime_of_ours() {
     let mock = mock::provider()

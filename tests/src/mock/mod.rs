@@ -26,8 +26,8 @@
 //! - the model name picks a fault: `mock-slow`, `mock-error-<status>` (e.g. 500, 503, 429,
 //!   400), `mock-cut-stream`, `mock-garbage`, `mock-hang`, `mock-no-usage`; a name containing
 //!   `reason` bills hidden reasoning tokens; every other name answers normally;
-//! - tokens are counted with the real o200k_base ranks (see [`tokens`](self) internals), so
-//!   usage can be compared with tollgate's own, independent, estimate.
+//! - tokens are counted with the real o200k_base ranks and the OpenAI cookbook's chat formula,
+//!   written apart from tollgate's pricing crate so tests can compare the two.
 //!
 //! Streams are real SSE written in realistic pieces: one event per token-ish piece, and, seeded
 //! by the request body, sometimes several events in one write or one event split across two.
@@ -66,6 +66,7 @@ pub fn provider() -> MockBuilder {
             chunk_delay: Duration::ZERO,
             slow_delay: DEFAULT_SLOW_DELAY,
             usage: true,
+            record: true,
         },
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
     }
@@ -84,6 +85,7 @@ pub(crate) struct Config {
     pub(crate) chunk_delay: Duration,
     pub(crate) slow_delay: Duration,
     pub(crate) usage: bool,
+    pub(crate) record: bool,
 }
 
 /// Describes a mock provider before it starts; each setter reads like the test scenario.
@@ -124,6 +126,13 @@ impl MockBuilder {
     /// Whether answers carry usage (streams still need `stream_options.include_usage`).
     pub fn usage(mut self, usage: bool) -> Self {
         self.config.usage = usage;
+        self
+    }
+
+    /// Whether requests are kept for [`MockProvider::requests`] (default on; a long load
+    /// test turns it off so memory stays flat).
+    pub fn record_requests(mut self, record: bool) -> Self {
+        self.config.record = record;
         self
     }
 
@@ -191,7 +200,9 @@ impl MockBuilder {
     }
 
     /// Serves on a multi-threaded runtime until Ctrl-C (the standalone binary, `bench/`).
-    pub fn run_blocking(self) -> io::Result<()> {
+    /// Requests are not recorded: nobody holds a handle to read them.
+    pub fn run_blocking(mut self) -> io::Result<()> {
+        self.config.record = false;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
@@ -226,6 +237,9 @@ impl State {
     }
 
     pub(crate) fn record(&self, request: RecordedRequest) {
+        if !self.config.record {
+            return;
+        }
         self.requests
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -215,10 +215,11 @@ async fn handle(
         body: serde_json::from_slice(&raw_body).unwrap_or(Value::Null),
         raw_body,
     };
-    state.record(recorded.clone());
-
-    let config = &state.config;
+    // Deciding the answer sends nothing, so recording right after still precedes every byte
+    // of the answer (and the wait of a hang or a slow model).
     let (response, fault) = respond(&recorded, parts.uri.path(), parts.uri.query(), &state);
+    state.record(recorded);
+    let config = &state.config;
     match fault {
         Fault::Hang => std::future::pending::<()>().await,
         Fault::Slow => tokio::time::sleep(config.slow_delay).await,
