@@ -31,7 +31,7 @@ pub use limits::{
 pub use price::{LongContext, NANOS_PER_USD, Price, usd_per_mtok_to_nanos};
 pub use stream::{StreamAccounting, UsageSource};
 pub use table::{PriceRef, PriceSource, PriceTable};
-pub use tokenizer::{Tokenizer, count_tokens, tokenizer_for};
+pub use tokenizer::{Tokenizer, count_tokens, tokenizer_for, warm_up};
 pub use usage::usage_from_response;
 
 /// The API shape of a request, which decides where tokens, limits and usage live in the body.
