@@ -301,6 +301,31 @@ mod tests {
     use crate::count_tokens;
     use serde_json::json;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_chunking_counts_like_the_whole(
+            words in proptest::collection::vec("[a-zA-Z0-9]{1,8}|[,.!?;:]{1,2}|\\n|東京|ünï|  |🙂", 200..1500),
+            seed in 0u64..1000,
+        ) {
+            let text: String = words.iter().enumerate().map(|(i, w)| if i % 3 == 0 { format!(" {w}") } else { w.clone() }).collect();
+            let mut acc = StreamAccounting::new(Api::ChatCompletions, "gpt-4o");
+            let mut rest = text.as_str();
+            let mut step = seed as usize;
+            while !rest.is_empty() {
+                step = (step * 31 + 7) % 23 + 1;
+                let mut cut = step.min(rest.len());
+                while !rest.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                let (piece, tail) = rest.split_at(cut);
+                acc.observe(&json!({"choices": [{"index": 0, "delta": {"content": piece}}]}));
+                rest = tail;
+            }
+            proptest::prop_assert_eq!(acc.usage(0).0.output, count_tokens("gpt-4o", &text));
+        }
+    }
+
     #[test]
     fn chunked_counting_equals_whole_counting() {
         // Long enough to flush several times.
