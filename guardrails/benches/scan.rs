@@ -1,0 +1,2 @@
+//! Placeholder until the scan benchmarks land.
+fn main() {}

@@ -1,0 +1,184 @@
+//! The built-in scan loop: merges keyword and trigger-byte events in text order and
+//! runs the matching validator at each, left to right, without overlaps.
+
+use aho_corasick::Input;
+
+use crate::Category;
+use crate::pii;
+use crate::secrets::Secrets;
+use crate::text::{Hay, next_trigger, run_start};
+
+/// A validated match of a built-in detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub start: usize,
+    pub end: usize,
+    pub kind: &'static str,
+    pub cat: Category,
+}
+
+impl Hit {
+    pub fn new(start: usize, end: usize, kind: &'static str, cat: Category) -> Hit {
+        Hit {
+            start,
+            end,
+            kind,
+            cat,
+        }
+    }
+}
+
+/// What a validator may know besides the text: how far back a match may extend (the
+/// end of the previous finding).
+pub(crate) struct Ctx {
+    pub floor: usize,
+}
+
+/// The compiled built-in detectors of one guard.
+pub(crate) struct Engine {
+    pub pii: bool,
+    pub secrets: Option<&'static Secrets>,
+}
+
+#[derive(Clone, Copy)]
+enum Event {
+    Keyword {
+        start: usize,
+        end: usize,
+        pattern: usize,
+    },
+    Trigger(usize),
+}
+
+impl Engine {
+    pub fn is_empty(&self) -> bool {
+        !self.pii && self.secrets.is_none()
+    }
+
+    fn find_trigger(&self, b: &[u8], at: usize) -> Option<usize> {
+        if at >= b.len() {
+            return None;
+        }
+        match (self.pii, self.secrets.is_some()) {
+            (true, true) => next_trigger::<true, true>(b, at),
+            (true, false) => next_trigger::<true, false>(b, at),
+            (false, true) => next_trigger::<false, true>(b, at),
+            (false, false) => None,
+        }
+    }
+
+    fn find_keyword(&self, b: &[u8], at: usize) -> Option<Event> {
+        let s = self.secrets?;
+        if at >= b.len() {
+            return None;
+        }
+        let m = s.ac.find(Input::new(b).range(at..))?;
+        Some(Event::Keyword {
+            start: m.start(),
+            end: m.end(),
+            pattern: m.pattern().as_usize(),
+        })
+    }
+
+    fn at_trigger(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
+        let b = hay.b;
+        let c = b[t];
+        if c == b'@' {
+            let h = if self.pii {
+                pii::detect(hay, ctx, t).0
+            } else {
+                None
+            };
+            return (h, t + 1);
+        }
+        if !c.is_ascii_digit() {
+            return match self.secrets {
+                Some(s) => s.at_trigger(hay, ctx, t),
+                None => (None, t + 1),
+            };
+        }
+        if let Some(s) = self.secrets
+            && let (Some(h), skip) = s.at_trigger(hay, ctx, t)
+        {
+            return (Some(h), skip);
+        }
+        if self.pii {
+            return pii::detect(hay, ctx, t);
+        }
+        (
+            None,
+            t + hay.run(t, usize::MAX, |c| c.is_ascii_alphanumeric()).max(1),
+        )
+    }
+
+    /// Scans `b[from..]`, appending hits in order. `b[..from]` is context that was
+    /// scanned before and holds no finding reaching past `from`.
+    ///
+    /// When `complete` is false the end of `b` is not the end of the text: the scan stops
+    /// at the first candidate whose decision looked at the end and returns the earliest
+    /// position that candidate may claim. Everything before that is final.
+    pub fn scan(
+        &self,
+        b: &[u8],
+        from: usize,
+        complete: bool,
+        hits: &mut Vec<Hit>,
+    ) -> Option<usize> {
+        if self.is_empty() {
+            return None;
+        }
+        let hay = Hay::new(b);
+        let mut cursor = from;
+        let mut kw = self.find_keyword(b, from);
+        let mut trig = self.find_trigger(b, from);
+        loop {
+            let event = match (kw, trig) {
+                (None, None) => return None,
+                (Some(k @ Event::Keyword { start, .. }), Some(t)) if start <= t => k,
+                (Some(k), None) => k,
+                (_, Some(t)) => Event::Trigger(t),
+            };
+            let ctx = Ctx { floor: cursor };
+            hay.take_touched();
+            let (pos, found, skip_to) = match event {
+                Event::Keyword {
+                    start,
+                    end,
+                    pattern,
+                } => {
+                    let s = self.secrets.expect("keyword events need secret rules");
+                    (start, s.keyword(&hay, &ctx, pattern, start, end), start + 1)
+                }
+                Event::Trigger(t) => {
+                    let (found, skip) = self.at_trigger(&hay, &ctx, t);
+                    (t, found, skip)
+                }
+            };
+            if !complete && hay.take_touched() {
+                return Some(run_start(b, pos, cursor));
+            }
+            if let Some(h) = found {
+                debug_assert!(h.start >= cursor && h.end > h.start, "{h:?} at {cursor}");
+                hits.push(h);
+                cursor = h.end;
+            }
+            let next = cursor.max(skip_to);
+            match event {
+                Event::Keyword { .. } => {
+                    kw = self.find_keyword(b, next);
+                    if trig.is_some_and(|t| t < cursor) {
+                        trig = self.find_trigger(b, cursor);
+                    }
+                }
+                Event::Trigger(_) => {
+                    trig = self.find_trigger(b, next);
+                    if let Some(Event::Keyword { start, .. }) = kw
+                        && start < cursor
+                    {
+                        kw = self.find_keyword(b, cursor);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! IPv4 and IPv6 addresses, parsed by the standard library once the shape fits.
+//!
+//! Addresses that identify no one (unspecified, loopback, netmasks) are not findings,
+//! and dotted quads that are part of longer dotted numbers (OIDs, versions) are skipped.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::{IPV4, IPV6};
+use crate::Category;
+use crate::engine::{Ctx, Hit};
+use crate::text::{Hay, is_alnum, is_hex};
+
+pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
+    let b = hay.b;
+    // `1.2.3.4.5` and `v1.2.3.4` are versions or OIDs, not addresses.
+    if t > 0 && (b[t - 1] == b'.' || b[t - 1] == b'v' || b[t - 1] == b'V') {
+        return None;
+    }
+    let mut i = t;
+    for part in 0..4 {
+        let n = hay.run(i, 4, |c| c.is_ascii_digit());
+        if n == 0 || n > 3 {
+            return None;
+        }
+        if n > 1 && b[i] == b'0' {
+            return None;
+        }
+        i += n;
+        if part < 3 {
+            if hay.at(i) != Some(b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    match hay.at(i) {
+        Some(c) if is_alnum(c) => return None,
+        Some(b'.') if hay.at(i + 1).is_some_and(|c| c.is_ascii_digit()) => return None,
+        _ => {}
+    }
+    let ip: Ipv4Addr = std::str::from_utf8(&b[t..i]).ok()?.parse().ok()?;
+    let o = ip.octets();
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || o[0] == 255 {
+        return None;
+    }
+    Some(Hit::new(t, i, IPV4, Category::Pii))
+}
+
+fn is_v6(c: u8) -> bool {
+    is_hex(c) || c == b':'
+}
+
+/// Called at any digit; looks at the hex-and-colon run around it.
+pub(super) fn detect_v6(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
+    let b = hay.b;
+    let mut start = t;
+    while start > ctx.floor && t - start < 40 && is_v6(b[start - 1]) {
+        start -= 1;
+    }
+    // Only the first digit of a run decides, so each candidate is looked at once.
+    if b[start..t].iter().any(u8::is_ascii_digit) {
+        return None;
+    }
+    if start > 0 && (is_alnum(b[start - 1]) || b[start - 1] == b'.') {
+        return None;
+    }
+    let n = hay.run(t, 46, |c| is_v6(c) || c == b'.');
+    let mut end = t + n;
+    // A sentence may end right after an address.
+    while end > t && b[end - 1] == b'.' {
+        end -= 1;
+    }
+    if end - start < 3 || hay.at(t + n).is_some_and(|c| is_alnum(c) || c == b'_') {
+        return None;
+    }
+    let cand = &b[start..end];
+    let colons = cand.iter().filter(|&&c| c == b':').count();
+    if colons < 2 {
+        return None;
+    }
+    let ip: Ipv6Addr = std::str::from_utf8(cand).ok()?.parse().ok()?;
+    if ip.is_unspecified() || ip.is_loopback() {
+        return None;
+    }
+    // `a::b` parses, but a real address in text has either all eight groups or a
+    // compressed run plus enough material to be one (not `f::1` in a code path).
+    let groups = cand.split(|&c| c == b':').filter(|g| !g.is_empty()).count();
+    let digits = cand.iter().filter(|c| c.is_ascii_hexdigit()).count();
+    if colons < 7 && (groups < 2 || digits < 4) {
+        return None;
+    }
+    Some(Hit::new(start, end, IPV6, Category::Pii))
+}

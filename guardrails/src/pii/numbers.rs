@@ -1,0 +1,284 @@
+//! Grouped digit sequences: card numbers, US SSNs and phone numbers.
+//!
+//! One parser reads the digit groups and separators at a trigger; the shape (group
+//! sizes, separators, `+` or parentheses) then decides which type it is, if any. Dates,
+//! versions, thousands-grouped amounts and bare digit runs are never phone numbers.
+
+use super::{CREDIT_CARD, PHONE, US_SSN};
+use crate::Category;
+use crate::engine::{Ctx, Hit};
+use crate::text::{Hay, is_alnum};
+
+const MAX_GROUPS: usize = 8;
+const MAX_DIGITS: usize = 19;
+
+struct Seq {
+    start: usize,
+    end: usize,
+    digits: Vec<u8>,
+    groups: Vec<usize>,
+    seps: Vec<u8>,
+    plus: bool,
+    paren: bool,
+}
+
+impl Seq {
+    fn uniform_sep(&self) -> Option<u8> {
+        let first = *self.seps.first()?;
+        self.seps.iter().all(|&s| s == first).then_some(first)
+    }
+}
+
+fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
+    let b = hay.b;
+    let mut seq = Seq {
+        start: t,
+        end: t,
+        digits: Vec::with_capacity(20),
+        groups: Vec::with_capacity(MAX_GROUPS),
+        seps: Vec::with_capacity(MAX_GROUPS),
+        plus: false,
+        paren: false,
+    };
+    let mut open_paren = false;
+    if t > ctx.floor {
+        let p = b[t - 1];
+        let before_ok = t - 1 == 0 || !is_alnum(b[t - 2]) && b[t - 2] != b'+' && b[t - 2] != b'(';
+        if p == b'+' && before_ok {
+            seq.plus = true;
+            seq.start = t - 1;
+        } else if p == b'(' && before_ok {
+            seq.paren = true;
+            open_paren = true;
+            seq.start = t - 1;
+        } else if p == b'+' || p == b'(' {
+            return None;
+        }
+    }
+    let mut i = t;
+    loop {
+        let n = hay.run(i, MAX_DIGITS + 1, |c| c.is_ascii_digit());
+        if n == 0 || seq.digits.len() + n > MAX_DIGITS {
+            return None;
+        }
+        seq.digits.extend_from_slice(&b[i..i + n]);
+        seq.groups.push(n);
+        i += n;
+        seq.end = i;
+        if open_paren {
+            if hay.at(i) != Some(b')') {
+                return None;
+            }
+            open_paren = false;
+            i += 1;
+            seq.end = i;
+            match hay.at(i) {
+                Some(c) if c.is_ascii_digit() => {
+                    seq.seps.push(b')');
+                    continue;
+                }
+                Some(c @ (b' ' | b'-')) if hay.at(i + 1).is_some_and(|d| d.is_ascii_digit()) => {
+                    seq.seps.push(c);
+                    i += 1;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if seq.groups.len() == MAX_GROUPS {
+            break;
+        }
+        match (hay.at(i), hay.at(i + 1)) {
+            (Some(c @ (b' ' | b'-' | b'.')), Some(d)) if d.is_ascii_digit() => {
+                seq.seps.push(c);
+                i += 1;
+            }
+            // `+44 (0)20 ...`: a parenthesised trunk digit inside an international number.
+            (Some(b' '), Some(b'('))
+                if seq.plus && hay.at(i + 2).is_some_and(|d| d.is_ascii_digit()) =>
+            {
+                seq.seps.push(b'(');
+                open_paren = true;
+                i += 2;
+            }
+            _ => break,
+        }
+    }
+    // A digit run glued to letters is an identifier, and one continued by `/` or `:` is a
+    // date, time, ratio or path.
+    match hay.at(seq.end) {
+        Some(c) if is_alnum(c) && c != b'x' => return None,
+        Some(b'/' | b':' | b',') if hay.at(seq.end + 1).is_some_and(|d| d.is_ascii_digit()) => {
+            return None;
+        }
+        Some(b'.') if hay.at(seq.end + 1).is_some_and(|d| d.is_ascii_digit()) => return None,
+        _ => {}
+    }
+    if t > 0 && matches!(b[seq.start.saturating_sub(1)], b'/' | b'.' | b'-' | b',') && seq.start > 0
+    {
+        return None;
+    }
+    Some(seq)
+}
+
+pub(super) fn detect(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
+    let seq = parse(hay, ctx, t)?;
+    let glued_x = hay.at(seq.end) == Some(b'x');
+    if !glued_x {
+        if let Some(h) = ssn(&seq) {
+            return Some(h);
+        }
+        if let Some(h) = card(&seq) {
+            return Some(h);
+        }
+    }
+    phone(hay, &seq)
+}
+
+fn ssn(s: &Seq) -> Option<Hit> {
+    if s.plus || s.paren || s.groups != [3, 2, 4] || !matches!(s.uniform_sep(), Some(b'-' | b' ')) {
+        return None;
+    }
+    ssn_valid(&s.digits).then(|| Hit::new(s.start, s.end, US_SSN, Category::Pii))
+}
+
+/// SSA rules: no area 000, 666 or 900-999, no group 00, no serial 0000.
+pub(crate) fn ssn_valid(d: &[u8]) -> bool {
+    let area = &d[0..3];
+    d.len() == 9
+        && area != b"000"
+        && area != b"666"
+        && area[0] != b'9'
+        && &d[3..5] != b"00"
+        && &d[5..9] != b"0000"
+}
+
+fn card(s: &Seq) -> Option<Hit> {
+    let n = s.digits.len();
+    if s.plus || s.paren || !(13..=19).contains(&n) {
+        return None;
+    }
+    if s.groups.len() > 1 {
+        if !matches!(s.uniform_sep(), Some(b' ' | b'-')) || s.groups[0] != 4 {
+            return None;
+        }
+        if s.groups.iter().any(|&g| !(3..=6).contains(&g)) {
+            return None;
+        }
+    }
+    (known_iin(&s.digits) && luhn_ok(&s.digits))
+        .then(|| Hit::new(s.start, s.end, CREDIT_CARD, Category::Pii))
+}
+
+pub(crate) fn luhn_ok(d: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (k, &c) in d.iter().rev().enumerate() {
+        let mut v = u32::from(c - b'0');
+        if k % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+/// Issuer prefixes and lengths of the networks in use (Visa, Mastercard, Amex,
+/// Discover, JCB, Diners, UnionPay, Maestro).
+pub(crate) fn known_iin(d: &[u8]) -> bool {
+    let n = d.len();
+    let p = |k: usize| -> u32 { d[..k].iter().fold(0, |a, &c| a * 10 + u32::from(c - b'0')) };
+    match d[0] {
+        b'4' => matches!(n, 13 | 16 | 19),
+        b'5' => {
+            (51..=55).contains(&p(2)) && n == 16
+                || (p(2) == 50 || (56..=59).contains(&p(2))) && n >= 12
+        }
+        b'2' => (2221..=2720).contains(&p(4)) && n == 16,
+        b'3' => {
+            (matches!(p(2), 34 | 37) && n == 15)
+                || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&n))
+                || (((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39))
+                    && (14..=19).contains(&n))
+        }
+        b'6' => {
+            (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || p(2) == 62)
+                && (16..=19).contains(&n)
+                || (p(2) == 67 || p(2) == 63) && n >= 12
+        }
+        _ => false,
+    }
+}
+
+fn looks_like_date(s: &Seq) -> bool {
+    let g = &s.groups[..];
+    let sep_ok = matches!(s.uniform_sep(), Some(b'-' | b'.' | b' '));
+    sep_ok
+        && g.len() == 3
+        && (g == [4, 2, 2]
+            || g == [2, 2, 4]
+            || g[0] <= 2 && g[1] <= 2 && g[2] == 4
+            || g[0] == 4 && g[1] <= 2 && g[2] <= 2)
+}
+
+fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
+    let n = s.digits.len();
+    let g = &s.groups[..];
+    let sep = s.uniform_sep();
+    let ok = if s.plus {
+        (8..=15).contains(&n) && (g.len() == 1 || g[0] <= 3)
+    } else if s.paren {
+        (7..=12).contains(&n) && g[0] <= 5 && g.len() >= 2
+    } else if looks_like_date(s) || g.len() < 2 {
+        false
+    } else if g == [3, 3, 4] || g == [1, 3, 3, 4] && s.digits[0] == b'1' {
+        let a = if g.len() == 4 { 1 } else { 0 };
+        sep.is_some() && s.digits[a] >= b'2' && s.digits[a + 3] >= b'2'
+    } else if s.digits[0] == b'0' {
+        (9..=13).contains(&n) && s.seps.iter().all(|&c| c == b' ' || c == b'-')
+    } else {
+        // Free grouping, as many countries print numbers: but not 10 000 000.
+        g.len() >= 3
+            && (8..=12).contains(&n)
+            && g.iter().all(|&k| k >= 2)
+            && matches!(sep, Some(b' ' | b'-'))
+            && !g[1..].iter().all(|&k| k == 3)
+    };
+    if !ok {
+        return None;
+    }
+    Some(Hit::new(
+        s.start,
+        extension(hay, s.end),
+        PHONE,
+        Category::Pii,
+    ))
+}
+
+/// `x123`, ` x123`, `ext. 123`: an extension belongs to the number.
+fn extension(hay: &Hay, end: usize) -> usize {
+    let mut i = end;
+    if hay.at(i) == Some(b' ') {
+        i += 1;
+    }
+    let lead = if hay.at(i) == Some(b'x') {
+        1
+    } else if hay.starts_with(i, b"ext. ") {
+        5
+    } else if hay.starts_with(i, b"ext") {
+        3
+    } else {
+        0
+    };
+    if lead == 0 {
+        return end;
+    }
+    let d = hay.run(i + lead, 7, |c| c.is_ascii_digit());
+    if (1..=6).contains(&d) && !hay.at(i + lead + d).is_some_and(is_alnum) {
+        i + lead + d
+    } else {
+        end
+    }
+}

@@ -1,0 +1,264 @@
+//! Assignments of secrets to suggestively named keys: `password = ...`,
+//! `"api_key": "..."`, `Authorization: Bearer ...`, `AccountKey=...`.
+//!
+//! Found at the operator (`=`, `:`), so the key may be spelled any way (`DB_PASSWORD`,
+//! `clientSecret`, `x-api-key`). The value must look like a secret: long enough,
+//! enough entropy, not a placeholder, not code (`token = self.next()`).
+
+use super::Secrets;
+use crate::Category;
+use crate::engine::{Ctx, Hit};
+use crate::text::{Hay, entropy, is_b64, is_placeholder};
+
+pub(crate) const PASSWORD: &str = "password";
+pub(crate) const GENERIC: &str = "generic_secret";
+pub(crate) const AUTH_HEADER: &str = "authorization_header";
+pub(crate) const AWS_SECRET: &str = "aws_secret_access_key";
+pub(crate) const AZURE_STORAGE: &str = "azure_storage_key";
+
+pub(crate) const KINDS: &[&str] = &[PASSWORD, GENERIC, AUTH_HEADER, AWS_SECRET, AZURE_STORAGE];
+
+const MAX_KEY: usize = 64;
+const MAX_VALUE: usize = 256;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyClass {
+    Password,
+    Secret,
+    Authorization,
+    AwsSecret,
+    AzureStorage,
+}
+
+fn is_key(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')
+}
+
+fn classify(key: &[u8]) -> Option<KeyClass> {
+    let mut buf = [0u8; MAX_KEY];
+    let n = key.len().min(MAX_KEY);
+    // Separators dropped, so `api_key`, `api-key`, `apiKey` and `APIKEY` all read `apikey`.
+    let mut k = 0;
+    for &c in &key[..n] {
+        if c.is_ascii_alphanumeric() {
+            buf[k] = c.to_ascii_lowercase();
+            k += 1;
+        }
+    }
+    let key = &buf[..k];
+    let has = |w: &[u8]| memchr::memmem::find(key, w).is_some();
+    if key.ends_with(b"accountkey") || key.ends_with(b"sharedaccesskey") {
+        Some(KeyClass::AzureStorage)
+    } else if has(b"secretaccesskey") || has(b"awssecretkey") {
+        Some(KeyClass::AwsSecret)
+    } else if key.ends_with(b"authorization") {
+        Some(KeyClass::Authorization)
+    } else if has(b"password") || has(b"passwd") || key.ends_with(b"pwd") || has(b"passphrase") {
+        Some(KeyClass::Password)
+    } else if [
+        "secret",
+        "token",
+        "apikey",
+        "accesskey",
+        "privatekey",
+        "authkey",
+        "credential",
+        "signingkey",
+    ]
+    .iter()
+    .any(|w| has(w.as_bytes()))
+        && !has(b"tokenizer")
+        && !key.ends_with(b"tokens")
+    {
+        Some(KeyClass::Secret)
+    } else {
+        None
+    }
+}
+
+/// At `=` or `:` (not `://`, which [`super::structured::url`] handles).
+pub(super) fn operator(hay: &Hay, ctx: &Ctx, secrets: &Secrets, t: usize) -> Option<Hit> {
+    let b = hay.b;
+    let mut v = t + 1;
+    if b[t] == b':' {
+        if t > 0 && b[t - 1] == b':' || hay.at(t + 1) == Some(b':') {
+            return None;
+        }
+        if hay.at(t + 1) == Some(b'=') {
+            v += 1;
+        }
+    } else {
+        if t > 0 && b"=!<>:+-*/%&|^~".contains(&b[t - 1]) {
+            return None;
+        }
+        match hay.at(t + 1) {
+            Some(b'=') => return None,
+            Some(b'>') => v += 1,
+            _ => {}
+        }
+    }
+    // The key is context, not part of the finding, so it may lie before the floor.
+    let lim = t.saturating_sub(MAX_KEY + 8);
+    let mut k = t;
+    while k > lim && matches!(b[k - 1], b' ' | b'\t') && t - k < 4 {
+        k -= 1;
+    }
+    if k > lim && matches!(b[k - 1], b'"' | b'\'' | b'`') {
+        k -= 1;
+    }
+    let ke = k;
+    while k > lim && is_key(b[k - 1]) && ke - k < MAX_KEY {
+        k -= 1;
+    }
+    let class = classify(&b[k..ke])?;
+    while matches!(hay.at(v), Some(b' ' | b'\t')) && v - t < 10 {
+        v += 1;
+    }
+    let quote = match hay.at(v) {
+        Some(q @ (b'"' | b'\'' | b'`')) => {
+            v += 1;
+            Some(q)
+        }
+        _ => None,
+    };
+    if v < ctx.floor {
+        return None;
+    }
+    if class == KeyClass::Authorization {
+        return auth_value(hay, ctx, secrets, v, quote);
+    }
+    let (vs, ve) = value(hay, v, quote)?;
+    if secrets.specific_at(hay, ctx, vs).is_some() {
+        return None;
+    }
+    let val = &b[vs..ve];
+    let kind = match class {
+        KeyClass::AzureStorage => {
+            let ok = (40..=100).contains(&val.len())
+                && val.iter().all(|&c| is_b64(c) || c == b'=')
+                && entropy(val) > 4.0;
+            return ok.then(|| Hit::new(vs, ve, AZURE_STORAGE, Category::Secret));
+        }
+        KeyClass::AwsSecret
+            if val.len() == 40 && val.iter().all(|&c| is_b64(c)) && entropy(val) > 4.0 =>
+        {
+            AWS_SECRET
+        }
+        KeyClass::Password => PASSWORD,
+        _ => GENERIC,
+    };
+    let password = class == KeyClass::Password;
+    plausible(val, quote.is_some(), password).then(|| Hit::new(vs, ve, kind, Category::Secret))
+}
+
+/// The value's span: up to the closing quote, or a run of token characters.
+fn value(hay: &Hay, v: usize, quote: Option<u8>) -> Option<(usize, usize)> {
+    let b = hay.b;
+    if let Some(q) = quote {
+        let n = hay.run(v, MAX_VALUE + 1, |c| c != q && c != b'\n' && c != b'\r');
+        if n == 0 || n > MAX_VALUE || hay.at(v + n) != Some(q) {
+            return None;
+        }
+        return Some((v, v + n));
+    }
+    let n = hay.run(v, MAX_VALUE + 1, |c| {
+        (0x21..=0x7e).contains(&c) && !b",;\"'`)}]>&".contains(&c)
+    });
+    if n == 0 || n > MAX_VALUE {
+        return None;
+    }
+    let mut e = v + n;
+    while e > v && matches!(b[e - 1], b'.' | b':') {
+        e -= 1;
+    }
+    (e > v).then_some((v, e))
+}
+
+/// `Authorization: Bearer <token>` (the token is the finding) or a bare credential.
+fn auth_value(hay: &Hay, ctx: &Ctx, secrets: &Secrets, v: usize, quote: Option<u8>) -> Option<Hit> {
+    let b = hay.b;
+    let mut s = v;
+    for scheme in [
+        &b"Bearer "[..],
+        b"Basic ",
+        b"Token ",
+        b"Digest ",
+        b"Bot ",
+        b"Api-Token ",
+        b"ApiKey ",
+    ] {
+        if hay.starts_with_ci(v, scheme) {
+            s = v + scheme.len();
+            break;
+        }
+    }
+    if s < ctx.floor || secrets.specific_at(hay, ctx, s).is_some() {
+        return None;
+    }
+    let n = hay.run(s, MAX_VALUE + 1, |c| {
+        c.is_ascii_alphanumeric() || b"-._~+/=:@!#$%^&*".contains(&c)
+    });
+    if !(8..=MAX_VALUE).contains(&n) {
+        return None;
+    }
+    if let Some(q) = quote
+        && hay.at(s + n) != Some(q)
+    {
+        return None;
+    }
+    let val = &b[s..s + n];
+    let ok =
+        !is_placeholder(val) && entropy(val) >= 2.5 && !val.starts_with(b"$") && val[0] != b'{';
+    ok.then(|| Hit::new(s, s + n, AUTH_HEADER, Category::Secret))
+}
+
+/// Whether `val` looks like a real credential rather than code, prose or a placeholder.
+pub(crate) fn plausible(val: &[u8], quoted: bool, password: bool) -> bool {
+    let min = if password { 6 } else { 10 };
+    if val.len() < min || is_placeholder(val) {
+        return false;
+    }
+    if matches!(
+        val[0],
+        b'$' | b'%' | b'&' | b'*' | b'@' | b'#' | b'{' | b'<' | b'[' | b'(' | b'.' | b'/'
+    ) {
+        return false;
+    }
+    if val.iter().any(|c| b"()[]{}<> ".contains(c)) || memchr::memmem::find(val, b"::").is_some() {
+        return false;
+    }
+    if memchr::memmem::find(val, b"://").is_some() {
+        return false;
+    }
+    let letters = val.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    let digits = val.iter().filter(|c| c.is_ascii_digit()).count();
+    let symbols = val.len() - letters - digits;
+    let punct_only = val
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    // Identifiers (`user_password`, `os.environ`) have letters and separators only.
+    let identifier = digits == 0 && punct_only;
+    if letters == 0 || (identifier && !quoted) {
+        return false;
+    }
+    if identifier {
+        let mixed =
+            val.iter().any(u8::is_ascii_uppercase) && val.iter().any(u8::is_ascii_lowercase);
+        if !mixed || val.len() < 10 || val.contains(&b'.') || val.contains(&b'_') {
+            return false;
+        }
+    }
+    if !quoted && digits == 0 && symbols == 0 {
+        return false;
+    }
+    // ALL_CAPS_CONSTANTS are references, not values.
+    if val
+        .iter()
+        .all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+        && val.contains(&b'_')
+    {
+        return false;
+    }
+    let threshold = if password { 2.0 } else { 3.0 };
+    entropy(val) >= threshold
+}

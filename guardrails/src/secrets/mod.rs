@@ -1,0 +1,170 @@
+//! Secret detectors: vendor token prefixes, structured secrets, and assignments to
+//! suggestively named keys.
+//!
+//! Two cheap passes find the places to look. Prefixes made of letters and dots (`AKIA`,
+//! `eyJ`, `hvs.`) go into one aho-corasick automaton small enough for its SIMD
+//! prefilter. Prefixes with `_` or `-` (`ghp_`, `glpat-`, `-----BEGIN`) and the
+//! assignment, URL and separator rules are reached from the trigger-byte pass at `_`,
+//! `-`, `:`, `=`, `~`, which prose rarely contains.
+
+mod generic;
+mod structured;
+mod tokens;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
+
+use crate::engine::{Ctx, Hit};
+use crate::text::Hay;
+
+/// How a keyword is confirmed.
+#[derive(Clone, Copy)]
+enum Det {
+    /// A fixed prefix followed by a token body (most vendor tokens).
+    Token(&'static tokens::Spec),
+    /// A validator with its own shape (PEM blocks, JWTs, OpenAI keys).
+    Custom(fn(&Hay, &Ctx, usize, usize) -> Option<Hit>),
+}
+
+pub(crate) struct Secrets {
+    /// Keywords without `_` or `-`, searched over the whole text.
+    pub ac: AhoCorasick,
+    ac_rule: Vec<usize>,
+    /// All keywords, anchored: checked where a word starts near a trigger byte.
+    anchored: AhoCorasick,
+    dets: Vec<Det>,
+}
+
+fn table() -> Vec<(&'static str, Det)> {
+    let mut t: Vec<(&'static str, Det)> = Vec::new();
+    for spec in tokens::SPECS {
+        for p in spec.prefixes {
+            t.push((p, Det::Token(spec)));
+        }
+    }
+    t.extend(structured::keywords());
+    t
+}
+
+fn has_separator(k: &str) -> bool {
+    k.contains(['_', '-'])
+}
+
+impl Secrets {
+    fn new() -> Secrets {
+        let table = table();
+        let all: Vec<&str> = table.iter().map(|(k, _)| *k).collect();
+        let ac_rule: Vec<usize> = (0..all.len()).filter(|&i| !has_separator(all[i])).collect();
+        let plain: Vec<&str> = ac_rule.iter().map(|&i| all[i]).collect();
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&plain)
+            .expect("secret keywords compile");
+        let anchored = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .start_kind(StartKind::Anchored)
+            .build(&all)
+            .expect("secret keywords compile");
+        Secrets {
+            ac,
+            ac_rule,
+            anchored,
+            dets: table.into_iter().map(|(_, d)| d).collect(),
+        }
+    }
+
+    fn run_rule(&self, hay: &Hay, ctx: &Ctx, rule: usize, start: usize, end: usize) -> Option<Hit> {
+        match self.dets[rule] {
+            Det::Token(spec) => tokens::detect(hay, spec, start, end),
+            Det::Custom(f) => f(hay, ctx, start, end),
+        }
+    }
+
+    /// Confirms a match of [`Secrets::ac`].
+    pub fn keyword(
+        &self,
+        hay: &Hay,
+        ctx: &Ctx,
+        pattern: usize,
+        start: usize,
+        end: usize,
+    ) -> Option<Hit> {
+        self.run_rule(hay, ctx, self.ac_rule[pattern], start, end)
+    }
+
+    /// A keyword rule's hit starting exactly at `at`, if any.
+    pub fn specific_at(&self, hay: &Hay, ctx: &Ctx, at: usize) -> Option<Hit> {
+        if let Some(m) = self
+            .anchored
+            .find(Input::new(hay.b).range(at..).anchored(Anchored::Yes))
+            && let Some(h) = self.run_rule(hay, ctx, m.pattern().as_usize(), m.start(), m.end())
+        {
+            return Some(h);
+        }
+        if hay.b.get(at + 5) == Some(&b'~') {
+            return structured::azure(hay, ctx, at + 5).map(|(h, _)| h);
+        }
+        None
+    }
+
+    /// Runs the rules reached from trigger byte `b[t]`. Returns the hit, if any, and
+    /// where the next trigger search may resume after a miss.
+    pub fn at_trigger(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
+        let b = hay.b;
+        match b[t] {
+            b':' if hay.starts_with(t, b"://") => (structured::url(hay, ctx, t), t + 3),
+            b':' if hay.starts_with(t + 1, b"AA") => {
+                let h = structured::telegram(hay, ctx, t)
+                    .or_else(|| generic::operator(hay, ctx, self, t));
+                (h, t + 1)
+            }
+            b':' | b'=' => (generic::operator(hay, ctx, self, t), t + 1),
+            b'_' | b'-' => self.word(hay, ctx, t),
+            b'~' => match structured::azure(hay, ctx, t) {
+                Some((h, end)) => (Some(h), end),
+                None => (None, t + 1),
+            },
+            _ => (structured::twilio(hay, ctx, t), t + 1),
+        }
+    }
+
+    /// At `_` or `-`: tries every keyword that could start in this word, at the word's
+    /// start and after each inner separator (`x-ghp_...`, `MY_KEY=sk_live_...`).
+    fn word(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
+        let b = hay.b;
+        let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+        let lim = ctx.floor.max(t.saturating_sub(64));
+        let mut s = t;
+        while s > lim && is_word(b[s - 1]) {
+            s -= 1;
+        }
+        let end = t + hay.run(t, usize::MAX, is_word);
+        let mut p = s;
+        while p < end {
+            let at_start = p == s || !b[p - 1].is_ascii_alphanumeric();
+            if at_start && let Some(h) = self.specific_at(hay, ctx, p) {
+                return (Some(h), h.end);
+            }
+            p += 1;
+        }
+        (None, end)
+    }
+}
+
+/// The compiled secret rules; the same for every guard, so built once per process.
+pub(crate) fn shared() -> &'static Secrets {
+    static S: std::sync::OnceLock<Secrets> = std::sync::OnceLock::new();
+    S.get_or_init(Secrets::new)
+}
+
+/// Every secret type name, for documentation and dashboards.
+pub(crate) fn kinds() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = tokens::SPECS.iter().map(|s| s.kind).collect();
+    v.extend(structured::KINDS);
+    v.extend(generic::KINDS);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! Byte-level helpers shared by the detectors: the end-of-input probe, character
+//! classes, entropy and placeholder tests, and the trigger-byte finder.
+
+use std::cell::Cell;
+
+/// How far back any detector may extend a match from its trigger (an e-mail's local
+/// part, an IBAN's country code, a URL scheme). The streaming scanner relies on it.
+pub(crate) const MAX_BACK: usize = 128;
+
+/// The scanned text plus a record of whether a detector looked at the end of input.
+///
+/// A detector that reads past the last byte made a decision that more text could change;
+/// the streaming scanner holds such a candidate back instead of trusting the decision.
+pub(crate) struct Hay<'a> {
+    pub b: &'a [u8],
+    touched: Cell<bool>,
+}
+
+impl<'a> Hay<'a> {
+    pub fn new(b: &'a [u8]) -> Hay<'a> {
+        Hay {
+            b,
+            touched: Cell::new(false),
+        }
+    }
+
+    /// The byte at `i`, or `None` at or past the end (which is then recorded).
+    #[inline]
+    pub fn at(&self, i: usize) -> Option<u8> {
+        match self.b.get(i) {
+            Some(&c) => Some(c),
+            None => {
+                self.touched.set(true);
+                None
+            }
+        }
+    }
+
+    pub fn take_touched(&self) -> bool {
+        self.touched.replace(false)
+    }
+
+    /// Length of the run of bytes satisfying `pred` starting at `i`, at most `max`.
+    /// Stopping at the end of input counts as a look at the end.
+    #[inline]
+    pub fn run(&self, i: usize, max: usize, pred: impl Fn(u8) -> bool) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.at(i + n) {
+                Some(c) if pred(c) => n += 1,
+                _ => break,
+            }
+        }
+        n
+    }
+
+    /// Whether `s` occurs at `i`. A partial match cut by the end of input is a look at
+    /// the end.
+    pub fn starts_with(&self, i: usize, s: &[u8]) -> bool {
+        for (k, &c) in s.iter().enumerate() {
+            match self.at(i + k) {
+                Some(x) if x == c => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Like [`Hay::starts_with`], ASCII case-insensitive.
+    pub fn starts_with_ci(&self, i: usize, s: &[u8]) -> bool {
+        for (k, &c) in s.iter().enumerate() {
+            match self.at(i + k) {
+                Some(x) if x.eq_ignore_ascii_case(&c) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// True if the byte before `i` does not continue a word (start of text counts).
+    #[inline]
+    pub fn left_boundary(&self, i: usize) -> bool {
+        i == 0 || !is_word(self.b[i - 1])
+    }
+}
+
+#[inline]
+pub(crate) fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+#[inline]
+pub(crate) fn is_alnum(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+}
+
+#[inline]
+pub(crate) fn is_b64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/'
+}
+
+#[inline]
+pub(crate) fn is_b64url(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+}
+
+#[inline]
+pub(crate) fn is_hex(c: u8) -> bool {
+    c.is_ascii_hexdigit()
+}
+
+#[inline]
+pub(crate) fn is_lower_hex(c: u8) -> bool {
+    c.is_ascii_digit() || (b'a'..=b'f').contains(&c)
+}
+
+/// Printable ASCII except space: the bytes a token-like run is made of.
+#[inline]
+pub(crate) fn is_graphic(c: u8) -> bool {
+    (0x21..=0x7e).contains(&c)
+}
+
+/// Start of the run of graphic ASCII bytes that ends at `end` (exclusive), not before
+/// `floor` and not more than [`MAX_BACK`] bytes back.
+pub(crate) fn run_start(b: &[u8], end: usize, floor: usize) -> usize {
+    let lim = floor.max(end.saturating_sub(MAX_BACK));
+    let mut i = end;
+    while i > lim && is_graphic(b[i - 1]) {
+        i -= 1;
+    }
+    i
+}
+
+/// Shannon entropy in bits per byte.
+pub(crate) fn entropy(s: &[u8]) -> f64 {
+    if s.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &c in s {
+        counts[c as usize] += 1;
+    }
+    let n = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Values people write where a real secret would go: never a finding.
+const PLACEHOLDERS: &[&str] = &[
+    "changeme",
+    "change_me",
+    "changeit",
+    "password",
+    "passw0rd",
+    "secret",
+    "example",
+    "placeholder",
+    "redacted",
+    "dummy",
+    "sample",
+    "foobar",
+    "test",
+    "testing",
+    "null",
+    "none",
+    "true",
+    "false",
+    "undefined",
+    "empty",
+    "todo",
+    "fixme",
+    "notset",
+    "not_set",
+    "insert",
+    "replace",
+    "your",
+    "fake",
+    "xxxx",
+    "****",
+    "....",
+    "____",
+    "----",
+    "0000",
+    "1234",
+    "abcd",
+    "<",
+    "${",
+    "{{",
+    "%(",
+    "$(",
+    "env.",
+    "process.env",
+    "os.environ",
+    "getenv",
+];
+
+/// True if `v` looks like a placeholder or a reference instead of a value.
+pub(crate) fn is_placeholder(v: &[u8]) -> bool {
+    let lower: Vec<u8> = v.iter().map(u8::to_ascii_lowercase).collect();
+    if PLACEHOLDERS
+        .iter()
+        .any(|p| memchr::memmem::find(&lower, p.as_bytes()).is_some())
+    {
+        return true;
+    }
+    // A run of five identical characters does not happen in random tokens of the
+    // lengths we look at, but does in "aaaaa" and "XXXXX" style fillers.
+    v.windows(5).any(|w| w.iter().all(|&c| c == w[0])) || v.starts_with(b"$")
+}
+
+/// Which bytes start a look: digits and `@` for PII; `_ - : = ~` and digits for
+/// secrets.
+#[inline(always)]
+fn is_trigger<const PII: bool, const SEC: bool>(c: u8) -> bool {
+    let digit = c.wrapping_sub(b'0') < 10;
+    (PII && (digit || c == b'@'))
+        || (SEC && (digit || c == b'_' || c == b'-' || c == b':' || c == b'=' || c == b'~'))
+}
+
+/// Position of the next trigger byte at or after `from`.
+///
+/// Works on 16-byte blocks with a branch-free test the compiler vectorises, so text
+/// without trigger bytes streams through at memory speed.
+#[inline]
+pub(crate) fn next_trigger<const PII: bool, const SEC: bool>(
+    b: &[u8],
+    from: usize,
+) -> Option<usize> {
+    let mut i = from;
+    while i + 16 <= b.len() {
+        let block = &b[i..i + 16];
+        let mut hit = 0u8;
+        for &c in block {
+            hit |= u8::from(is_trigger::<PII, SEC>(c));
+        }
+        if hit != 0 {
+            return block
+                .iter()
+                .position(|&c| is_trigger::<PII, SEC>(c))
+                .map(|p| i + p);
+        }
+        i += 16;
+    }
+    b[i.min(b.len())..]
+        .iter()
+        .position(|&c| is_trigger::<PII, SEC>(c))
+        .map(|p| i + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trigger_finder_matches_naive() {
+        let s = b"hello world, nothing here at all.... then 7 and an @ sign later on 9";
+        let mut naive = Vec::new();
+        for (i, &c) in s.iter().enumerate() {
+            if c.is_ascii_digit() || c == b'@' {
+                naive.push(i);
+            }
+        }
+        let mut fast = Vec::new();
+        let mut i = 0;
+        while let Some(p) = next_trigger::<true, false>(s, i) {
+            fast.push(p);
+            i = p + 1;
+        }
+        assert_eq!(naive, fast);
+    }
+
+    #[test]
+    fn placeholders() {
+        for p in [
+            "changeme",
+            "<your-key>",
+            "${API_KEY}",
+            "xxxxxxxx",
+            "your_api_key_here",
+        ] {
+            assert!(is_placeholder(p.as_bytes()), "{p}");
+        }
+        for v in ["hK8#mQ2$vL9p", "Tr0ub4dor&3"] {
+            assert!(!is_placeholder(v.as_bytes()), "{v}");
+        }
+    }
+
+    #[test]
+    fn entropy_bounds() {
+        assert_eq!(entropy(b"aaaa"), 0.0);
+        assert!((entropy(b"abcd") - 2.0).abs() < 1e-9);
+    }
+}
