@@ -178,6 +178,15 @@ async fn a_hang_is_recorded_never_answered_and_closed_on_shutdown() {
 }
 
 #[tokio::test]
+async fn dropping_the_mock_closes_its_connections() {
+    let mock = mock::provider().spawn().await;
+    let stream = open(mock.addr(), &chat_body("mock-hang", false)).await;
+    recorded(&mock, 1).await;
+    drop(mock);
+    assert!(read_all(stream).await.is_empty());
+}
+
+#[tokio::test]
 async fn slow_and_latency_hold_the_first_byte() {
     // Delays far longer than the test: the answer cannot come before shutdown.
     let day = Duration::from_secs(86_400);
