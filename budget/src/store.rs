@@ -145,6 +145,17 @@ pub(crate) fn check_amounts(req: &ReserveRequest) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks the `(tenant, id)` that names a reservation: the tenant becomes a key's hash tag.
+pub(crate) fn check_reservation_ref(tenant: &str, id: &str) -> Result<(), StoreError> {
+    crate::scope::validate_scope(tenant)?;
+    if tenant.contains('/') {
+        return Err(StoreError::Invalid(format!(
+            "`{tenant}` is a scope path, not a tenant"
+        )));
+    }
+    check_id("reservation id", id)
+}
+
 /// Ids travel inside storage keys and reservation records: bounded, printable, no separators.
 pub(crate) fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
     let ok = !id.is_empty() && id.len() <= 256 && id.chars().all(|c| !c.is_control() && c != '|');

@@ -27,7 +27,7 @@ use crate::model::{
 };
 use crate::plan::plan;
 use crate::scope::validate_scope;
-use crate::store::{Store, StoreOptions, check_id};
+use crate::store::{Store, StoreOptions, check_id, check_reservation_ref};
 
 /// File name of the database inside the configured `store.path` directory.
 pub const DB_FILE: &str = "tollgate.db";
@@ -44,6 +44,8 @@ type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Reply + Send>;
 #[derive(Debug)]
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
+    /// Dropping it tells the checkpoint thread to finish.
+    _checkpoints: mpsc::Sender<()>,
     opts: StoreOptions,
 }
 
@@ -53,13 +55,30 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        let conn = schema::open(&dir.join(DB_FILE))?;
+        let path = dir.join(DB_FILE);
+        let conn = schema::open(&path)?;
+        let checkpointer = schema::open_checkpointer(&path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("tollgate-store".into())
-            .spawn(move || worker(conn, queue))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the store thread: {e}")))?;
-        Ok(EmbeddedStore { jobs, opts })
+        let (checkpoints, stop) = mpsc::channel::<()>();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map(drop)
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("cannot start the {name} thread: {e}"))
+                })
+        };
+        spawn("tollgate-store", Box::new(move || worker(conn, queue)))?;
+        spawn(
+            "tollgate-ckpt",
+            Box::new(move || schema::checkpoint_loop(checkpointer, stop)),
+        )?;
+        Ok(EmbeddedStore {
+            jobs,
+            _checkpoints: checkpoints,
+            opts,
+        })
     }
 
     /// Runs `op` on the worker inside a savepoint and waits for the batch to be committed.
@@ -152,6 +171,7 @@ impl Store for EmbeddedStore {
         actual: Nanos,
     ) -> Result<CommitOutcome, StoreError> {
         check_limit("a commit's actual cost", actual)?;
+        check_reservation_ref(tenant, reservation_id)?;
         let (tenant, id, now) = (
             tenant.to_owned(),
             reservation_id.to_owned(),
@@ -166,6 +186,7 @@ impl Store for EmbeddedStore {
         tenant: &str,
         reservation_id: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
+        check_reservation_ref(tenant, reservation_id)?;
         let (tenant, id, now) = (
             tenant.to_owned(),
             reservation_id.to_owned(),
@@ -181,6 +202,7 @@ impl Store for EmbeddedStore {
         reservation_id: &str,
         ttl: Duration,
     ) -> Result<ExtendOutcome, StoreError> {
+        check_reservation_ref(tenant, reservation_id)?;
         let (tenant, id, now) = (
             tenant.to_owned(),
             reservation_id.to_owned(),

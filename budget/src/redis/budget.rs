@@ -14,6 +14,7 @@ use crate::model::{
 };
 use crate::plan::plan;
 use crate::scope::{tenant_of, under_prefix, validate_scope};
+use crate::store::check_reservation_ref;
 
 /// Holds a reap script reaps per call, so one call never blocks Redis for long.
 const REAP_BATCH: usize = 1000;
@@ -94,6 +95,7 @@ pub(super) async fn commit(
     actual: Nanos,
 ) -> Result<CommitOutcome, StoreError> {
     check_limit("a commit's actual cost", actual)?;
+    check_reservation_ref(tenant, id)?;
     let base = s.tenant_base(tenant);
     let mut inv = s.scripts.commit.prepare_invoke();
     inv.key(format!("{base}exp"))
@@ -125,6 +127,7 @@ pub(super) async fn release(
     tenant: &str,
     id: &str,
 ) -> Result<ReleaseOutcome, StoreError> {
+    check_reservation_ref(tenant, id)?;
     let base = s.tenant_base(tenant);
     let mut inv = s.scripts.release.prepare_invoke();
     inv.key(format!("{base}exp"))
@@ -155,6 +158,7 @@ pub(super) async fn extend(
     id: &str,
     ttl: Duration,
 ) -> Result<ExtendOutcome, StoreError> {
+    check_reservation_ref(tenant, id)?;
     let base = s.tenant_base(tenant);
     let mut inv = s.scripts.extend.prepare_invoke();
     inv.key(format!("{base}exp"))
