@@ -11,7 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::keys::KeyRecord;
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
-    ReserveAnswer, ReserveRequest,
+    ReserveAnswer, ReserveRequest, ScopeBudget,
 };
 
 /// The spend authority's storage: budgets, reservations and agent keys.
@@ -23,6 +23,22 @@ use crate::model::{
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Holds money on every budgeted scope of the request, all or nothing.
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError>;
+
+    /// What `reserve` would answer now, holding nothing (Cycles' decide / dry run).
+    /// `expires_at` is `None`; ids and idempotency keys are not looked at.
+    async fn decide(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError>;
+
+    /// Records spend that had no reservation (a shadow-mode request forwarded despite a
+    /// deny, a tool's cost reported after the fact): adds `amount` to spent on every
+    /// budgeted scope, in the current windows, without a limit check. Idempotent by `id`,
+    /// which shares the namespace of reservation ids: `false` (nothing recorded) when the
+    /// id is already known.
+    async fn record_spend(
+        &self,
+        id: &str,
+        scopes: &[ScopeBudget],
+        amount: Nanos,
+    ) -> Result<bool, StoreError>;
 
     /// Moves the hold out of reserved and records `actual` as spent, on every scope, in the
     /// windows the reservation was made in. Idempotent.
@@ -165,5 +181,17 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), StoreError> {
         Err(StoreError::Invalid(format!(
             "{what} must be 1..=256 printable characters without `|`"
         )))
+    }
+}
+
+/// The request `record_spend` validates and plans like a reserve.
+pub(crate) fn spend_request(id: &str, scopes: &[ScopeBudget], amount: Nanos) -> ReserveRequest {
+    ReserveRequest {
+        reservation_id: id.to_owned(),
+        idempotency_key: None,
+        scopes: scopes.to_vec(),
+        amount,
+        min_amount: 0,
+        ttl: Duration::ZERO,
     }
 }

@@ -55,6 +55,49 @@ proptest! {
 }
 
 #[tokio::test]
+async fn settled_reservations_are_forgotten_after_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(common::t0());
+    let opts = StoreOptions {
+        settled_retention: Duration::from_secs(3600),
+        ..options(clock.clone())
+    };
+    let store = EmbeddedStore::open(dir.path(), opts).unwrap();
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut first = req("r1", &scopes, 100, 100);
+    first.idempotency_key = Some("k".into());
+    store.reserve(&first).await.unwrap();
+    store.commit("acme", "r1", 60).await.unwrap();
+    clock.advance(TimeDelta::minutes(59));
+    store.reap_expired(store.now()).await.unwrap();
+    assert!(
+        store.reserve(&first).await.unwrap().replayed,
+        "remembered within the retention"
+    );
+    clock.advance(TimeDelta::minutes(2));
+    store.reap_expired(store.now()).await.unwrap();
+    assert_eq!(
+        store.commit("acme", "r1", 60).await.unwrap(),
+        tollgate_budget::CommitOutcome::NotFound
+    );
+    let again = req("r2", &scopes, 100, 100);
+    let again = tollgate_budget::ReserveRequest {
+        idempotency_key: Some("k".into()),
+        ..again
+    };
+    let answer = store.reserve(&again).await.unwrap();
+    assert_eq!(
+        (answer.replayed, answer.reservation_id.as_str()),
+        (false, "r2")
+    );
+    assert_eq!(
+        store.balances(Some("acme")).await.unwrap()[0].spent,
+        60,
+        "the spend itself stays"
+    );
+}
+
+#[tokio::test]
 async fn reopened_store_keeps_spend_and_pending_holds() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(common::t0());

@@ -114,6 +114,45 @@ proptest! {
     }
 }
 
+#[tokio::test]
+async fn settled_reservations_are_forgotten_after_the_retention() {
+    // Redis ages records out on its own clock (PEXPIRE), not the store's: a short real one.
+    let h = open(ManualClock::new(common::t0())).await;
+    let prefix = h.guard.downcast_ref::<Cleanup>().unwrap().prefix.clone();
+    let mut opts = options(SHARED_URL, &prefix, h.clock.clone());
+    opts.store.settled_retention = Duration::from_millis(100);
+    let store = RedisStore::new(opts).unwrap();
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let mut first = req("r1", &scopes, 100, 100);
+    first.idempotency_key = Some("k".into());
+    store.reserve(&first).await.unwrap();
+    store.commit("acme", "r1", 60).await.unwrap();
+    let mut forgotten = false;
+    for _ in 0..200 {
+        if store.commit("acme", "r1", 60).await.unwrap() == tollgate_budget::CommitOutcome::NotFound
+        {
+            forgotten = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(forgotten, "the settled reservation never aged out");
+    let again = tollgate_budget::ReserveRequest {
+        idempotency_key: Some("k".into()),
+        ..req("r2", &scopes, 100, 100)
+    };
+    let answer = store.reserve(&again).await.unwrap();
+    assert_eq!(
+        (answer.replayed, answer.reservation_id.as_str()),
+        (false, "r2")
+    );
+    assert_eq!(
+        store.balances(Some("acme")).await.unwrap()[0].spent,
+        60,
+        "the spend itself stays"
+    );
+}
+
 /// A `redis-server` of this test's own, on a port nobody else uses, killed on drop.
 struct PrivateRedis {
     port: u16,

@@ -56,9 +56,12 @@ pub(super) fn reserve(
     plan: &Plan,
     req: &ReserveRequest,
     now: DateTime<Utc>,
+    dry_run: bool,
 ) -> Sql<ReserveAnswer> {
     let tenant = plan.tenant.as_str();
-    if let Some(key) = &req.idempotency_key {
+    if dry_run {
+        // A decision only: no replay, no hold.
+    } else if let Some(key) = &req.idempotency_key {
         let first: Option<String> = c
             .prepare_cached("SELECT reservation_id FROM idempotency WHERE tenant = ?1 AND key = ?2")
             .map_err(sql_error)?
@@ -71,13 +74,113 @@ pub(super) fn reserve(
             return Ok(answer);
         }
     }
-    if let Some(answer) = stored_answer(c, tenant, &req.reservation_id)? {
+    if !dry_run && let Some(answer) = stored_answer(c, tenant, &req.reservation_id)? {
         return Ok(answer);
     }
     reap(c, now, opts.reap_on_reserve, None)?;
 
-    // (scope, window, limit, period, room) of every budgeted scope.
-    let mut lines: Vec<(&str, &str, Nanos, Period, Nanos)> = Vec::with_capacity(plan.scopes.len());
+    let lines = budgeted_lines(c, plan)?;
+    // The first scope with the least room, tenant first: ties name the broader budget.
+    let tightest = lines.iter().fold(None::<&Line<'_>>, |best, l| match best {
+        Some(b) if b.room <= l.room => Some(b),
+        _ => Some(l),
+    });
+    let Some(granted) = grant(req.amount, req.min_amount, tightest.map(|t| t.room)) else {
+        let t = tightest.expect("only a budgeted scope can deny");
+        return Ok(ReserveAnswer {
+            reservation_id: req.reservation_id.clone(),
+            decision: Decision::Deny {
+                scope: t.scope.to_owned(),
+                reason: DenyReason::BudgetExceeded,
+            },
+            granted: 0,
+            tightest: Some((t.scope.to_owned(), t.room.max(0))),
+            expires_at: None,
+            replayed: false,
+        });
+    };
+
+    let decision = if granted == req.amount {
+        Decision::Allow
+    } else {
+        Decision::AllowWithCaps
+    };
+    let tight = tightest.map(|t| (t.scope.to_owned(), (t.room - granted).max(0)));
+    if dry_run {
+        return Ok(ReserveAnswer {
+            reservation_id: req.reservation_id.clone(),
+            decision,
+            granted,
+            tightest: tight,
+            expires_at: None,
+            replayed: false,
+        });
+    }
+    let mut upsert = c
+        .prepare_cached(
+            "INSERT INTO windows (scope, window, period, lim, reserved) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (scope, window) DO UPDATE SET
+                reserved = reserved + excluded.reserved, lim = excluded.lim, period = excluded.period",
+        )
+        .map_err(sql_error)?;
+    for l in &lines {
+        upsert
+            .execute(params![
+                l.scope,
+                l.window,
+                l.period.as_str(),
+                l.limit,
+                granted
+            ])
+            .map_err(sql_error)?;
+    }
+    let expires = now + TimeDelta::milliseconds(ttl_millis(req.ttl));
+    c.prepare_cached(
+        "INSERT INTO reservations (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines)
+         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        tenant,
+        req.reservation_id,
+        decision.as_str(),
+        granted,
+        tight.as_ref().map(|t| &t.0),
+        tight.as_ref().map(|t| t.1),
+        millis(expires),
+        stored_lines(&lines)
+    ])
+    .map_err(sql_error)?;
+    if let Some(key) = &req.idempotency_key {
+        c.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency (tenant, key, reservation_id) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(sql_error)?
+        .execute(params![tenant, key, req.reservation_id])
+        .map_err(sql_error)?;
+    }
+    Ok(ReserveAnswer {
+        reservation_id: req.reservation_id.clone(),
+        decision,
+        granted,
+        tightest: tight,
+        expires_at: Some(expires),
+        replayed: false,
+    })
+}
+
+/// A budgeted scope of a request: where its money sits now and how much room is left.
+struct Line<'a> {
+    scope: &'a str,
+    window: &'a str,
+    limit: Nanos,
+    period: Period,
+    room: Nanos,
+}
+
+/// The budgeted scopes of a plan, an override taking precedence over the configured budget.
+fn budgeted_lines<'a>(c: &Connection, plan: &'a Plan) -> Sql<Vec<Line<'a>>> {
+    let mut lines = Vec::with_capacity(plan.scopes.len());
     let mut override_q = c
         .prepare_cached("SELECT lim, period FROM overrides WHERE scope = ?1")
         .map_err(sql_error)?;
@@ -102,84 +205,62 @@ pub(super) fn reserve(
             .optional()
             .map_err(sql_error)?
             .unwrap_or((0, 0));
-        lines.push((&s.scope, window, limit, period, limit - spent - reserved));
-    }
-    // The first scope with the least room, tenant first: ties name the broader budget.
-    let tightest =
-        lines.iter().fold(
-            None::<&(&str, &str, Nanos, Period, Nanos)>,
-            |best, l| match best {
-                Some(b) if b.4 <= l.4 => Some(b),
-                _ => Some(l),
-            },
-        );
-    let Some(granted) = grant(req.amount, req.min_amount, tightest.map(|t| t.4)) else {
-        let t = tightest.expect("only a budgeted scope can deny");
-        return Ok(ReserveAnswer {
-            reservation_id: req.reservation_id.clone(),
-            decision: Decision::Deny {
-                scope: t.0.to_owned(),
-                reason: DenyReason::BudgetExceeded,
-            },
-            granted: 0,
-            tightest: Some((t.0.to_owned(), t.4.max(0))),
-            expires_at: None,
-            replayed: false,
+        lines.push(Line {
+            scope: &s.scope,
+            window,
+            limit,
+            period,
+            room: limit - spent - reserved,
         });
-    };
+    }
+    Ok(lines)
+}
 
+fn stored_lines(lines: &[Line<'_>]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("{}|{}\n", l.scope, l.window))
+        .collect()
+}
+
+/// Adds spend that had no reservation to every budgeted scope, now; idempotent by `id`.
+pub(super) fn record(
+    c: &Connection,
+    plan: &Plan,
+    id: &str,
+    amount: Nanos,
+    now: DateTime<Utc>,
+) -> Sql<bool> {
+    if held(c, &plan.tenant, id)?.is_some() {
+        return Ok(false);
+    }
+    let lines = budgeted_lines(c, plan)?;
     let mut upsert = c
         .prepare_cached(
-            "INSERT INTO windows (scope, window, period, lim, reserved) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO windows (scope, window, period, lim, spent) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (scope, window) DO UPDATE SET
-                reserved = reserved + excluded.reserved, lim = excluded.lim, period = excluded.period",
+                spent = spent + excluded.spent, lim = excluded.lim, period = excluded.period",
         )
         .map_err(sql_error)?;
-    for (scope, window, limit, period, _) in &lines {
+    for l in &lines {
         upsert
-            .execute(params![scope, window, period.as_str(), limit, granted])
+            .execute(params![
+                l.scope,
+                l.window,
+                l.period.as_str(),
+                l.limit,
+                amount
+            ])
             .map_err(sql_error)?;
     }
-    let decision = if granted == req.amount {
-        Decision::Allow
-    } else {
-        Decision::AllowWithCaps
-    };
-    let tight = tightest.map(|t| (t.0.to_owned(), (t.4 - granted).max(0)));
-    let expires = now + TimeDelta::milliseconds(ttl_millis(req.ttl));
-    let stored_lines: String = lines.iter().map(|l| format!("{}|{}\n", l.0, l.1)).collect();
     c.prepare_cached(
-        "INSERT INTO reservations (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines)
-         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO reservations (tenant, id, state, decision, granted, expires_ms, lines, actual, settled_ms)
+         VALUES (?1, ?2, 'committed', 'recorded', 0, ?3, ?4, ?5, ?3)",
     )
     .map_err(sql_error)?
-    .execute(params![
-        tenant,
-        req.reservation_id,
-        decision.as_str(),
-        granted,
-        tight.as_ref().map(|t| &t.0),
-        tight.as_ref().map(|t| t.1),
-        millis(expires),
-        stored_lines
-    ])
+    .execute(params![plan.tenant, id, millis(now), stored_lines(&lines), amount])
     .map_err(sql_error)?;
-    if let Some(key) = &req.idempotency_key {
-        c.prepare_cached(
-            "INSERT OR REPLACE INTO idempotency (tenant, key, reservation_id) VALUES (?1, ?2, ?3)",
-        )
-        .map_err(sql_error)?
-        .execute(params![tenant, key, req.reservation_id])
-        .map_err(sql_error)?;
-    }
-    Ok(ReserveAnswer {
-        reservation_id: req.reservation_id.clone(),
-        decision,
-        granted,
-        tightest: tight,
-        expires_at: Some(expires),
-        replayed: false,
-    })
+    Ok(true)
 }
 
 struct Held {

@@ -23,11 +23,11 @@ use crate::StoreError;
 use crate::keys::KeyRecord;
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
-    ReserveAnswer, ReserveRequest, check_limit,
+    ReserveAnswer, ReserveRequest, ScopeBudget, check_limit,
 };
 use crate::plan::plan;
 use crate::scope::validate_scope;
-use crate::store::{Store, StoreOptions, check_id, check_reservation_ref};
+use crate::store::{Store, StoreOptions, check_id, check_reservation_ref, spend_request};
 
 /// File name of the database inside the configured `store.path` directory.
 pub const DB_FILE: &str = "tollgate.db";
@@ -160,7 +160,29 @@ impl Store for EmbeddedStore {
         let plan = plan(req, now)?;
         let req = req.clone();
         let opts = self.opts.clone();
-        self.run(move |c| budget::reserve(c, &opts, &plan, &req, now))
+        self.run(move |c| budget::reserve(c, &opts, &plan, &req, now, false))
+            .await
+    }
+
+    async fn decide(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
+        let now = self.opts.clock.now();
+        let plan = plan(req, now)?;
+        let req = req.clone();
+        let opts = self.opts.clone();
+        self.run(move |c| budget::reserve(c, &opts, &plan, &req, now, true))
+            .await
+    }
+
+    async fn record_spend(
+        &self,
+        id: &str,
+        scopes: &[ScopeBudget],
+        amount: Nanos,
+    ) -> Result<bool, StoreError> {
+        let now = self.opts.clock.now();
+        let plan = plan(&spend_request(id, scopes, amount), now)?;
+        let id = id.to_owned();
+        self.run(move |c| budget::record(c, &plan, &id, amount, now))
             .await
     }
 

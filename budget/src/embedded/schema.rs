@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     reservation_id TEXT NOT NULL,
     PRIMARY KEY (tenant, key)
 ) WITHOUT ROWID;
+-- Forgetting a settled reservation forgets its keys too.
+CREATE INDEX IF NOT EXISTS idempotency_reservation ON idempotency (tenant, reservation_id);
 
 CREATE TABLE IF NOT EXISTS keys (
     id           TEXT PRIMARY KEY,

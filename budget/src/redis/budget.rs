@@ -10,11 +10,11 @@ use crate::StoreError;
 use crate::keys::from_millis;
 use crate::model::{
     Balance, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, Nanos, Period,
-    ReleaseOutcome, ReserveAnswer, ReserveRequest, balance, check_limit,
+    ReleaseOutcome, ReserveAnswer, ReserveRequest, ScopeBudget, balance, check_limit,
 };
-use crate::plan::plan;
+use crate::plan::{Plan, plan};
 use crate::scope::{tenant_of, under_prefix, validate_scope};
-use crate::store::check_reservation_ref;
+use crate::store::{check_reservation_ref, spend_request};
 
 /// Holds a reap script reaps per call, so one call never blocks Redis for long.
 const REAP_BATCH: usize = 1000;
@@ -22,6 +22,7 @@ const REAP_BATCH: usize = 1000;
 pub(super) async fn reserve(
     s: &RedisStore,
     req: &ReserveRequest,
+    dry_run: bool,
 ) -> Result<ReserveAnswer, StoreError> {
     let now = s.opts.clock.now();
     let plan = plan(req, now)?;
@@ -38,15 +39,8 @@ pub(super) async fn reserve(
         .arg(ms(req.ttl))
         .arg(ms(s.opts.settled_retention))
         .arg(s.opts.reap_on_reserve)
-        .arg(plan.scopes.len());
-    for p in &plan.scopes {
-        inv.arg(&p.scope);
-        match p.configured {
-            Some((limit, period)) => inv.arg(limit).arg(period.as_str()),
-            None => inv.arg("").arg(""),
-        };
-        inv.arg(&p.windows[0]).arg(&p.windows[1]).arg(&p.windows[2]);
-    }
+        .arg(if dry_run { "1" } else { "0" });
+    scope_args(&mut inv, &plan);
     let v: Value = s
         .call(|mut c| async move { inv.invoke_async(&mut c).await })
         .await?;
@@ -66,7 +60,7 @@ pub(super) async fn reserve(
                 replayed: false,
             })
         }
-        kind @ ("new" | "replay") => Ok(ReserveAnswer {
+        kind @ ("new" | "replay" | "dry") => Ok(ReserveAnswer {
             reservation_id: r.str(1)?,
             decision: if r.str(2)? == "allow" {
                 Decision::Allow
@@ -79,13 +73,52 @@ pub(super) async fn reserve(
             } else {
                 None
             },
-            expires_at: Some(from_millis(r.int(6)?)),
+            expires_at: (kind != "dry")
+                .then(|| r.int(6).map(from_millis))
+                .transpose()?,
             replayed: kind == "replay",
         }),
         other => Err(StoreError::Internal(format!(
             "reserve script answered `{other}`"
         ))),
     }
+}
+
+/// The scope count, then six arguments per scope, as the scripts' `resolve` reads them.
+fn scope_args(inv: &mut redis::ScriptInvocation<'_>, plan: &Plan) {
+    inv.arg(plan.scopes.len());
+    for p in &plan.scopes {
+        inv.arg(&p.scope);
+        match p.configured {
+            Some((limit, period)) => inv.arg(limit).arg(period.as_str()),
+            None => inv.arg("").arg(""),
+        };
+        inv.arg(&p.windows[0]).arg(&p.windows[1]).arg(&p.windows[2]);
+    }
+}
+
+pub(super) async fn record(
+    s: &RedisStore,
+    id: &str,
+    scopes: &[ScopeBudget],
+    amount: Nanos,
+) -> Result<bool, StoreError> {
+    let now = s.opts.clock.now();
+    let plan = plan(&spend_request(id, scopes, amount), now)?;
+    s.register(&plan.tenant).await?;
+    let base = s.tenant_base(&plan.tenant);
+    let mut inv = s.scripts.record.prepare_invoke();
+    inv.key(format!("{base}exp"))
+        .arg(&base)
+        .arg(now.timestamp_millis())
+        .arg(id)
+        .arg(amount)
+        .arg(ms(s.opts.settled_retention));
+    scope_args(&mut inv, &plan);
+    let n: i64 = s
+        .call(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
+    Ok(n == 1)
 }
 
 pub(super) async fn commit(

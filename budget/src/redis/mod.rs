@@ -35,7 +35,7 @@ use crate::StoreError;
 use crate::keys::KeyRecord;
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
-    ReserveAnswer, ReserveRequest,
+    ReserveAnswer, ReserveRequest, ScopeBudget,
 };
 use crate::store::{Store, StoreOptions};
 
@@ -76,6 +76,7 @@ macro_rules! budget_script {
 #[derive(Debug)]
 struct Scripts {
     reserve: Script,
+    record: Script,
     commit: Script,
     release: Script,
     extend: Script,
@@ -93,6 +94,7 @@ impl Scripts {
     fn load() -> Self {
         Scripts {
             reserve: budget_script!("reserve.lua"),
+            record: budget_script!("record.lua"),
             commit: budget_script!("commit.lua"),
             release: budget_script!("release.lua"),
             extend: budget_script!("extend.lua"),
@@ -316,7 +318,20 @@ fn unexpected(v: &Value) -> StoreError {
 #[async_trait]
 impl Store for RedisStore {
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
-        budget::reserve(self, req).await
+        budget::reserve(self, req, false).await
+    }
+
+    async fn decide(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
+        budget::reserve(self, req, true).await
+    }
+
+    async fn record_spend(
+        &self,
+        id: &str,
+        scopes: &[ScopeBudget],
+        amount: Nanos,
+    ) -> Result<bool, StoreError> {
+        budget::record(self, id, scopes, amount).await
     }
 
     async fn commit(

@@ -36,7 +36,8 @@ macro_rules! all_scenarios {
             idempotent_commit_and_release, expiry_and_reaping, commit_past_expiry_before_reaping,
             reserve_reaps_lapsed_holds, extend_keeps_a_hold_alive, balances_filter_by_prefix,
             commit_records_the_truth_above_the_grant, agent_keys, invalid_requests_are_refused,
-            reaper_task_reaps, timezones_cut_windows, ping_answers
+            reaper_task_reaps, timezones_cut_windows, ping_answers, decide_holds_nothing,
+            record_spend_without_a_reservation
         );
     };
 }
@@ -702,4 +703,81 @@ pub async fn timezones_cut_windows(h: Harness) {
 
 pub async fn ping_answers(h: Harness) {
     h.store.ping().await.unwrap();
+}
+
+pub async fn decide_holds_nothing(h: Harness) {
+    let scopes = [budget("acme", 100, Period::Total)];
+    let d = h.store.decide(&req("d1", &scopes, 150, 50)).await.unwrap();
+    assert_eq!(
+        (d.remaining(), d.decision, d.granted, d.expires_at),
+        (Some(0), Decision::AllowWithCaps, 100, None)
+    );
+    assert!(
+        h.store
+            .balances(Some("acme"))
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.reserved == 0)
+    );
+    assert_eq!(
+        h.store.commit("acme", "d1", 1).await.unwrap(),
+        CommitOutcome::NotFound
+    );
+    h.store
+        .reserve(&req("r1", &scopes, 100, 100))
+        .await
+        .unwrap();
+    let d = h.store.decide(&req("r1", &scopes, 10, 10)).await.unwrap();
+    assert!(
+        !d.replayed && !d.decision.is_allowed(),
+        "a decision looks at budgets, not at ids: {d:?}"
+    );
+}
+
+pub async fn record_spend_without_a_reservation(h: Harness) {
+    let scopes = [budget("acme", 100, Period::Total), unbudgeted("acme/w")];
+    assert!(h.store.record_spend("x1", &scopes, 150).await.unwrap());
+    assert!(
+        !h.store.record_spend("x1", &scopes, 150).await.unwrap(),
+        "recorded once"
+    );
+    let row = h.row("acme").await;
+    assert_eq!(
+        (row.spent, row.reserved, row.remaining),
+        (150, 0, 0),
+        "the truth, past the limit"
+    );
+    assert!(
+        !h.store
+            .reserve(&req("r1", &scopes, 1, 1))
+            .await
+            .unwrap()
+            .decision
+            .is_allowed()
+    );
+    let replay = h.store.commit("acme", "x1", 7).await.unwrap();
+    assert_eq!(
+        replay,
+        CommitOutcome::Committed {
+            actual: 150,
+            after_expiry: false,
+            replayed: true
+        }
+    );
+    h.store
+        .reserve(&req("r2", &[budget("beta", 100, Period::Total)], 10, 10))
+        .await
+        .unwrap();
+    assert!(
+        !h.store
+            .record_spend("r2", &[budget("beta", 100, Period::Total)], 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        h.row("beta").await.spent,
+        0,
+        "an id in use is not recorded over"
+    );
 }

@@ -40,3 +40,27 @@ local function reap(base, now, limit, retention)
   end
   return #ids
 end
+
+-- The budget of the scope whose six arguments start at ARGV[o] (scope, configured limit or
+-- "", configured period, day/week/month window ids): the override wins over the configured
+-- budget. Returns nil for an unbudgeted scope, else its window line, limit, period and room.
+local function resolve(base, o)
+  local scope = ARGV[o]
+  local limit, period
+  local ov = redis.call("HMGET", base .. "o|" .. scope, "l", "p")
+  if ov[1] then
+    limit, period = tonumber(ov[1]), ov[2]
+  elseif ARGV[o + 1] ~= "" then
+    limit, period = tonumber(ARGV[o + 1]), ARGV[o + 2]
+  else
+    return nil
+  end
+  local window = "total"
+  if period == "day" then window = ARGV[o + 3]
+  elseif period == "week" then window = ARGV[o + 4]
+  elseif period == "month" then window = ARGV[o + 5] end
+  local line = scope .. "|" .. window
+  local cur = redis.call("HMGET", base .. "w|" .. line, "s", "r")
+  local room = limit - tonumber(cur[1] or "0") - tonumber(cur[2] or "0")
+  return {line = line, limit = limit, period = period, room = room, scope = scope}
+end

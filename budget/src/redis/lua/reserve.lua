@@ -1,12 +1,13 @@
 -- reserve: ARGV = base, now_ms, id, idem_key|"", amount, min_amount, ttl_ms, retention_ms,
--- reap_limit, n, then per scope: scope, configured_limit|"", configured_period,
--- day_window, week_window, month_window.
--- Returns {"new"|"replay", id, decision, granted, tight_scope, tight_room, expires_ms, has_tight}
+-- reap_limit, dry_run (1: decide only, hold nothing), n, then six arguments per scope
+-- (see `resolve`).
+-- Returns {"new"|"replay"|"dry", id, decision, granted, tight_scope, tight_room, expires_ms, has_tight}
 -- or {"deny", id, scope, room}.
 local base, now = ARGV[1], tonumber(ARGV[2])
 local id, idem = ARGV[3], ARGV[4]
 local amount, min_amount, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local retention, reap_limit, n = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local retention, reap_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
+local dry, n = ARGV[10] == "1", tonumber(ARGV[11])
 
 local function stored(rid)
   local r = redis.call("HMGET", base .. "r|" .. rid, "dec", "g", "ts", "tr", "exp")
@@ -14,41 +15,27 @@ local function stored(rid)
   return {"replay", rid, r[1], tonumber(r[2]), r[3] or "", tonumber(r[4] or "0"), tonumber(r[5]), r[3] and 1 or 0}
 end
 
-if idem ~= "" then
+if idem ~= "" and not dry then
   local first = redis.call("GET", base .. "i|" .. idem)
   if first then
     local a = stored(first)
     if a then return a end
   end
 end
-local again = stored(id)
-if again then return again end
+if not dry then
+  local again = stored(id)
+  if again then return again end
+end
 
 reap(base, now, reap_limit, retention)
 
 local lines, tight = {}, nil
 for i = 0, n - 1 do
-  local o = 11 + i * 6
-  local scope = ARGV[o]
-  local limit, period
-  local ov = redis.call("HMGET", base .. "o|" .. scope, "l", "p")
-  if ov[1] then
-    limit, period = tonumber(ov[1]), ov[2]
-  elseif ARGV[o + 1] ~= "" then
-    limit, period = tonumber(ARGV[o + 1]), ARGV[o + 2]
-  end
-  if limit then
-    local window = "total"
-    if period == "day" then window = ARGV[o + 3]
-    elseif period == "week" then window = ARGV[o + 4]
-    elseif period == "month" then window = ARGV[o + 5] end
-    local line = scope .. "|" .. window
-    local cur = redis.call("HMGET", base .. "w|" .. line, "s", "r")
-    local room = limit - tonumber(cur[1] or "0") - tonumber(cur[2] or "0")
-    local entry = {line = line, limit = limit, period = period, room = room, scope = scope}
+  local entry = resolve(base, 12 + i * 6)
+  if entry then
     lines[#lines + 1] = entry
     -- Strictly less: on a tie the broader (earlier) scope is named.
-    if tight == nil or room < tight.room then tight = entry end
+    if tight == nil or entry.room < tight.room then tight = entry end
   end
 end
 
@@ -66,6 +53,13 @@ if granted < 0 then
   return {"deny", id, tight.scope, math.max(tight.room, 0)}
 end
 
+local decision = "allow"
+if granted < amount then decision = "allow_with_caps" end
+if dry then
+  if tight then return {"dry", id, decision, granted, tight.scope, math.max(tight.room - granted, 0), 0, 1} end
+  return {"dry", id, decision, granted, "", 0, 0, 0}
+end
+
 local stored_lines = {}
 for _, l in ipairs(lines) do
   local wk = base .. "w|" .. l.line
@@ -74,8 +68,6 @@ for _, l in ipairs(lines) do
   redis.call("SADD", base .. "idx", l.line)
   stored_lines[#stored_lines + 1] = l.line
 end
-local decision = "allow"
-if granted < amount then decision = "allow_with_caps" end
 local expires = now + ttl
 local rk = base .. "r|" .. id
 redis.call("HSET", rk, "st", "active", "dec", decision, "g", int(granted), "exp", int(expires),
