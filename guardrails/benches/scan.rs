@@ -1,2 +1,1 @@
-//! Placeholder until the scan benchmarks land.
 fn main() {}

@@ -154,3 +154,20 @@ pub(super) fn detect(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     }
     mod97_ok(&chars).then(|| Hit::new(start, i, IBAN, Category::Pii))
 }
+
+/// The two check digits that make `cc` + checks + `bban` valid (for generated samples).
+pub(crate) fn check_digits(cc: &str, bban: &str) -> u32 {
+    let mut rem: u32 = 0;
+    for c in bban.bytes().chain(cc.bytes()).chain(*b"00") {
+        let v = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            _ => u32::from(c - b'A') + 10,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    98 - rem
+}

@@ -17,6 +17,8 @@ pub(crate) const US_SSN: &str = "us_ssn";
 pub(crate) const IPV4: &str = "ipv4";
 pub(crate) const IPV6: &str = "ipv6";
 
+pub(crate) use iban::check_digits as iban_check_digits;
+
 pub(crate) const KINDS: &[&str] = &[EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN, IPV4, IPV6];
 
 /// Runs the PII validators at trigger `t` (a digit or `@`). Returns the hit, if any,

@@ -41,6 +41,10 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
         paren: false,
     };
     let mut open_paren = false;
+    // A later group of a number already looked at is not a number of its own.
+    if t >= 2 && matches!(b[t - 1], b' ' | b'-' | b'.') && b[t - 2].is_ascii_digit() {
+        return None;
+    }
     if t > ctx.floor {
         let p = b[t - 1];
         let before_ok = t - 1 == 0 || !is_alnum(b[t - 2]) && b[t - 2] != b'+' && b[t - 2] != b'(';
@@ -162,7 +166,9 @@ fn card(s: &Seq) -> Option<Hit> {
         if !matches!(s.uniform_sep(), Some(b' ' | b'-')) || s.groups[0] != 4 {
             return None;
         }
-        if s.groups.iter().any(|&g| !(3..=6).contains(&g)) {
+        let g = &s.groups[..];
+        let fours = g[..g.len() - 1].iter().all(|&k| k == 4) && (1..=4).contains(&g[g.len() - 1]);
+        if !fours && g != [4, 6, 5] && g != [4, 6, 4] {
             return None;
         }
     }
@@ -231,7 +237,7 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
         (8..=15).contains(&n) && (g.len() == 1 || g[0] <= 3)
     } else if s.paren {
         (7..=12).contains(&n) && g[0] <= 5 && g.len() >= 2
-    } else if looks_like_date(s) || g.len() < 2 {
+    } else if looks_like_date(s) || g.len() < 2 || g == [3, 2, 4] {
         false
     } else if g == [3, 3, 4] || g == [1, 3, 3, 4] && s.digits[0] == b'1' {
         let a = if g.len() == 4 { 1 } else { 0 };

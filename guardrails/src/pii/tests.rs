@@ -1,1 +1,183 @@
-//! Tests of the PII detectors.
+//! Table-driven tests of the PII detectors: positives with their exact span, and
+//! near misses that must not be flagged.
+
+use crate::{Action, Guard, GuardConfig};
+
+fn pii_guard() -> Guard {
+    Guard::new(&GuardConfig {
+        pii: Action::Redact,
+        secrets: Action::Off,
+        custom: vec![],
+    })
+    .unwrap()
+}
+
+/// Each positive is written as `before [[value]] after`; the value is the expected span.
+fn check(kind: &str, positives: &[&str], negatives: &[&str]) {
+    let g = pii_guard();
+    for case in positives {
+        let start = case.find("[[").expect("marked value");
+        let end = case.find("]]").expect("marked value") - 2;
+        let text = case.replace("[[", "").replace("]]", "");
+        let found: Vec<_> = g
+            .scan(&text)
+            .into_iter()
+            .map(|f| (f.kind.to_string(), f.start, f.end))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(kind.to_string(), start, end)],
+            "positive {case:?}"
+        );
+    }
+    for text in negatives {
+        let found: Vec<_> = g
+            .scan(text)
+            .into_iter()
+            .map(|f| (f.kind.to_string(), &text[f.start..f.end]))
+            .collect();
+        assert!(found.is_empty(), "negative {text:?} gave {found:?}");
+    }
+}
+
+#[test]
+fn email() {
+    check(
+        "email",
+        &[
+            "mail [[john.doe@example.com]] now",
+            "<[[a_b+tag@mail.example.co.uk]]>",
+            "[[LeaVLind@superrito.com]].",
+            "x:[[x1@ab.io]]",
+        ],
+        &[
+            "@mention here",
+            "user@localhost",
+            "git@github.com:org/repo.git",
+            "serde@1.0.2",
+            "a@b.c",
+            "@types/node",
+        ],
+    );
+}
+
+#[test]
+fn phone() {
+    check(
+        "phone",
+        &[
+            "call [[+1 415-555-0100]] today",
+            "call [[(415) 555-0100]]",
+            "[[415.555.0100]] office",
+            "[[+44 20 7946 0958]]",
+            "[[020 7946 0958]]",
+            "[[+49 (0)30 12345678]]",
+            "[[06 12 34 56 78]]",
+            "at [[(96) 627-277]] I'd",
+            "Desk: [[986.291.2294x751]]",
+            "Fax: [[001-420-335-7509x38548]]",
+            "on [[21 212 133 2727]]?",
+            "[[+14155550100]]",
+        ],
+        &[
+            "born 2024-01-15 and 15.01.2024",
+            "v1.2.3 and 1.2.3",
+            "4155550100 is an id",
+            "10 000 000 people",
+            "room 12 and 34",
+            "12/27/1986",
+            "ISBN 978-3-16-148410-0",
+            "ZIP: 11164",
+            "501(c)3",
+            "1998-06-28 14:48:14",
+        ],
+    );
+}
+
+#[test]
+fn credit_card() {
+    check(
+        "credit_card",
+        &[
+            "card [[4111 1111 1111 1111]] exp",
+            "[[4111-1111-1111-1111]]",
+            "no [[5213591727586604]]",
+            "amex [[3782 822463 10005]]",
+            "[[6011111111111117]]",
+        ],
+        &[
+            "4111 1111 1111 1112",
+            "1234567812345678",
+            "4111 11111 111 1111",
+            "0000 0000 0000 0000",
+        ],
+    );
+}
+
+#[test]
+fn iban() {
+    check(
+        "iban",
+        &[
+            "to [[DE89370400440532013000]] please",
+            "[[DE89 3704 0044 0532 0130 00]]",
+            "[[GB82 WEST 1234 5698 7654 32]]",
+            "[[NL91ABNA0417164300]]",
+            "[[FR1420041010050500013M02606]]",
+        ],
+        &[
+            "DE89370400440532013001",
+            "DE8937040044053201300",
+            "XX89370400440532013000",
+            "de89370400440532013000",
+        ],
+    );
+}
+
+#[test]
+fn us_ssn() {
+    check(
+        "us_ssn",
+        &["SSN: [[531-21-7351]]", "[[123 45 6789]]"],
+        &[
+            "000-12-3456",
+            "666-12-3456",
+            "912-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "123456789",
+        ],
+    );
+}
+
+#[test]
+fn ip_addresses() {
+    check(
+        "ipv4",
+        &["from [[58.74.121.78]] blocked", "[[8.8.8.8]]."],
+        &[
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.0",
+            "1.2.3.4.5",
+            "v1.2.3.4",
+            "256.1.1.1",
+            "01.2.3.4",
+        ],
+    );
+    check(
+        "ipv6",
+        &[
+            "[[2001:db8:85a3::8a2e:370:7334]] up",
+            "[[fe80::1ff:fe23:4567:890a]]",
+            "[[2001:0db8:0000:0000:0000:ff00:0042:8329]]",
+        ],
+        &[
+            "::1",
+            "std::io::Result",
+            "12:30:45",
+            "a::b",
+            "00:1a:2b:3c:4d:5e",
+        ],
+    );
+}
