@@ -5,6 +5,7 @@
 
 pub mod concurrency;
 pub mod keys;
+pub mod lifecycle;
 pub mod model;
 pub mod suite;
 
