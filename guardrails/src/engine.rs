@@ -15,6 +15,9 @@ pub(crate) struct Hit {
     pub end: usize,
     pub kind: &'static str,
     pub cat: Category,
+    /// The trigger that found it, which may lie before `start` (`password = <value>`):
+    /// a rescan must start at or before it to find the hit again.
+    pub anchor: usize,
 }
 
 impl Hit {
@@ -24,6 +27,7 @@ impl Hit {
             end,
             kind,
             cat,
+            anchor: start,
         }
     }
 }
@@ -157,12 +161,19 @@ impl Engine {
             if !complete && hay.take_touched() {
                 return Some(run_start(b, pos, cursor));
             }
-            if let Some(h) = found {
+            if let Some(mut h) = found {
+                h.anchor = h.start.min(pos);
                 debug_assert!(h.start >= cursor && h.end > h.start, "{h:?} at {cursor}");
                 hits.push(h);
                 cursor = h.end;
             }
-            let next = cursor.max(skip_to);
+            // After a hit the search resumes at its end, wherever the trigger's own skip
+            // would have gone: the same place a scan starting there would begin.
+            let next = if found.is_some() {
+                cursor
+            } else {
+                cursor.max(skip_to)
+            };
             match event {
                 Event::Keyword { .. } => {
                     kw = self.find_keyword(b, next);

@@ -250,7 +250,8 @@ impl Guard {
         } else {
             let mut c = open.unwrap_or(len).min(run_start(b, len, from));
             if !self.inner.custom.is_empty() {
-                c = c.min(floor_char(text, len.saturating_sub(self.inner.custom_hold)).max(from));
+                let reach = floor_char(text, len.saturating_sub(self.inner.custom_hold)).max(from);
+                c = c.min(run_start(b, reach, from));
             }
             c
         };
@@ -270,15 +271,17 @@ impl Guard {
             .map(|h| (h.start, h.end, None, Some(*h)))
             .chain(cands.iter().map(|c| (c.start, c.end, Some(c.rule), None)))
             .collect();
+        let anchor = |a: &(usize, usize, Option<usize>, Option<Hit>)| a.3.map_or(a.0, |h| h.anchor);
         all.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
         if !complete {
             // Nothing may straddle the cut, kept or dropped, so a rescan from the cut
             // sees exactly what a whole-text scan sees there.
             loop {
                 let before = cut;
-                for &(s, e, _, _) in &all {
-                    if s < cut && cut < e {
-                        cut = s;
+                for a in &all {
+                    let s = anchor(a);
+                    if s < cut && cut < a.1 {
+                        cut = run_start(b, s, from);
                     }
                 }
                 if cut == before {

@@ -3,8 +3,9 @@
 
 use std::cell::Cell;
 
-/// How far back any detector may extend a match from its trigger (an e-mail's local
-/// part, an IBAN's country code, a URL scheme). The streaming scanner relies on it.
+/// How far back any detector may look from its trigger (an assignment's key, an
+/// e-mail's local part, an IBAN's country code). The streaming scanner keeps this much
+/// already-emitted text as context.
 pub(crate) const MAX_BACK: usize = 128;
 
 /// The scanned text plus a record of whether a detector looked at the end of input.
@@ -121,11 +122,10 @@ pub(crate) fn is_graphic(c: u8) -> bool {
 }
 
 /// Start of the run of graphic ASCII bytes that ends at `end` (exclusive), not before
-/// `floor` and not more than [`MAX_BACK`] bytes back.
+/// `floor`. Cutting a stream there is safe: no match extends backwards over whitespace.
 pub(crate) fn run_start(b: &[u8], end: usize, floor: usize) -> usize {
-    let lim = floor.max(end.saturating_sub(MAX_BACK));
     let mut i = end;
-    while i > lim && is_graphic(b[i - 1]) {
+    while i > floor && is_graphic(b[i - 1]) {
         i -= 1;
     }
     i

@@ -29,9 +29,13 @@ pub(crate) struct Secrets {
     /// Keywords without `_` or `-`, searched over the whole text.
     pub ac: AhoCorasick,
     ac_rule: Vec<usize>,
-    /// All keywords, anchored: checked where a word starts near a trigger byte.
+    /// All keywords, anchored: checked where a keyword may start near a trigger byte.
     anchored: AhoCorasick,
     dets: Vec<Det>,
+    /// For keywords with `_` or `-`: the offset of the first separator and the bytes such
+    /// a keyword can start with. A separator at `t` is then looked at as the first
+    /// separator of each keyword, at `t - offset`: a fixed, local set of positions.
+    sep_starts: Vec<(usize, [bool; 256])>,
 }
 
 fn table() -> Vec<(&'static str, Det)> {
@@ -64,11 +68,25 @@ impl Secrets {
             .start_kind(StartKind::Anchored)
             .build(&all)
             .expect("secret keywords compile");
+        let mut sep_starts: Vec<(usize, [bool; 256])> = Vec::new();
+        for k in all.iter().filter(|k| has_separator(k)) {
+            let off = k.find(['_', '-']).expect("has a separator");
+            let i = match sep_starts.iter().position(|(o, _)| *o == off) {
+                Some(i) => i,
+                None => {
+                    sep_starts.push((off, [false; 256]));
+                    sep_starts.len() - 1
+                }
+            };
+            sep_starts[i].1[usize::from(k.as_bytes()[0])] = true;
+        }
+        sep_starts.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
         Secrets {
             ac,
             ac_rule,
             anchored,
             dets: table.into_iter().map(|(_, d)| d).collect(),
+            sep_starts,
         }
     }
 
@@ -127,26 +145,18 @@ impl Secrets {
         }
     }
 
-    /// At `_` or `-`: tries every keyword that could start in this word, at the word's
-    /// start and after each inner separator (`x-ghp_...`, `MY_KEY=sk_live_...`).
+    /// At `_` or `-`: tries the keywords whose first separator this could be.
     fn word(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
         let b = hay.b;
-        let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
-        let lim = ctx.floor.max(t.saturating_sub(64));
-        let mut s = t;
-        while s > lim && is_word(b[s - 1]) {
-            s -= 1;
-        }
-        let end = t + hay.run(t, usize::MAX, is_word);
-        let mut p = s;
-        while p < end {
-            let at_start = p == s || !b[p - 1].is_ascii_alphanumeric();
-            if at_start && let Some(h) = self.specific_at(hay, ctx, p) {
+        for (off, firsts) in &self.sep_starts {
+            if t < ctx.floor + off || !firsts[usize::from(b[t - off])] {
+                continue;
+            }
+            if let Some(h) = self.specific_at(hay, ctx, t - off) {
                 return (Some(h), h.end);
             }
-            p += 1;
         }
-        (None, end)
+        (None, t + 1)
     }
 }
 
