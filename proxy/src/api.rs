@@ -7,40 +7,39 @@ use serde_json::Value;
 
 use crate::error::GateError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Api {
-    ChatCompletions,
-    Responses,
-    Embeddings,
-    Completions,
-    /// Anthropic Messages, passed through natively to `kind: anthropic` providers.
-    Messages,
+pub use tollgate_pricing::Api;
+
+/// What the proxy needs to know of each API beyond what pricing reads from its bodies.
+pub trait ApiExt {
+    /// The `endpoint` metric label and audit field.
+    fn label(self) -> &'static str;
+    /// The path under the provider's base URL.
+    fn upstream_path(self) -> &'static str;
+    fn streams(self) -> bool;
 }
 
-impl Api {
-    /// The `endpoint` metric label and audit field.
-    pub fn label(self) -> &'static str {
+impl ApiExt for Api {
+    fn label(self) -> &'static str {
         match self {
             Api::ChatCompletions => "chat_completions",
             Api::Responses => "responses",
             Api::Embeddings => "embeddings",
             Api::Completions => "completions",
-            Api::Messages => "messages",
+            Api::AnthropicMessages => "messages",
         }
     }
 
-    /// The path under the provider's base URL.
-    pub fn upstream_path(self) -> &'static str {
+    fn upstream_path(self) -> &'static str {
         match self {
             Api::ChatCompletions => "/chat/completions",
             Api::Responses => "/responses",
             Api::Embeddings => "/embeddings",
             Api::Completions => "/completions",
-            Api::Messages => "/messages",
+            Api::AnthropicMessages => "/messages",
         }
     }
 
-    pub fn streams(self) -> bool {
+    fn streams(self) -> bool {
         !matches!(self, Api::Embeddings)
     }
 }
@@ -93,7 +92,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
         "/v1/responses" | "/responses" => post(llm(Api::Responses)),
         "/v1/embeddings" | "/embeddings" => post(llm(Api::Embeddings)),
         "/v1/completions" | "/completions" => post(llm(Api::Completions)),
-        "/v1/messages" => post(llm(Api::Messages)),
+        "/v1/messages" => post(llm(Api::AnthropicMessages)),
         "/v1/models" | "/models" => {
             if method == "GET" {
                 Ok(Route::Models)
@@ -266,7 +265,7 @@ pub fn parse(api: Api, deployment: Option<&str>, raw: &[u8]) -> Result<Request, 
                 }
             }
         }
-        Api::Messages => {
+        Api::AnthropicMessages => {
             required(&body, "messages")?;
             expect(&body, "messages", Value::is_array, "an array")?;
             required(&body, "max_tokens")?;
@@ -388,7 +387,7 @@ mod tests {
                 "Invalid type for 'prompt'",
             ),
             (
-                Api::Messages,
+                Api::AnthropicMessages,
                 r#"{"model":"m","messages":[]}"#,
                 "'max_tokens'",
             ),

@@ -27,6 +27,8 @@ pub enum GateError {
     ModelNotAllowed { model: String },
     #[error("{message}")]
     ToolNotAllowed { message: String },
+    #[error("{message}")]
+    RequestTooExpensive { message: String },
     #[error("Requests from this agent are only allowed {window}.")]
     OutsideAllowedHours { window: String },
     #[error("This agent's trust score {score:.2} is below the policy's minimum {min:.2}.")]
@@ -74,6 +76,7 @@ impl GateError {
             ModelNotAllowed { .. }
             | ToolNotAllowed { .. }
             | OutsideAllowedHours { .. }
+            | RequestTooExpensive { .. }
             | TrustTooLow { .. } => 403,
             ModelNotFound { .. } | NotFound { .. } => 404,
             MethodNotAllowed { .. } => 405,
@@ -101,6 +104,7 @@ impl GateError {
             ModelNotAllowed { .. }
             | ToolNotAllowed { .. }
             | OutsideAllowedHours { .. }
+            | RequestTooExpensive { .. }
             | TrustTooLow { .. } => "permission_error",
             RateLimited { .. } => "rate_limit_error",
             BudgetExceeded { .. } => "insufficient_quota",
@@ -123,6 +127,7 @@ impl GateError {
             ModelNotAllowed { .. } => "model_not_allowed",
             ToolNotAllowed { .. } => "tool_not_allowed",
             OutsideAllowedHours { .. } => "outside_allowed_hours",
+            RequestTooExpensive { .. } => "max_request_usd_exceeded",
             TrustTooLow { .. } => "trust_too_low",
             RateLimited { .. } => "rate_limit_exceeded",
             BudgetExceeded { .. } => "budget_exceeded",

@@ -10,18 +10,31 @@ use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
-use tollgate_config::Config;
+use tollgate_budget::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError, StoreOptions};
+use tollgate_config::{Config, StoreKind};
 
 use crate::admin::Admin;
 use crate::flow::Gateway;
 use crate::state::{Runtime, State};
 
+/// Opens the store the config names.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let s = &config.store;
+    Ok(match s.kind {
+        StoreKind::Embedded => Arc::new(EmbeddedStore::open(&s.path, StoreOptions::default())?),
+        StoreKind::Redis => {
+            let mut opts = RedisOptions::new(s.url.clone());
+            opts.prefix = s.key_prefix.clone();
+            Arc::new(RedisStore::new(opts)?)
+        }
+    })
+}
+
 /// Builds the shared state from a validated config.
-pub fn state(
-    config: Config,
-    path: Option<PathBuf>,
-) -> Result<Arc<State>, tollgate_config::ConfigErrors> {
-    Ok(Arc::new(State::new(Runtime::build(config)?, path)))
+pub fn state(config: Config, path: Option<PathBuf>) -> Result<Arc<State>, String> {
+    let store = open_store(&config).map_err(|e| format!("cannot open the store: {e}"))?;
+    let runtime = Runtime::build(config).map_err(|e| e.to_string())?;
+    Ok(Arc::new(State::new(runtime, store, path)))
 }
 
 /// Runs the server until it is told to stop; never returns.
@@ -65,7 +78,13 @@ pub fn run(state: Arc<State>) -> ! {
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(background_service("reload on SIGHUP", Reloader { state }));
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        Reloader {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service("store upkeep", Upkeep { state }));
     tracing::info!(listen = %server_cfg.listen, admin = %server_cfg.admin_listen, "tollgate serving");
     server.run_forever()
 }
@@ -92,5 +111,40 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Releases holds whose owner died (the reaper) and refreshes the budget gauges.
+struct Upkeep {
+    state: Arc<State>,
+}
+
+/// How often lapsed holds are reaped and budget gauges refreshed.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[async_trait::async_trait]
+impl BackgroundService for Upkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tollgate_pricing::warm_up();
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.tick().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+impl Upkeep {
+    async fn tick(&self) {
+        let store = &self.state.store;
+        match store.reap_expired(store.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(reaped = n, "released lapsed budget reservations"),
+            Err(e) => self.state.store_error("reap", &e),
+        }
+        crate::admin::budgets::refresh_gauges(&self.state).await;
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use tollgate_config::{Config, ConfigErrors, StaticKey};
+use tollgate_budget::Store;
+use tollgate_config::{Config, ConfigErrors, StaticKey, UnknownModel};
+use tollgate_pricing::{Price, PriceTable};
 
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
@@ -16,33 +18,74 @@ use crate::upstream::Upstreams;
 pub struct Runtime {
     pub config: Config,
     pub static_keys: HashMap<[u8; 32], StaticKey>,
+    pub prices: PriceTable,
+    /// The price of models the table does not know; `None` denies them.
+    pub unknown_price: Option<Price>,
 }
 
 impl Runtime {
     pub fn build(config: Config) -> Result<Runtime, ConfigErrors> {
         let static_keys = config.keys.iter().map(|k| (k.sha256, k.clone())).collect();
+        let prices = PriceTable::builtin().with_overrides(
+            config
+                .pricing
+                .overrides
+                .iter()
+                .map(|(model, p)| (model.clone(), price(p))),
+        );
+        let unknown_price = match &config.pricing.unknown_model {
+            UnknownModel::Deny => None,
+            UnknownModel::Price(p) => Some(price(p)),
+        };
         Ok(Runtime {
             config,
             static_keys,
+            prices,
+            unknown_price,
         })
+    }
+}
+
+/// A config price (input and output rates, optional cached and reasoning rates) as the
+/// pricing crate's full price.
+fn price(p: &tollgate_config::Price) -> Price {
+    Price {
+        input: p.input,
+        cached_input: p.cached_input.unwrap_or(p.input),
+        cache_write: p.input,
+        cache_write_1h: p.input,
+        output: p.output,
+        reasoning: p.reasoning.unwrap_or(p.output),
+        max_output_tokens: p.max_output_tokens,
+        context_window: None,
+        long_context: None,
     }
 }
 
 pub struct State {
     runtime: ArcSwap<Runtime>,
+    /// Budgets, reservations and issued keys; chosen at start, kept across reloads.
+    pub store: Arc<dyn Store>,
     pub config_path: Option<PathBuf>,
     pub metrics: Metrics,
     pub upstreams: Upstreams,
 }
 
 impl State {
-    pub fn new(runtime: Runtime, config_path: Option<PathBuf>) -> State {
+    pub fn new(runtime: Runtime, store: Arc<dyn Store>, config_path: Option<PathBuf>) -> State {
         State {
             runtime: ArcSwap::from_pointee(runtime),
+            store,
             config_path,
             metrics: Metrics::new(),
             upstreams: Upstreams::default(),
         }
+    }
+
+    /// Counts a failed store operation.
+    pub fn store_error(&self, op: &str, e: &tollgate_budget::StoreError) {
+        self.metrics.store_errors.with_label_values(&[op]).inc();
+        tracing::warn!(op, error = %e, "policy store operation failed");
     }
 
     /// The config version this request will use throughout.

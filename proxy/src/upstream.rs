@@ -16,7 +16,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use tollgate_config::{Provider, ProviderKind, Timeouts};
 
-use crate::api::Api;
+use crate::api::{Api, ApiExt};
 
 /// Client headers never forwarded: credentials (the agent's key must not leave tollgate),
 /// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers.
@@ -104,7 +104,7 @@ pub fn request_header(
                 &format!("Bearer {}", key.expose()),
             ),
             ProviderKind::Azure => set(&mut req, "api-key", key.expose()),
-            ProviderKind::Anthropic if api == Api::Messages => {
+            ProviderKind::Anthropic if api == Api::AnthropicMessages => {
                 set(&mut req, "x-api-key", key.expose())
             }
             // Anthropic's OpenAI-compatible endpoints take a bearer token.
@@ -266,7 +266,7 @@ mod tests {
         let p = provider(
             "providers: [{ name: c, kind: anthropic, base_url: 'https://api.anthropic.com/v1', api_key_env: K, models: ['claude-*'] }]",
         );
-        let r = request_header(&p, Api::Messages, "claude-sonnet-4", &client(), 1);
+        let r = request_header(&p, Api::AnthropicMessages, "claude-sonnet-4", &client(), 1);
         assert_eq!(r.uri.path(), "/v1/messages");
         assert_eq!(header(&r, "x-api-key"), Some("sk-provider"));
         assert_eq!(header(&r, "anthropic-version"), Some("2023-06-01"));

@@ -2,3 +2,6 @@
 //! starts tollgate against it.
 
 pub mod mock;
+
+#[cfg(feature = "harness")]
+pub mod harness;

@@ -1,6 +1,9 @@
 //! The operator API on `server.admin_listen`: health, metrics, and `/admin/*` behind the
 //! admin token.
 
+pub mod budgets;
+pub mod keys;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,8 +12,72 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use subtle::ConstantTimeEq;
 
+use serde_json::Value;
+
 use crate::error::GateError;
 use crate::state::State;
+
+/// The largest admin request body accepted.
+const MAX_ADMIN_BODY: usize = 1 << 20;
+
+async fn read_json(session: &mut ServerSession) -> Result<Value, GateError> {
+    let mut raw = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                raw.extend_from_slice(&chunk);
+                if raw.len() > MAX_ADMIN_BODY {
+                    return Err(GateError::BodyTooLarge {
+                        limit: MAX_ADMIN_BODY as u64,
+                    });
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Err(GateError::invalid(
+                    "the request body could not be read",
+                    None,
+                ));
+            }
+        }
+    }
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&raw).map_err(|_| GateError::InvalidJson {
+        message: "The admin request body is not valid JSON.".into(),
+    })
+}
+
+/// A query parameter, percent-decoded.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 pub struct Admin {
     pub state: Arc<State>,
@@ -78,8 +145,51 @@ impl Admin {
         &self,
         method: &str,
         path: &str,
-        _session: &mut ServerSession,
+        session: &mut ServerSession,
     ) -> Response<Vec<u8>> {
+        let body = match read_json(session).await {
+            Ok(b) => b,
+            Err(e) => return error(e),
+        };
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
+        match self.route(method, path, &query, &body).await {
+            Ok(Some((status, value))) => json(status, value),
+            Ok(None) => self.reload_or_missing(method, path),
+            Err(e) => error(e),
+        }
+    }
+
+    async fn route(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &Value,
+    ) -> Result<Option<(u16, Value)>, GateError> {
+        let state = &self.state;
+        let segments: Vec<&str> = path.trim_start_matches("/admin/").split('/').collect();
+        Ok(Some(match (method, segments.as_slice()) {
+            ("GET", ["keys"]) => (200, keys::list(state).await?),
+            ("POST", ["keys"]) => (201, keys::issue(state, body).await?),
+            ("POST", ["keys", id, "revoke"]) | ("DELETE", ["keys", id]) => {
+                (200, keys::revoke(state, id).await?)
+            }
+            ("POST", ["keys", id, "rotate"]) => (201, keys::rotate(state, id, body).await?),
+            ("GET", ["budgets"]) => {
+                let scope = query_param(query, "scope");
+                let rows = budgets::rows(state, scope.as_deref()).await.map_err(|e| {
+                    state.store_error("balances", &e);
+                    GateError::StoreUnavailable
+                })?;
+                let rows: Vec<Value> = rows.iter().map(budgets::Row::to_json).collect();
+                (200, serde_json::json!({ "budgets": rows }))
+            }
+            ("POST", ["budgets"]) => (200, budgets::set(state, body).await?),
+            _ => return Ok(None),
+        }))
+    }
+
+    fn reload_or_missing(&self, method: &str, path: &str) -> Response<Vec<u8>> {
         match (method, path) {
             ("POST", "/admin/reload") => match self.state.reload() {
                 Ok(()) => json(200, serde_json::json!({ "reloaded": true })),

@@ -80,8 +80,8 @@ fn serve(path: PathBuf) -> ExitCode {
     }
     match crate::server::state(config, Some(path)) {
         Ok(state) => crate::server::run(state),
-        Err(errors) => {
-            eprintln!("{errors}");
+        Err(message) => {
+            eprintln!("{message}");
             ExitCode::from(1)
         }
     }

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use tollgate_pricing::{Price, Usage};
 
 use crate::state::State;
 
@@ -41,6 +42,38 @@ pub struct Ctx {
     pub ttft: Option<Duration>,
     /// The client went away before the response ended.
     pub client_gone: bool,
+    /// `max_tokens=512` when ALLOW_WITH_CAPS lowered the output limit.
+    pub caps: Option<String>,
+    /// The pre-flight estimate, once stage 5 ran.
+    pub estimate: Option<Estimate>,
+    /// The budget hold stage 6 took; settled exactly once (stage 10).
+    pub hold: Option<Hold>,
+    /// What the request cost, once known.
+    pub usage: Option<Usage>,
+    pub actual_nanos: Option<i64>,
+    /// The tightest budgeted scope and what it had left after the hold.
+    pub remaining: Option<(String, i64)>,
+    /// The price table's name for the model: the `model` metric label.
+    pub model_label: Option<String>,
+}
+
+/// What stage 5 worked out before forwarding.
+#[derive(Debug, Clone)]
+pub struct Estimate {
+    pub price: Price,
+    pub input_tokens: u64,
+    /// Output tokens the reservation covers, per choice.
+    pub output_tokens: u64,
+    pub worst_nanos: i64,
+    pub min_nanos: i64,
+}
+
+/// A budget reservation that must be committed or released.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub tenant: String,
+    pub id: String,
+    pub granted: i64,
 }
 
 impl Ctx {
@@ -62,6 +95,13 @@ impl Ctx {
             upstream_time: Duration::ZERO,
             ttft: None,
             client_gone: false,
+            caps: None,
+            estimate: None,
+            hold: None,
+            usage: None,
+            actual_nanos: None,
+            remaining: None,
+            model_label: None,
         }
     }
 }
@@ -81,7 +121,10 @@ pub fn finish(state: &State, ctx: &mut Ctx) {
         .as_ref()
         .map(|a| (a.tenant().to_string(), a.id.clone()))
         .unwrap_or_else(|| ("none".into(), "none".into()));
-    let model = ctx.model.as_deref().map(|_| "other").unwrap_or("none");
+    let model = ctx
+        .model_label
+        .as_deref()
+        .unwrap_or(if ctx.model.is_some() { "other" } else { "none" });
     let provider = ctx.provider.as_deref().unwrap_or("none");
     let status = ctx.status.to_string();
     m.requests
@@ -101,6 +144,25 @@ pub fn finish(state: &State, ctx: &mut Ctx) {
     m.overhead
         .with_label_values(&[ctx.endpoint])
         .observe(elapsed.saturating_sub(ctx.upstream_time).as_secs_f64());
+    if let Some(u) = &ctx.usage {
+        for (kind, n) in [
+            ("input", u.input),
+            ("cached_input", u.cached_input),
+            ("output", u.output),
+            ("reasoning", u.reasoning),
+        ] {
+            if n > 0 {
+                m.tokens
+                    .with_label_values(&[&tenant, &agent, model, kind])
+                    .inc_by(n);
+            }
+        }
+    }
+    if let Some(nanos) = ctx.actual_nanos {
+        m.cost_usd
+            .with_label_values(&[&tenant, &agent, model])
+            .inc_by(nanos as f64 / 1e9);
+    }
     if let (Some(ttft), Some(p)) = (ctx.ttft, &ctx.provider) {
         m.upstream_ttft
             .with_label_values(&[p])

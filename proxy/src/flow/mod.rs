@@ -20,10 +20,15 @@
 
 mod auth;
 mod context;
+mod estimate;
 mod forward;
 mod parse;
+mod policy;
 mod relay;
+mod reserve;
 mod respond;
+mod settle;
+mod stream;
 
 use std::sync::Arc;
 
@@ -32,11 +37,16 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType};
 use pingora_proxy::{ProxyHttp, Session};
 
-use crate::api::{self, Route};
-use crate::error::GateError;
-use crate::state::State;
+use bytes::Bytes;
+use tollgate_config::Policy;
 
+use crate::api::{self, Api, Route};
+use crate::error::GateError;
+use crate::state::{Runtime, State};
+
+use context::Agent;
 pub use context::Ctx;
+pub use reserve::period;
 
 /// The agent-facing Pingora service.
 pub struct Gateway {
@@ -90,19 +100,17 @@ impl Gateway {
         let header = session.req_header();
         let route = api::route(header.method.as_str(), header.uri.path())?;
         ctx.endpoint = route.label();
-        let agent = auth::authenticate(&rt, &header.headers)?;
-        ctx.agent = Some(agent);
+        let agent = auth::authenticate(&self.state, &rt, &header.headers).await?;
+        ctx.agent = Some(agent.clone());
+        let policy = rt
+            .config
+            .policies
+            .get(&agent.policy)
+            .ok_or(GateError::Internal)?;
         match route {
             Route::Llm { api, deployment } => {
-                let raw = parse::read_body(session, rt.config.server.max_body_bytes).await?;
-                let req = api::parse(api, deployment.as_deref(), &raw)?;
-                ctx.model = Some(req.model.clone());
-                ctx.stream = req.stream;
-                let body = bytes::Bytes::from(
-                    serde_json::to_vec(&req.body).map_err(|_| GateError::Internal)?,
-                );
-                let upstream = forward::send(&self.state, &rt, session, &req, body, ctx).await?;
-                relay::respond(&self.state, &rt, session, &req, upstream, ctx).await
+                self.llm(session, ctx, &rt, &agent, policy, api, deployment)
+                    .await
             }
             Route::Models => respond::models(session, &rt, ctx).await,
             Route::Decide | Route::Reserve | Route::Commit(_) | Route::Release(_) => {
@@ -111,5 +119,50 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn llm(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        rt: &Runtime,
+        agent: &Agent,
+        policy: &Policy,
+        api: Api,
+        deployment: Option<String>,
+    ) -> Result<(), GateError> {
+        let run = reserve::run_id(&session.req_header().headers)?;
+        let raw = parse::read_body(session, rt.config.server.max_body_bytes).await?;
+        let mut req = api::parse(api, deployment.as_deref(), &raw)?;
+        ctx.model = Some(req.model.clone());
+        ctx.stream = req.stream;
+        if rt.config.route(&req.model).is_empty() {
+            return Err(GateError::ModelNotFound { model: req.model });
+        }
+        policy::check(&self.state, policy, &req.model, ctx)?;
+        let est = estimate::estimate(rt, policy, &mut req, ctx)?;
+        ctx.estimate = Some(est.clone());
+        reserve::reserve(
+            &self.state,
+            rt,
+            agent,
+            policy,
+            run.as_deref(),
+            &mut req,
+            &est,
+            ctx,
+        )
+        .await?;
+        let strip_usage = req.stream && tollgate_pricing::inject_include_usage(api, &mut req.body);
+        let body = Bytes::from(serde_json::to_vec(&req.body).map_err(|_| GateError::Internal)?);
+        let upstream = match forward::send(&self.state, rt, session, &req, body, ctx).await {
+            Ok(up) => up,
+            Err(e) => {
+                settle::release(&self.state, ctx).await;
+                return Err(e);
+            }
+        };
+        relay::respond(&self.state, session, &req, upstream, strip_usage, ctx).await
     }
 }

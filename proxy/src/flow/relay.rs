@@ -1,31 +1,35 @@
-//! Stage 8: the provider's answer on its way to the agent.
+//! Stages 8 and 10: the provider's answer on its way to the agent, and its settlement.
 //!
-//! Whole bodies are read, checked and rewritten before a byte is sent. Streams go event by
+//! Whole bodies are read, checked and charged before a byte is sent. Streams go event by
 //! event: each upstream read is parsed, processed synchronously and written at once, so the
-//! first token reaches the agent as soon as the provider sends it.
+//! first token reaches the agent as soon as the provider sends it. The stream's terminal
+//! event is held back until the cost is committed, so the trail is complete before the
+//! agent sees the end.
 
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use pingora_proxy::Session;
+use serde_json::Value;
 
 use super::context::Ctx;
 use super::forward::Upstream;
 use super::respond;
+use super::settle;
+use super::stream::{End, StreamProcessor};
 use crate::api::Request;
 use crate::error::GateError;
-use crate::sse;
-use crate::state::{Runtime, State};
+use crate::state::State;
 
 /// The largest provider body tollgate buffers; a provider sending more is treated as broken.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 pub async fn respond(
     state: &State,
-    _rt: &Runtime,
     session: &mut Session,
     req: &Request,
     mut up: Upstream,
+    strip_usage: bool,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
     let status = up.status();
@@ -36,26 +40,54 @@ pub async fn respond(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if (200..300).contains(&status) && req.stream && is_sse {
-        return stream(state, session, up, ctx).await;
+        return stream(state, session, req, up, strip_usage, ctx).await;
     }
     let started = Instant::now();
     let body = read_all(&mut up).await;
     ctx.upstream_time += started.elapsed();
     let body = match body {
         Ok(b) => b,
-        Err(e) => return Err(e),
+        Err(e) => {
+            // The provider may have generated the answer it failed to deliver: charge what
+            // it certainly processed, the prompt.
+            settle::commit(state, ctx, settle::input_only(ctx)).await;
+            return Err(e);
+        }
     };
-    if (200..300).contains(&status) && serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+    if !(200..300).contains(&status) {
+        // The provider refused (a client error, or its rate limit after every fallback):
+        // nothing was generated, and its error body is already in the OpenAI shape.
+        settle::release(state, ctx).await;
+        write_whole(session, &up, body, ctx).await;
+        state.upstreams.release(up.session, &up.peer).await;
+        return Ok(());
+    }
+    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+        settle::commit(state, ctx, settle::input_only(ctx)).await;
         return Err(GateError::UpstreamUnavailable {
             message: format!(
                 "The provider `{}` returned a response that is not valid JSON.",
                 up.provider
             ),
         });
-    }
+    };
+    let usage = tollgate_pricing::usage_from_response(req.api, &json)
+        .unwrap_or_else(|| settle::counted(ctx, &req.model, &settle::output_text(&json)));
+    settle::commit(state, ctx, usage).await;
+    write_whole(session, &up, body, ctx).await;
     state.upstreams.release(up.session, &up.peer).await;
-    let header = respond::from_upstream(&up.header, ctx, Some(body.len()));
-    ctx.status = status;
+    Ok(())
+}
+
+async fn write_whole(session: &mut Session, up: &Upstream, body: Bytes, ctx: &mut Ctx) {
+    let mut header = respond::from_upstream(&up.header, ctx, Some(body.len()));
+    if let Some(actual) = ctx.actual_nanos {
+        let _ = header.insert_header(
+            "x-tollgate-cost-usd",
+            tollgate_config::units::format_usd(actual),
+        );
+    }
+    ctx.status = up.status();
     if session
         .write_response_header(Box::new(header), false)
         .await
@@ -64,7 +96,6 @@ pub async fn respond(
     {
         ctx.client_gone = true;
     }
-    Ok(())
 }
 
 async fn read_all(up: &mut Upstream) -> Result<Bytes, GateError> {
@@ -97,67 +128,49 @@ async fn read_all(up: &mut Upstream) -> Result<Bytes, GateError> {
     }
 }
 
-/// How an upstream stream ended.
-enum End {
-    /// The provider closed the stream after its terminal event.
-    Complete,
-    /// The provider's stream broke or went silent before its end.
-    Cut,
-    /// The agent disconnected.
-    ClientGone,
-}
-
 async fn stream(
     state: &State,
     session: &mut Session,
+    req: &Request,
     mut up: Upstream,
+    strip_usage: bool,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
     let header = respond::from_upstream(&up.header, ctx, None);
     ctx.status = up.status();
+    let mut processor = StreamProcessor::new(req.api, &req.model, strip_usage);
     if session
         .write_response_header(Box::new(header), false)
         .await
         .is_err()
     {
         ctx.client_gone = true;
+        let input = ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0);
+        settle::commit(state, ctx, processor.usage(input)).await;
         return Ok(());
     }
-    let mut parser = sse::Parser::new();
-    let mut saw_done = false;
     let end = loop {
         let waited = Instant::now();
         let read = up.session.read_response_body().await;
         ctx.upstream_time += waited.elapsed();
         match read {
             Ok(Some(chunk)) => {
-                let mut out = BytesMut::new();
-                for event in parser.push(&chunk) {
-                    if event.data.as_deref() == Some("[DONE]")
-                        || event.name.as_deref() == Some("message_stop")
-                        || event.name.as_deref() == Some("response.completed")
-                    {
-                        saw_done = true;
-                    }
-                    out.extend_from_slice(&event.raw);
-                }
-                if !out.is_empty()
-                    && session
-                        .write_response_body(Some(out.freeze()), false)
-                        .await
-                        .is_err()
-                {
+                let out = processor.push(&chunk);
+                if !out.is_empty() && session.write_response_body(Some(out), false).await.is_err() {
                     break End::ClientGone;
                 }
             }
-            Ok(None) if saw_done && parser.pending().is_empty() => break End::Complete,
-            Ok(None) | Err(_) => break End::Cut,
+            Ok(None) => break processor.end_of_upstream(),
+            Err(_) => break End::Cut,
         }
     };
+    let input = ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0);
+    settle::commit(state, ctx, processor.usage(input)).await;
     match end {
         End::Complete => {
             state.upstreams.release(up.session, &up.peer).await;
-            if session.write_response_body(None, true).await.is_err() {
+            let tail = processor.finish();
+            if session.write_response_body(Some(tail), true).await.is_err() {
                 ctx.client_gone = true;
             }
         }
@@ -167,9 +180,13 @@ async fn stream(
                 message: format!("The provider `{}` cut the stream short.", up.provider),
             };
             // The OpenAI SDKs raise an APIError for an event carrying `error`.
-            let event = sse::Event::write(None, &String::from_utf8_lossy(&e.body()));
+            let mut tail = BytesMut::from(&processor.finish()[..]);
+            tail.extend_from_slice(&crate::sse::Event::write(
+                None,
+                &String::from_utf8_lossy(&e.body()),
+            ));
             if session
-                .write_response_body(Some(event), true)
+                .write_response_body(Some(tail.freeze()), true)
                 .await
                 .is_err()
             {

@@ -1,0 +1,73 @@
+//! Stage 5: what the request can cost at most, and at least with a minimal answer.
+//!
+//! tollgate always forwards an explicit output limit equal to what it reserved for, so the
+//! provider can never produce more than was paid for, even when the client set none.
+
+use tollgate_config::Policy;
+use tollgate_pricing::{self as pricing, Price};
+
+use super::context::{Ctx, Estimate};
+use crate::api::Request;
+use crate::error::GateError;
+use crate::state::Runtime;
+
+/// Output tokens assumed for a model whose maximum output is not published.
+pub const DEFAULT_MAX_OUTPUT: u64 = 16_384;
+
+pub fn price_of(rt: &Runtime, model: &str, ctx: &mut Ctx) -> Result<Price, GateError> {
+    if let Some(found) = rt.prices.lookup(model) {
+        ctx.model_label = Some(found.name.to_string());
+        return Ok(found.price.clone());
+    }
+    ctx.model_label = Some("unpriced".to_string());
+    rt.unknown_price
+        .clone()
+        .ok_or_else(|| GateError::ModelNotAllowed {
+            model: model.to_string(),
+        })
+}
+
+pub fn estimate(
+    rt: &Runtime,
+    policy: &Policy,
+    req: &mut Request,
+    ctx: &mut Ctx,
+) -> Result<Estimate, GateError> {
+    let price = price_of(rt, &req.model, ctx).map_err(|_| {
+        GateError::invalid(
+            format!(
+                "tollgate has no price for the model `{}`, and pricing.unknown_model is `deny`: add it to pricing.overrides.",
+                req.model
+            ),
+            Some("model"),
+        )
+    })?;
+    let input_tokens = pricing::estimate_input_tokens(req.api, &req.model, &req.body);
+    let multiplier = pricing::output_multiplier(req.api, &req.body);
+    let output_tokens = match pricing::requested_output_limit(req.api, &req.body) {
+        Some(n) => n,
+        None => {
+            let n = price
+                .max_output_tokens
+                .map(u64::from)
+                .unwrap_or(DEFAULT_MAX_OUTPUT);
+            pricing::set_output_limit(req.api, &req.model, &mut req.body, n);
+            n
+        }
+    };
+    let worst_nanos = pricing::worst_case_cost(
+        &price,
+        input_tokens,
+        output_tokens.saturating_mul(multiplier),
+    );
+    let min_output = output_tokens.min(u64::from(policy.min_output_tokens));
+    let min_nanos =
+        pricing::worst_case_cost(&price, input_tokens, min_output.saturating_mul(multiplier));
+    Ok(Estimate {
+        price,
+        input_tokens,
+        output_tokens,
+        worst_nanos,
+        min_nanos,
+    })
+}

@@ -1,0 +1,195 @@
+//! Stage 6: one atomic hold on every budgeted scope of the agent's path (and its run).
+//!
+//! When only part of the worst case fits, the store grants less; tollgate then lowers the
+//! request's output limit so the actual cost cannot exceed the grant (ALLOW_WITH_CAPS).
+
+use tollgate_budget::{self as budget, Decision, ReserveRequest, ScopeBudget};
+use tollgate_config::{Config, OnError, Policy};
+use tollgate_pricing as pricing;
+
+use super::context::{Agent, Ctx, Estimate, Hold};
+use super::policy;
+use crate::api::Request;
+use crate::error::GateError;
+use crate::state::{Runtime, State};
+
+pub fn period(p: tollgate_config::Period) -> budget::Period {
+    match p {
+        tollgate_config::Period::Day => budget::Period::Day,
+        tollgate_config::Period::Week => budget::Period::Week,
+        tollgate_config::Period::Month => budget::Period::Month,
+        tollgate_config::Period::Total => budget::Period::Total,
+    }
+}
+
+/// Every budgeted scope on the agent's path, root first, plus the run scope if any.
+pub fn scopes(
+    config: &Config,
+    agent: &Agent,
+    policy: &Policy,
+    run: Option<&str>,
+) -> Result<Vec<ScopeBudget>, GateError> {
+    let mut out: Vec<ScopeBudget> = config
+        .budgeted_ancestors(&agent.scope)
+        .into_iter()
+        .map(|(scope, b)| ScopeBudget {
+            scope: scope.to_string(),
+            budget: Some(budget::Budget {
+                limit: b.limit_nanos,
+                period: period(b.period),
+                tz: b.tz,
+            }),
+        })
+        .collect();
+    if let (Some(run), Some(limit)) = (run, policy.run_budget_nanos) {
+        out.push(ScopeBudget {
+            scope: budget::run_scope(&agent.scope, run).map_err(|_| {
+                GateError::invalid("This agent's scope is too deep for a per-run budget.", None)
+            })?,
+            budget: Some(budget::Budget {
+                limit,
+                period: budget::Period::Total,
+                tz: None,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// The run id from `x-tollgate-run`, if it is usable as a scope segment.
+pub fn run_id(headers: &http::HeaderMap) -> Result<Option<String>, GateError> {
+    let Some(v) = headers.get("x-tollgate-run") else {
+        return Ok(None);
+    };
+    let run = v.to_str().unwrap_or_default().trim();
+    let ok = !run.is_empty()
+        && run.len() <= 128
+        && run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(Some(run.to_string()))
+    } else {
+        Err(GateError::invalid(
+            "x-tollgate-run must be 1-128 letters, digits, `_`, `-` or `.`.",
+            None,
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn reserve(
+    state: &State,
+    rt: &Runtime,
+    agent: &Agent,
+    policy: &Policy,
+    run: Option<&str>,
+    req: &mut Request,
+    est: &Estimate,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    let mut amount = est.worst_nanos;
+    let mut min_amount = est.min_nanos;
+    if let Some(max) = policy.max_request_nanos {
+        if est.min_nanos > max {
+            let e = GateError::RequestTooExpensive {
+                message: format!(
+                    "This request costs at least ${} even with a minimal answer, above the policy's max_request_usd ${}.",
+                    tollgate_config::units::format_usd(est.min_nanos),
+                    tollgate_config::units::format_usd(max)
+                ),
+            };
+            return policy::deny(state, policy, "estimate", e, ctx);
+        }
+        amount = amount.min(max);
+        min_amount = min_amount.min(amount);
+    }
+    let scopes = scopes(&rt.config, agent, policy, run)?;
+    let granted = if scopes.is_empty() {
+        amount
+    } else {
+        let request = ReserveRequest {
+            reservation_id: ctx.request_id.clone(),
+            idempotency_key: None,
+            scopes,
+            amount,
+            min_amount,
+            ttl: rt.config.store.reservation_ttl,
+        };
+        let answer = match state.store.reserve(&request).await {
+            Ok(a) => a,
+            Err(e) => {
+                state.store_error("reserve", &e);
+                return match rt.config.store.on_error {
+                    OnError::Deny => Err(GateError::StoreUnavailable),
+                    OnError::Allow => {
+                        ctx.reasons.push("store_unavailable_allowed".into());
+                        Ok(())
+                    }
+                };
+            }
+        };
+        ctx.remaining = answer.tightest.clone();
+        match &answer.decision {
+            Decision::Deny { scope, .. } => {
+                let left = answer.tightest.as_ref().map(|(_, r)| *r).unwrap_or(0);
+                let e = GateError::BudgetExceeded {
+                    message: format!(
+                        "Budget exhausted for scope `{scope}`: ${} left, this request needs at least ${}.",
+                        tollgate_config::units::format_usd(left.max(0)),
+                        tollgate_config::units::format_usd(min_amount)
+                    ),
+                };
+                state
+                    .metrics
+                    .decisions
+                    .with_label_values(&[
+                        policy.name.as_str(),
+                        "reserve",
+                        "deny",
+                        "budget_exceeded",
+                    ])
+                    .inc();
+                return match policy.mode {
+                    tollgate_config::Mode::Enforce => Err(e),
+                    tollgate_config::Mode::Shadow => {
+                        ctx.decision = "shadow_deny";
+                        ctx.reasons.push("shadow:budget_exceeded".into());
+                        Ok(())
+                    }
+                };
+            }
+            Decision::Allow | Decision::AllowWithCaps => {}
+        }
+        ctx.hold = Some(Hold {
+            tenant: agent.tenant().to_string(),
+            id: answer.reservation_id.clone(),
+            granted: answer.granted,
+        });
+        answer.granted
+    };
+    if granted < est.worst_nanos {
+        let multiplier = pricing::output_multiplier(req.api, &req.body).max(1);
+        let affordable =
+            pricing::max_affordable_output(&est.price, est.input_tokens, granted) / multiplier;
+        let cap = affordable.min(est.output_tokens);
+        pricing::set_output_limit(req.api, &req.model, &mut req.body, cap);
+        let field =
+            pricing::output_limit_field(req.api, &req.model, &req.body).unwrap_or("max_tokens");
+        ctx.caps = Some(format!("{field}={cap}"));
+        if ctx.decision == "allow" {
+            ctx.decision = "allow_with_caps";
+        }
+    }
+    state
+        .metrics
+        .decisions
+        .with_label_values(&[
+            policy.name.as_str(),
+            "reserve",
+            ctx.decision,
+            if ctx.caps.is_some() { "capped" } else { "ok" },
+        ])
+        .inc();
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Stage 10: the hold becomes the actual cost (commit) or nothing (release), exactly once.
+//!
+//! Store errors here cannot be answered to the agent any more; they are counted, and the
+//! hold lapses at its TTL, when the reaper releases it.
+
+use tollgate_pricing::{self as pricing, Usage};
+
+use super::context::Ctx;
+use crate::state::State;
+
+/// Charges `usage` at the request's price and commits it.
+pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
+    let Some(est) = &ctx.estimate else { return };
+    let actual = pricing::cost(&est.price, &usage);
+    ctx.usage = Some(usage);
+    ctx.actual_nanos = Some(actual);
+    if let Some(hold) = ctx.hold.take()
+        && let Err(e) = state.store.commit(&hold.tenant, &hold.id, actual).await
+    {
+        state.store_error("commit", &e);
+        ctx.reasons.push("commit_failed".into());
+    }
+}
+
+/// Drops the hold without spending: nothing was generated.
+pub async fn release(state: &State, ctx: &mut Ctx) {
+    if let Some(hold) = ctx.hold.take()
+        && let Err(e) = state.store.release(&hold.tenant, &hold.id).await
+    {
+        state.store_error("release", &e);
+        ctx.reasons.push("release_failed".into());
+    }
+}
+
+/// The usage of a provider answer that carried none: the input estimate, and the output
+/// counted in the answer's text.
+pub fn counted(ctx: &Ctx, model: &str, output_text: &str) -> Usage {
+    Usage {
+        input: ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0),
+        output: pricing::count_tokens(model, output_text),
+        ..Usage::default()
+    }
+}
+
+/// The prompt alone: what a provider certainly processed when its answer was lost.
+pub fn input_only(ctx: &Ctx) -> Usage {
+    Usage {
+        input: ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0),
+        ..Usage::default()
+    }
+}
+
+/// The generated text of a whole response in any of the supported shapes, for counting
+/// when the provider reported no usage.
+pub fn output_text(body: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    for choice in body["choices"].as_array().into_iter().flatten() {
+        out += &text(choice.pointer("/message/content"));
+        out += &text(choice.get("text"));
+        for call in choice
+            .pointer("/message/tool_calls")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            out += &text(call.pointer("/function/name"));
+            out += &text(call.pointer("/function/arguments"));
+        }
+    }
+    for item in body["output"].as_array().into_iter().flatten() {
+        out += &text(item.get("arguments"));
+        for part in item["content"].as_array().into_iter().flatten() {
+            out += &text(part.get("text"));
+        }
+    }
+    for block in body["content"].as_array().into_iter().flatten() {
+        out += &text(block.get("text"));
+        if let Some(input) = block.get("input") {
+            out += &input.to_string();
+        }
+    }
+    out
+}
