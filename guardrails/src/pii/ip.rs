@@ -16,6 +16,15 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     if t > 0 && (b[t - 1] == b'.' || b[t - 1] == b'v' || b[t - 1] == b'V') {
         return None;
     }
+    // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
+    let before = &b[t.saturating_sub(24)..t];
+    let lower: Vec<u8> = before.iter().map(u8::to_ascii_lowercase).collect();
+    if ["version", "upgrade", "release", "build", "ver."]
+        .iter()
+        .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
+    {
+        return None;
+    }
     let mut i = t;
     for part in 0..4 {
         let n = hay.run(i, 4, |c| c.is_ascii_digit());

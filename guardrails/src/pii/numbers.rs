@@ -69,6 +69,12 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
         seq.groups.push(n);
         i += n;
         seq.end = i;
+        if open_paren && seq.groups.len() == 1 && seq.paren && hay.at(i) != Some(b')') {
+            // `(4111 1111 ...)`: the parenthesis encloses the number, it is not an area code.
+            open_paren = false;
+            seq.paren = false;
+            seq.start = t;
+        }
         if open_paren {
             if hay.at(i) != Some(b')') {
                 return None;

@@ -174,14 +174,15 @@ fn positive(r: &mut Rng, s: &mut Sample) {
             s.push("\n");
         }
         "aws_secret_access_key" => {
-            s.push(r.pick(&[
-                "aws_secret_access_key = ",
-                "AWS_SECRET_ACCESS_KEY=",
-                "\"SecretAccessKey\": \"",
-            ]));
+            let (lead, tail) = r.pick(&[
+                ("aws_secret_access_key = ", "\n"),
+                ("AWS_SECRET_ACCESS_KEY=", " "),
+                ("\"SecretAccessKey\": \"", "\"\n"),
+            ]);
+            s.push(lead);
             let v = values::secret(r, kind);
             s.value(kind, &v);
-            s.push("\n");
+            s.push(tail);
         }
         "url_password" => {
             let scheme = r.pick(&[

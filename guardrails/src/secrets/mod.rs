@@ -118,8 +118,20 @@ impl Secrets {
         {
             return Some(h);
         }
-        if hay.b.get(at + 5) == Some(&b'~') {
+        let b = hay.b;
+        if b.get(at + 5) == Some(&b'~') {
             return structured::azure(hay, ctx, at + 5).map(|(h, _)| h);
+        }
+        if b[at..].starts_with(b"SK") {
+            return structured::twilio(hay, ctx, at + 2);
+        }
+        let digits = b[at..]
+            .iter()
+            .take(11)
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if (8..=10).contains(&digits) && b[at + digits..].starts_with(b":AA") {
+            return structured::telegram(hay, ctx, at + digits);
         }
         None
     }
