@@ -201,6 +201,17 @@ impl PrivateRedis {
         panic!("redis-server did not start on port {}", self.port);
     }
 
+    /// Sends a signal (`STOP`, `CONT`) to the server: a hung Redis, not a dead one.
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("started").id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} {pid}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -211,6 +222,9 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
+        if self.child.is_some() {
+            self.signal("CONT");
+        }
         self.kill();
     }
 }
@@ -300,6 +314,39 @@ async fn store_recovers_when_redis_comes_and_goes() {
     // The restarted Redis kept nothing; the tenant must be registered again for the reaper.
     eventually(|| store.commit("acme", "r3", 5)).await;
     assert_eq!(store.balances(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_times_out_and_the_store_recovers() {
+    let mut redis = PrivateRedis::new();
+    redis.start();
+    let mut opts = options(&redis.url(), "tg", ManualClock::new(common::t0()));
+    opts.response_timeout = Duration::from_millis(300);
+    let store = RedisStore::new(opts).unwrap();
+    store.reserve(&req("r1", &scopes(), 10, 10)).await.unwrap();
+
+    redis.signal("STOP");
+    let hung = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.reserve(&req("r2", &scopes(), 10, 10)),
+    )
+    .await
+    .expect("a hung Redis must not hang the caller");
+    assert!(hung.unwrap_err().is_unavailable());
+
+    redis.signal("CONT");
+    let r3 = req("r3", &scopes(), 10, 10);
+    let again = eventually(|| store.reserve(&r3)).await;
+    // The late reply to r2 must not be taken for r3's.
+    assert_eq!((again.reservation_id.as_str(), again.replayed), ("r3", false));
+    assert!(again.decision.is_allowed());
+    // r2's fate is unknown to its caller; it is either held or absent, never half-applied.
+    let row = eventually(|| store.balances(Some("acme"))).await.remove(0);
+    assert!(
+        row.reserved == 20 || row.reserved == 30,
+        "reserved {}",
+        row.reserved
+    );
 }
 
 /// A relay between the store and Redis that counts the commands the client sends: round
