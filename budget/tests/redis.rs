@@ -338,7 +338,10 @@ async fn a_hung_redis_times_out_and_the_store_recovers() {
     let r3 = req("r3", &scopes(), 10, 10);
     let again = eventually(|| store.reserve(&r3)).await;
     // The late reply to r2 must not be taken for r3's.
-    assert_eq!((again.reservation_id.as_str(), again.replayed), ("r3", false));
+    assert_eq!(
+        (again.reservation_id.as_str(), again.replayed),
+        ("r3", false)
+    );
     assert!(again.decision.is_allowed());
     // r2's fate is unknown to its caller; it is either held or absent, never half-applied.
     let row = eventually(|| store.balances(Some("acme"))).await.remove(0);
