@@ -54,7 +54,8 @@ fn an_intact_trail_verifies_and_each_line_chains_to_the_previous() {
 #[test]
 fn verify_names_the_first_broken_line() {
     type Tamper = fn(&mut Vec<String>);
-    let cases: [(&str, Tamper, u64, fn(&BreakKind) -> bool); 8] = [
+    type Expect = fn(&BreakKind) -> bool;
+    let cases: [(&str, Tamper, u64, Expect); 8] = [
         (
             "edit actual_usd on line 6",
             |l| l[5] = l[5].replacen("\"actual_usd\":0.", "\"actual_usd\":1.", 1),
