@@ -1,11 +1,14 @@
 //! The embedded backend: SQLite in WAL mode on one worker thread, durable across `kill -9`.
 //!
-//! One thread owns the connection and runs operations in arrival order, so every operation
-//! is serialised without locks. Operations that queue up while one runs are committed
+//! One thread owns the writing connection and runs operations in arrival order, so every
+//! operation is serialised without locks. Operations that queue up while one runs are committed
 //! together in one transaction (each inside its own savepoint), and nobody hears back
 //! before that transaction is committed: a burst costs one WAL append, not one per call.
 //! `synchronous=NORMAL` leaves a committed transaction in the OS page cache, which survives
 //! the process being killed; only a power loss can lose the last transactions.
+//! Lookups that only read (agent keys on every request's auth, balances) run on a second
+//! thread with its own connection, so they never queue behind writes; WAL lets it read the
+//! last committed state while the writer works.
 
 mod budget;
 mod keys;
@@ -38,12 +41,14 @@ type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A queued operation: run on the connection, or skipped (`None`) when its batch could not
 /// even begin; either way it yields the reply to send once the batch's fate is known.
 type Job = Box<dyn FnOnce(Option<&mut Connection>) -> Reply + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// The embedded store. Cheap to share behind an `Arc`; dropping the last one stops the
 /// worker thread after the queued operations.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
+    reads: mpsc::Sender<ReadJob>,
     /// Dropping it tells the checkpoint thread to finish.
     _checkpoints: mpsc::Sender<()>,
     opts: StoreOptions,
@@ -57,8 +62,10 @@ impl EmbeddedStore {
         })?;
         let path = dir.join(DB_FILE);
         let conn = schema::open(&path)?;
-        let checkpointer = schema::open_checkpointer(&path)?;
+        let reader = schema::open_reader(&path)?;
+        let checkpointer = schema::open_reader(&path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
+        let (reads, read_queue) = mpsc::channel::<ReadJob>();
         let (checkpoints, stop) = mpsc::channel::<()>();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -71,11 +78,20 @@ impl EmbeddedStore {
         };
         spawn("tollgate-store", Box::new(move || worker(conn, queue)))?;
         spawn(
+            "tollgate-read",
+            Box::new(move || {
+                while let Ok(job) = read_queue.recv() {
+                    job(&reader);
+                }
+            }),
+        )?;
+        spawn(
             "tollgate-ckpt",
             Box::new(move || schema::checkpoint_loop(checkpointer, stop)),
         )?;
         Ok(EmbeddedStore {
             jobs,
+            reads,
             _checkpoints: checkpoints,
             opts,
         })
@@ -105,6 +121,22 @@ impl EmbeddedStore {
             })
         });
         self.jobs.send(job).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
+impl EmbeddedStore {
+    /// Runs a read-only `op` on the reader thread.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn: &Connection| {
+            let _ = tx.send(op(conn));
+        });
+        self.reads.send(job).map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 }
@@ -260,13 +292,13 @@ impl Store for EmbeddedStore {
         prefix: Option<&str>,
     ) -> Result<Vec<LimitOverride>, StoreError> {
         let prefix = prefix.map(str::to_owned);
-        self.run(move |c| budget::overrides(c, prefix.as_deref()))
+        self.read(move |c| budget::overrides(c, prefix.as_deref()))
             .await
     }
 
     async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
         let prefix = prefix.map(str::to_owned);
-        self.run(move |c| budget::balances(c, prefix.as_deref()))
+        self.read(move |c| budget::balances(c, prefix.as_deref()))
             .await
     }
 
@@ -292,16 +324,16 @@ impl Store for EmbeddedStore {
 
     async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
         let hash = *sha256;
-        self.run(move |c| keys::by_hash(c, &hash)).await
+        self.read(move |c| keys::by_hash(c, &hash)).await
     }
 
     async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| keys::by_id(c, &id)).await
+        self.read(move |c| keys::by_id(c, &id)).await
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.run(keys::list).await
+        self.read(keys::list).await
     }
 
     async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {

@@ -91,11 +91,15 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
 /// How often the WAL is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-pub(super) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+/// A second connection for reads and checkpoints; `query_only` keeps it from writing rows.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(sql_error)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(sql_error)?;
+    conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
 
