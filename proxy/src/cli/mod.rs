@@ -1,5 +1,9 @@
 //! The `tollgate` command line: `serve`, `check`, `demo` and the admin commands.
 
+mod admin;
+mod client;
+mod demo;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,6 +33,29 @@ pub enum Command {
         #[arg(long, env = "TOLLGATE_CONFIG", default_value = "./tollgate.yaml")]
         config: PathBuf,
     },
+    /// Offline first run: a built-in config and mock provider on localhost.
+    Demo,
+    /// Agent keys of a running instance.
+    Keys {
+        #[command(subcommand)]
+        command: admin::Keys,
+        #[command(flatten)]
+        opts: admin::AdminOpts,
+    },
+    /// Budget balances and run-time limits.
+    Budgets {
+        #[command(subcommand)]
+        command: admin::Budgets,
+        #[command(flatten)]
+        opts: admin::AdminOpts,
+    },
+    /// Human approval of escalated tool calls.
+    Approvals {
+        #[command(subcommand)]
+        command: admin::Approvals,
+        #[command(flatten)]
+        opts: admin::AdminOpts,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -36,6 +63,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
+        Command::Demo => demo::run(),
+        Command::Keys { command, opts } => admin::keys(&opts, command),
+        Command::Budgets { command, opts } => admin::budgets(&opts, command),
+        Command::Approvals { command, opts } => admin::approvals(&opts, command),
     }
 }
 

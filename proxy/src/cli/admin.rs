@@ -1,0 +1,328 @@
+//! The admin commands: keys, budgets, approvals and audit reads, through the admin API of a
+//! running instance. Tables by default, `--json` for scripts.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::client::AdminClient;
+
+#[derive(Args, Clone)]
+pub struct AdminOpts {
+    /// The admin API of the running instance.
+    #[arg(
+        long,
+        env = "TOLLGATE_ADMIN_URL",
+        default_value = "http://127.0.0.1:9090",
+        global = true
+    )]
+    pub admin_url: String,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Keys {
+    /// Issue a key for an agent; the secret is printed once.
+    Issue {
+        #[arg(long)]
+        agent: String,
+        /// e.g. 30d, 12h.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List static and issued keys (never their secrets).
+    List,
+    /// Revoke a key (and every key delegated from it), from the next request on.
+    Revoke { key_id: String },
+    /// Issue a replacement; the old key keeps working for the grace period.
+    Rotate {
+        key_id: String,
+        #[arg(long, default_value = "1h")]
+        grace: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Budgets {
+    /// Limit, spent, reserved and remaining per scope in its current period.
+    Show { scope: Option<String> },
+    /// Set a run-time limit for a scope (shared by every instance on the store).
+    Set {
+        scope: String,
+        #[arg(long = "limit-usd")]
+        limit_usd: f64,
+        #[arg(long, value_parser = ["day", "week", "month", "total"])]
+        period: Option<String>,
+    },
+    /// Remove a run-time limit: the configured one applies again.
+    Clear { scope: String },
+}
+
+#[derive(Subcommand)]
+pub enum Approvals {
+    /// Tool calls waiting for a human decision.
+    List,
+    Approve {
+        id: String,
+    },
+    Deny {
+        id: String,
+    },
+}
+
+fn client(opts: &AdminOpts) -> Result<AdminClient, String> {
+    let token = std::env::var("TOLLGATE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    AdminClient::new(&opts.admin_url, token)
+}
+
+/// Calls the admin API; prints its error (OpenAI shape) and fails on a non-2xx answer.
+pub fn call(
+    opts: &AdminOpts,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, ExitCode> {
+    let fail = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(1)
+    };
+    let reply = client(opts)
+        .map_err(fail)?
+        .call(method, path, body.as_ref())
+        .map_err(fail)?;
+    if (200..300).contains(&reply.status) {
+        return Ok(reply.body);
+    }
+    let message = reply.body["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| reply.body.to_string());
+    Err(fail(format!("{} ({})", message, reply.status)))
+}
+
+/// Prints `rows` as an aligned table of `columns` (JSON field names).
+pub fn table(rows: &[Value], columns: &[&str]) {
+    let cell = |v: &Value, c: &str| match &v[c] {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(columns.iter().map(|c| c.to_uppercase()).collect());
+    for r in rows {
+        line(columns.iter().map(|c| cell(r, c)).collect());
+    }
+}
+
+fn output(opts: &AdminOpts, value: &Value, show: impl FnOnce(&Value)) -> ExitCode {
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        show(value);
+    }
+    ExitCode::SUCCESS
+}
+
+fn run(result: Result<ExitCode, ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|code| code)
+}
+
+pub fn keys(opts: &AdminOpts, cmd: Keys) -> ExitCode {
+    run((|| {
+        Ok(match cmd {
+            Keys::Issue {
+                agent,
+                expires,
+                label,
+            } => {
+                let v = call(
+                    opts,
+                    "POST",
+                    "/admin/keys",
+                    Some(json!({ "agent": agent, "expires": expires, "label": label })),
+                )?;
+                output(opts, &v, |v| {
+                    println!("key id:  {}", v["id"].as_str().unwrap_or_default());
+                    println!("agent:   {}", v["agent"].as_str().unwrap_or_default());
+                    println!("expires: {}", v["expires_at"].as_str().unwrap_or("never"));
+                    println!("key:     {}", v["key"].as_str().unwrap_or_default());
+                    println!("\nThe key is shown only now: store it in the agent's secret store.");
+                })
+            }
+            Keys::List => {
+                let v = call(opts, "GET", "/admin/keys", None)?;
+                output(opts, &v, |v| {
+                    let rows = v["keys"].as_array().cloned().unwrap_or_default();
+                    table(
+                        &rows,
+                        &[
+                            "id",
+                            "agent",
+                            "source",
+                            "status",
+                            "label",
+                            "expires_at",
+                            "valid_until",
+                        ],
+                    );
+                })
+            }
+            Keys::Revoke { key_id } => {
+                let v = call(opts, "POST", &format!("/admin/keys/{key_id}/revoke"), None)?;
+                output(opts, &v, |v| {
+                    let ids: Vec<&str> = v["revoked"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    println!("revoked: {}", ids.join(", "));
+                })
+            }
+            Keys::Rotate { key_id, grace } => {
+                let v = call(
+                    opts,
+                    "POST",
+                    &format!("/admin/keys/{key_id}/rotate"),
+                    Some(json!({ "grace": grace })),
+                )?;
+                output(opts, &v, |v| {
+                    println!("new key id: {}", v["id"].as_str().unwrap_or_default());
+                    println!("key:        {}", v["key"].as_str().unwrap_or_default());
+                    println!(
+                        "old key {} works until {}",
+                        v["previous"]["id"].as_str().unwrap_or_default(),
+                        v["previous"]["valid_until"].as_str().unwrap_or_default()
+                    );
+                })
+            }
+        })
+    })())
+}
+
+pub fn budgets(opts: &AdminOpts, cmd: Budgets) -> ExitCode {
+    let show = |v: &Value| {
+        let rows = v["budgets"].as_array().cloned().unwrap_or_default();
+        table(
+            &rows,
+            &[
+                "scope",
+                "period",
+                "window",
+                "limit_usd",
+                "spent_usd",
+                "reserved_usd",
+                "remaining_usd",
+                "source",
+            ],
+        );
+    };
+    run((|| {
+        Ok(match cmd {
+            Budgets::Show { scope } => {
+                let path = match scope {
+                    Some(s) => format!("/admin/budgets?scope={s}"),
+                    None => "/admin/budgets".to_string(),
+                };
+                output(opts, &call(opts, "GET", &path, None)?, show)
+            }
+            Budgets::Set {
+                scope,
+                limit_usd,
+                period,
+            } => {
+                let body = json!({ "scope": scope, "limit_usd": limit_usd, "period": period });
+                output(
+                    opts,
+                    &call(opts, "POST", "/admin/budgets", Some(body))?,
+                    show,
+                )
+            }
+            Budgets::Clear { scope } => {
+                let body = json!({ "scope": scope, "limit_usd": null });
+                output(
+                    opts,
+                    &call(opts, "POST", "/admin/budgets", Some(body))?,
+                    show,
+                )
+            }
+        })
+    })())
+}
+
+pub fn approvals(opts: &AdminOpts, cmd: Approvals) -> ExitCode {
+    run((|| {
+        Ok(match cmd {
+            Approvals::List => {
+                let v = call(opts, "GET", "/admin/approvals", None)?;
+                output(opts, &v, |v| {
+                    let rows = v["approvals"].as_array().cloned().unwrap_or_default();
+                    table(
+                        &rows,
+                        &[
+                            "id",
+                            "agent",
+                            "tool",
+                            "status",
+                            "created_at",
+                            "expires_at",
+                            "arguments",
+                        ],
+                    );
+                })
+            }
+            Approvals::Approve { id } => {
+                let v = call(
+                    opts,
+                    "POST",
+                    &format!("/admin/approvals/{id}/approve"),
+                    None,
+                )?;
+                output(opts, &v, |v| {
+                    println!(
+                        "{} {}",
+                        v["id"].as_str().unwrap_or_default(),
+                        v["status"].as_str().unwrap_or_default()
+                    )
+                })
+            }
+            Approvals::Deny { id } => {
+                let v = call(opts, "POST", &format!("/admin/approvals/{id}/deny"), None)?;
+                output(opts, &v, |v| {
+                    println!(
+                        "{} {}",
+                        v["id"].as_str().unwrap_or_default(),
+                        v["status"].as_str().unwrap_or_default()
+                    )
+                })
+            }
+        })
+    })())
+}

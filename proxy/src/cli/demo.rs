@@ -1,0 +1,156 @@
+//! `tollgate demo`: the offline first run. A built-in config, the mock provider on
+//! localhost, an embedded store and audit trail in a temp dir; no network.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::ExitCode;
+
+use tollgate_config::Config;
+
+/// A port on 127.0.0.1: the preferred one if it is free, else any free one.
+fn port(preferred: u16) -> u16 {
+    TcpListener::bind(("127.0.0.1", preferred))
+        .or_else(|_| TcpListener::bind("127.0.0.1:0"))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(preferred)
+}
+
+fn config_text(
+    mock: SocketAddr,
+    dir: &std::path::Path,
+    listen: u16,
+    admin: u16,
+    key_sha256: &str,
+) -> String {
+    format!(
+        r#"
+server:
+  listen: 127.0.0.1:{listen}
+  admin_listen: 127.0.0.1:{admin}
+  admin_token_env: TOLLGATE_DEMO_ADMIN_TOKEN
+store: {{ kind: embedded, path: "{data}" }}
+audit: {{ path: "{audit}" }}
+providers:
+  - name: mock
+    kind: openai
+    base_url: http://{mock}/v1
+    api_key_env: TOLLGATE_DEMO_PROVIDER_KEY
+    models: ["gpt-4o*", "gpt-4.1*", "text-embedding-3-*"]
+scopes:
+  demo:                 {{ budget: {{ limit_usd: 5, period: day }} }}
+  demo/assistant:       {{ budget: {{ limit_usd: 1, period: day }} }}
+policies:
+  assistant:
+    models: {{ allow: ["gpt-4o-mini", "gpt-4.1-mini", "text-embedding-3-small"] }}
+    max_request_usd: 0.25
+    run_budget_usd: 0.10
+    rate: {{ rpm: 120 }}
+    tools:
+      allow: ["web_search", "read_*", "send_email"]
+      deny: ["delete_*"]
+      approve: ["send_email"]
+      on_violation: strip
+    guardrails:
+      input:     {{ pii: redact, secrets: block }}
+      output:    {{ pii: redact, secrets: redact }}
+      tool_args: {{ pii: block,  secrets: block }}
+agents:
+  demo-agent: {{ scope: demo/assistant/demo-agent, policy: assistant }}
+keys:
+  - {{ id: k_demo, agent: demo-agent, sha256: "{key_sha256}" }}
+"#,
+        data = dir.join("data").display(),
+        audit = dir.join("audit.jsonl").display(),
+    )
+}
+
+pub fn run() -> ExitCode {
+    super::init_logging();
+    let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return ExitCode::from(1);
+    }
+    let provider_key = crate::keys::generate().secret.replace("tg_", "sk-mock-");
+    let mock = match tollgate_tests::mock::provider()
+        .api_key(provider_key.clone())
+        .spawn_thread()
+    {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("cannot start the mock provider: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let agent_key = crate::keys::generate();
+    let admin_token = crate::keys::generate().secret.replace("tg_", "adm_");
+    let (listen, admin) = (port(8080), port(9090));
+    let text = config_text(
+        mock.addr(),
+        &dir,
+        listen,
+        admin,
+        &crate::keys::hash_hex(&agent_key.sha256),
+    );
+    let env = |name: &str| match name {
+        "TOLLGATE_DEMO_PROVIDER_KEY" => Some(provider_key.clone()),
+        "TOLLGATE_DEMO_ADMIN_TOKEN" => Some(admin_token.clone()),
+        _ => None,
+    };
+    let config = match Config::from_yaml(&text, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("the built-in demo config is invalid (a bug):\n{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let state = match crate::server::state(config, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    std::fs::write(dir.join("tollgate.yaml"), &text).ok();
+    print_guide(listen, admin, &agent_key.secret, &admin_token, &dir);
+    // The mock must outlive the server, which never returns.
+    std::mem::forget(mock);
+    crate::server::run(state)
+}
+
+fn print_guide(listen: u16, admin: u16, key: &str, token: &str, dir: &std::path::Path) {
+    let base = format!("http://127.0.0.1:{listen}/v1");
+    println!(
+        r#"
+tollgate demo: offline, a built-in mock provider answers. Everything lives in {dir}.
+
+  base URL    {base}
+  agent key   {key}
+  admin API   http://127.0.0.1:{admin}  (token {token})
+
+A chat through tollgate (the mock answers `SAY: ...` with that text):
+
+  curl -s {base}/chat/completions \
+    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
+    -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "SAY: Hello from behind tollgate"}}]}}'
+
+The same with the official Python SDK (pip install openai):
+
+  python3 - <<'PY'
+  from openai import OpenAI
+  client = OpenAI(base_url="{base}", api_key="{key}")
+  reply = client.chat.completions.create(
+      model="gpt-4o-mini", messages=[{{"role": "user", "content": "SAY: Hello from behind tollgate"}}])
+  print(reply.choices[0].message.content)
+  PY
+
+What it cost, per scope:
+
+  TOLLGATE_ADMIN_TOKEN={token} tollgate budgets show --admin-url http://127.0.0.1:{admin}
+
+Try a prompt with a secret in it (AKIA...), a model outside the allow-list (gpt-4o), or
+a tool call (`CALL: delete_repo {{}}`). Ctrl-C stops the demo.
+"#,
+        dir = dir.display()
+    );
+}
