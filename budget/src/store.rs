@@ -117,6 +117,9 @@ pub struct StoreOptions {
     /// How many lapsed holds a reserve reaps on its own tenant before deciding, so the
     /// decision is right even when no reaper task runs.
     pub reap_on_reserve: usize,
+    /// How long the windows of a run scope (`.../run:<id>`) are kept once nothing touches
+    /// them: runs come and go by the thousand, and an idle run's ledger is only history.
+    pub run_retention: Duration,
 }
 
 impl Default for StoreOptions {
@@ -125,6 +128,7 @@ impl Default for StoreOptions {
             clock: Arc::new(SystemClock),
             settled_retention: Duration::from_secs(24 * 3600),
             reap_on_reserve: 16,
+            run_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

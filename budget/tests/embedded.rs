@@ -98,6 +98,40 @@ async fn settled_reservations_are_forgotten_after_the_retention() {
 }
 
 #[tokio::test]
+async fn idle_run_windows_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(common::t0());
+    let opts = StoreOptions {
+        run_retention: Duration::from_secs(3600),
+        ..options(clock.clone())
+    };
+    let store = EmbeddedStore::open(dir.path(), opts).unwrap();
+    let scopes = [
+        budget("acme", 1000, Period::Total),
+        budget("acme/a/run:x", 100, Period::Total),
+    ];
+    store.reserve(&req("r1", &scopes, 10, 10)).await.unwrap();
+    store.commit("acme", "r1", 10).await.unwrap();
+    clock.advance(TimeDelta::minutes(59));
+    store.reap_expired(store.now()).await.unwrap();
+    assert_eq!(store.balances(Some("acme")).await.unwrap().len(), 2);
+    clock.advance(TimeDelta::minutes(2));
+    store.reap_expired(store.now()).await.unwrap();
+    let left: Vec<String> = store
+        .balances(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.scope)
+        .collect();
+    assert_eq!(
+        left,
+        ["acme"],
+        "the idle run's window is gone, the tenant's stays"
+    );
+}
+
+#[tokio::test]
 async fn reopened_store_keeps_spend_and_pending_holds() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(common::t0());

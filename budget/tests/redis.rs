@@ -153,6 +153,41 @@ async fn settled_reservations_are_forgotten_after_the_retention() {
     );
 }
 
+#[tokio::test]
+async fn idle_run_windows_are_forgotten() {
+    // Redis ages run windows out on its own clock (PEXPIRE): a short real retention.
+    let h = open(ManualClock::new(common::t0())).await;
+    let prefix = h.guard.downcast_ref::<Cleanup>().unwrap().prefix.clone();
+    let mut opts = options(SHARED_URL, &prefix, h.clock.clone());
+    opts.store.run_retention = Duration::from_millis(100);
+    let store = RedisStore::new(opts).unwrap();
+    let scopes = [
+        budget("acme", 1000, Period::Total),
+        budget("acme/a/run:x", 100, Period::Total),
+    ];
+    store.reserve(&req("r1", &scopes, 10, 10)).await.unwrap();
+    store.commit("acme", "r1", 10).await.unwrap();
+    let mut left = Vec::new();
+    for _ in 0..200 {
+        left = store
+            .balances(Some("acme"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.scope)
+            .collect();
+        if left.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        left,
+        ["acme"],
+        "the idle run's window is gone, the tenant's stays"
+    );
+}
+
 /// A `redis-server` of this test's own, on a port nobody else uses, killed on drop.
 struct PrivateRedis {
     port: u16,

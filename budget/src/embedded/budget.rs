@@ -118,9 +118,10 @@ pub(super) fn reserve(
     }
     let mut upsert = c
         .prepare_cached(
-            "INSERT INTO windows (scope, window, period, lim, reserved) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (scope, window) DO UPDATE SET
-                reserved = reserved + excluded.reserved, lim = excluded.lim, period = excluded.period",
+            "INSERT INTO windows (scope, window, period, lim, reserved, touched_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope, window) DO UPDATE SET reserved = reserved + excluded.reserved,
+                lim = excluded.lim, period = excluded.period, touched_ms = excluded.touched_ms",
         )
         .map_err(sql_error)?;
     for l in &lines {
@@ -130,7 +131,8 @@ pub(super) fn reserve(
                 l.window,
                 l.period.as_str(),
                 l.limit,
-                granted
+                granted,
+                millis(now)
             ])
             .map_err(sql_error)?;
     }
@@ -237,9 +239,10 @@ pub(super) fn record(
     let lines = budgeted_lines(c, plan)?;
     let mut upsert = c
         .prepare_cached(
-            "INSERT INTO windows (scope, window, period, lim, spent) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (scope, window) DO UPDATE SET
-                spent = spent + excluded.spent, lim = excluded.lim, period = excluded.period",
+            "INSERT INTO windows (scope, window, period, lim, spent, touched_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (scope, window) DO UPDATE SET spent = spent + excluded.spent,
+                lim = excluded.lim, period = excluded.period, touched_ms = excluded.touched_ms",
         )
         .map_err(sql_error)?;
     for l in &lines {
@@ -249,7 +252,8 @@ pub(super) fn record(
                 l.window,
                 l.period.as_str(),
                 l.limit,
-                amount
+                amount,
+                millis(now)
             ])
             .map_err(sql_error)?;
     }
@@ -408,13 +412,13 @@ pub(super) fn extend(
     }
 }
 
-/// Gives back up to `limit` lapsed holds; with `retention`, also forgets settled
-/// reservations (and their idempotency keys) settled longer ago than that.
+/// Gives back up to `limit` lapsed holds; with `forget`, also forgets settled reservations
+/// (and their idempotency keys) and idle run windows past the options' retentions.
 pub(super) fn reap(
     c: &Connection,
     now: DateTime<Utc>,
     limit: usize,
-    retention: Option<Duration>,
+    forget: Option<&StoreOptions>,
 ) -> Sql<usize> {
     let lapsed: Vec<(String, String, Nanos, String)> = c
         .prepare_cached(
@@ -433,8 +437,15 @@ pub(super) fn reap(
         apply(c, lines, -granted, 0)?;
         settle(c, tenant, id, "expired", None, false, now)?;
     }
-    if let Some(retention) = retention {
-        let before = millis(now) - ttl_millis(retention);
+    if let Some(opts) = forget {
+        let idle_before = millis(now) - ttl_millis(opts.run_retention);
+        c.prepare_cached(
+            "DELETE FROM windows WHERE instr(scope, '/run:') > 0 AND touched_ms < ?1 AND reserved = 0",
+        )
+        .map_err(sql_error)?
+        .execute([idle_before])
+        .map_err(sql_error)?;
+        let before = millis(now) - ttl_millis(opts.settled_retention);
         c.prepare_cached(
             "DELETE FROM idempotency WHERE (tenant, reservation_id) IN
                (SELECT tenant, id FROM reservations WHERE state <> 'active' AND settled_ms < ?1)",

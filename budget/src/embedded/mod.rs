@@ -267,8 +267,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let retention = self.opts.settled_retention;
-        self.run(move |c| budget::reap(c, now, usize::MAX, Some(retention)))
+        let opts = self.opts.clone();
+        self.run(move |c| budget::reap(c, now, usize::MAX, Some(&opts)))
             .await
     }
 

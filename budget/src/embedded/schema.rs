@@ -17,8 +17,11 @@ CREATE TABLE IF NOT EXISTS windows (
     lim      INTEGER NOT NULL,
     spent    INTEGER NOT NULL DEFAULT 0,
     reserved INTEGER NOT NULL DEFAULT 0,
+    touched_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, window)
 ) WITHOUT ROWID;
+-- Idle run windows are forgotten; this finds them without scanning every window.
+CREATE INDEX IF NOT EXISTS windows_runs ON windows (touched_ms) WHERE instr(scope, '/run:') > 0;
 
 CREATE TABLE IF NOT EXISTS overrides (
     scope  TEXT PRIMARY KEY,

@@ -39,7 +39,8 @@ pub(super) async fn reserve(
         .arg(ms(req.ttl))
         .arg(ms(s.opts.settled_retention))
         .arg(s.opts.reap_on_reserve)
-        .arg(if dry_run { "1" } else { "0" });
+        .arg(if dry_run { "1" } else { "0" })
+        .arg(ms(s.opts.run_retention));
     scope_args(&mut inv, &plan);
     let v: Value = s
         .call(|mut c| async move { inv.invoke_async(&mut c).await })
@@ -113,7 +114,8 @@ pub(super) async fn record(
         .arg(now.timestamp_millis())
         .arg(id)
         .arg(amount)
-        .arg(ms(s.opts.settled_retention));
+        .arg(ms(s.opts.settled_retention))
+        .arg(ms(s.opts.run_retention));
     scope_args(&mut inv, &plan);
     let n: i64 = s
         .call(|mut c| async move { inv.invoke_async(&mut c).await })

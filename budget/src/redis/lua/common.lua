@@ -25,6 +25,12 @@ local function finish(base, id, rk, retention, ...)
   if idem and idem ~= "" then redis.call("PEXPIRE", base .. "i|" .. idem, retention) end
 end
 
+-- A run scope's window ages out once idle for `run_retention` ms (balances drops it from
+-- the index when it finds it gone).
+local function touch_run(wk, scope, run_retention)
+  if string.find(scope, "/run:", 1, true) then redis.call("PEXPIRE", wk, run_retention) end
+end
+
 -- Gives back up to `limit` holds whose expiry is at or before `now`.
 local function reap(base, now, limit, retention)
   local ids = redis.call("ZRANGEBYSCORE", base .. "exp", "-inf", int(now), "LIMIT", 0, limit)

@@ -1,13 +1,13 @@
 -- reserve: ARGV = base, now_ms, id, idem_key|"", amount, min_amount, ttl_ms, retention_ms,
--- reap_limit, dry_run (1: decide only, hold nothing), n, then six arguments per scope
--- (see `resolve`).
+-- reap_limit, dry_run (1: decide only, hold nothing), run_retention_ms, n, then six
+-- arguments per scope (see `resolve`).
 -- Returns {"new"|"replay"|"dry", id, decision, granted, tight_scope, tight_room, expires_ms, has_tight}
 -- or {"deny", id, scope, room}.
 local base, now = ARGV[1], tonumber(ARGV[2])
 local id, idem = ARGV[3], ARGV[4]
 local amount, min_amount, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local retention, reap_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
-local dry, n = ARGV[10] == "1", tonumber(ARGV[11])
+local dry, run_retention, n = ARGV[10] == "1", tonumber(ARGV[11]), tonumber(ARGV[12])
 
 local function stored(rid)
   local r = redis.call("HMGET", base .. "r|" .. rid, "dec", "g", "ts", "tr", "exp")
@@ -31,7 +31,7 @@ reap(base, now, reap_limit, retention)
 
 local lines, tight = {}, nil
 for i = 0, n - 1 do
-  local entry = resolve(base, 12 + i * 6)
+  local entry = resolve(base, 13 + i * 6)
   if entry then
     lines[#lines + 1] = entry
     -- Strictly less: on a tie the broader (earlier) scope is named.
@@ -66,6 +66,7 @@ for _, l in ipairs(lines) do
   redis.call("HINCRBY", wk, "r", int(granted))
   redis.call("HSET", wk, "l", int(l.limit), "p", l.period)
   redis.call("SADD", base .. "idx", l.line)
+  touch_run(wk, l.scope, run_retention)
   stored_lines[#stored_lines + 1] = l.line
 end
 local expires = now + ttl
