@@ -215,37 +215,35 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
 }
 
 /// Which bytes start a look: digits and `@` for PII; `_ - : = ~` and digits for
-/// secrets.
+/// secrets. Bitwise, not short-circuit, so a block of them vectorises.
 #[inline(always)]
 fn is_trigger<const PII: bool, const SEC: bool>(c: u8) -> bool {
     let digit = c.wrapping_sub(b'0') < 10;
-    (PII && (digit || c == b'@'))
-        || (SEC && (digit || c == b'_' || c == b'-' || c == b':' || c == b'=' || c == b'~'))
+    let pii = PII & (digit | (c == b'@'));
+    let sec = SEC & (digit | (c == b'_') | (c == b'-') | (c == b':') | (c == b'=') | (c == b'~'));
+    pii | sec
 }
 
 /// Position of the next trigger byte at or after `from`.
 ///
-/// Works on 16-byte blocks with a branch-free test the compiler vectorises, so text
-/// without trigger bytes streams through at memory speed.
+/// Tests 32 bytes at a time into a bit mask (compiled to SIMD compares and a movemask),
+/// so text without trigger bytes streams through at memory speed and a hit's position
+/// is one `trailing_zeros` away.
 #[inline]
 pub(crate) fn next_trigger<const PII: bool, const SEC: bool>(
     b: &[u8],
     from: usize,
 ) -> Option<usize> {
     let mut i = from;
-    while i + 16 <= b.len() {
-        let block = &b[i..i + 16];
-        let mut hit = 0u8;
-        for &c in block {
-            hit |= u8::from(is_trigger::<PII, SEC>(c));
+    while let Some(block) = b.get(i..i + 32) {
+        let mut mask = 0u32;
+        for (k, &c) in block.iter().enumerate() {
+            mask |= u32::from(is_trigger::<PII, SEC>(c)) << k;
         }
-        if hit != 0 {
-            return block
-                .iter()
-                .position(|&c| is_trigger::<PII, SEC>(c))
-                .map(|p| i + p);
+        if mask != 0 {
+            return Some(i + mask.trailing_zeros() as usize);
         }
-        i += 16;
+        i += 32;
     }
     b[i.min(b.len())..]
         .iter()
