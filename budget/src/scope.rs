@@ -32,7 +32,8 @@ pub fn validate_scope(scope: &str) -> Result<(), StoreError> {
     }
     if segments.len() > MAX_DEPTH || !segments.iter().all(|s| plain_segment(s)) {
         return Err(StoreError::Invalid(format!(
-            "`{scope}` is not a scope path: 1 to {MAX_DEPTH} segments of letters, digits, _ - . separated by /"
+            "`{scope}` is not a scope path: 1 to {MAX_DEPTH} segments of letters, digits, \
+             _ - . separated by /"
         )));
     }
     Ok(())

@@ -30,11 +30,16 @@ fn period_of(text: &str) -> Sql<Period> {
 /// The stored answer of a granted reservation, replayed to a retried reserve.
 fn stored_answer(c: &Connection, tenant: &str, id: &str) -> Sql<Option<ReserveAnswer>> {
     c.prepare_cached(
-        "SELECT decision, granted, tight_scope, tight_room, expires_ms FROM reservations WHERE tenant = ?1 AND id = ?2",
+        "SELECT decision, granted, tight_scope, tight_room, expires_ms
+         FROM reservations WHERE tenant = ?1 AND id = ?2",
     )
     .map_err(sql_error)?
     .query_row(params![tenant, id], |r| {
-        let decision = if r.get::<_, String>(0)? == "allow" { Decision::Allow } else { Decision::AllowWithCaps };
+        let decision = if r.get::<_, String>(0)? == "allow" {
+            Decision::Allow
+        } else {
+            Decision::AllowWithCaps
+        };
         let tight: Option<String> = r.get(2)?;
         let room: Option<i64> = r.get(3)?;
         Ok(ReserveAnswer {
@@ -138,7 +143,8 @@ pub(super) fn reserve(
     }
     let expires = now + TimeDelta::milliseconds(ttl_millis(req.ttl));
     c.prepare_cached(
-        "INSERT INTO reservations (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines)
+        "INSERT INTO reservations
+           (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines)
          VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .map_err(sql_error)?
@@ -258,11 +264,18 @@ pub(super) fn record(
             .map_err(sql_error)?;
     }
     c.prepare_cached(
-        "INSERT INTO reservations (tenant, id, state, decision, granted, expires_ms, lines, actual, settled_ms)
+        "INSERT INTO reservations
+           (tenant, id, state, decision, granted, expires_ms, lines, actual, settled_ms)
          VALUES (?1, ?2, 'committed', 'recorded', 0, ?3, ?4, ?5, ?3)",
     )
     .map_err(sql_error)?
-    .execute(params![plan.tenant, id, millis(now), stored_lines(&lines), amount])
+    .execute(params![
+        plan.tenant,
+        id,
+        millis(now),
+        stored_lines(&lines),
+        amount
+    ])
     .map_err(sql_error)?;
     Ok(true)
 }
@@ -277,20 +290,31 @@ struct Held {
 }
 
 fn held(c: &Connection, tenant: &str, id: &str) -> Sql<Option<Held>> {
-    c.prepare_cached("SELECT state, granted, expires_ms, lines, actual, late FROM reservations WHERE tenant = ?1 AND id = ?2")
-        .map_err(sql_error)?
-        .query_row(params![tenant, id], |r| {
-            Ok(Held { state: r.get(0)?, granted: r.get(1)?, expires_ms: r.get(2)?, lines: r.get(3)?, actual: r.get(4)?, late: r.get(5)? })
+    c.prepare_cached(
+        "SELECT state, granted, expires_ms, lines, actual, late
+         FROM reservations WHERE tenant = ?1 AND id = ?2",
+    )
+    .map_err(sql_error)?
+    .query_row(params![tenant, id], |r| {
+        Ok(Held {
+            state: r.get(0)?,
+            granted: r.get(1)?,
+            expires_ms: r.get(2)?,
+            lines: r.get(3)?,
+            actual: r.get(4)?,
+            late: r.get(5)?,
         })
-        .optional()
-        .map_err(sql_error)
+    })
+    .optional()
+    .map_err(sql_error)
 }
 
 /// Adds `reserved_delta` and `spent_delta` to every window a hold sits on.
 fn apply(c: &Connection, lines: &str, reserved_delta: Nanos, spent_delta: Nanos) -> Sql<()> {
     let mut upd = c
         .prepare_cached(
-            "UPDATE windows SET reserved = reserved + ?3, spent = spent + ?4 WHERE scope = ?1 AND window = ?2",
+            "UPDATE windows SET reserved = reserved + ?3, spent = spent + ?4
+             WHERE scope = ?1 AND window = ?2",
         )
         .map_err(sql_error)?;
     for line in lines.lines() {
@@ -313,7 +337,8 @@ fn settle(
     now: DateTime<Utc>,
 ) -> Sql<()> {
     c.prepare_cached(
-        "UPDATE reservations SET state = ?3, actual = ?4, late = ?5, settled_ms = ?6 WHERE tenant = ?1 AND id = ?2",
+        "UPDATE reservations SET state = ?3, actual = ?4, late = ?5, settled_ms = ?6
+         WHERE tenant = ?1 AND id = ?2",
     )
     .map_err(sql_error)?
     .execute(params![tenant, id, state, actual, late, millis(now)])
@@ -440,7 +465,8 @@ pub(super) fn reap(
     if let Some(opts) = forget {
         let idle_before = millis(now) - ttl_millis(opts.run_retention);
         c.prepare_cached(
-            "DELETE FROM windows WHERE instr(scope, '/run:') > 0 AND touched_ms < ?1 AND reserved = 0",
+            "DELETE FROM windows
+             WHERE instr(scope, '/run:') > 0 AND touched_ms < ?1 AND reserved = 0",
         )
         .map_err(sql_error)?
         .execute([idle_before])
@@ -506,9 +532,21 @@ pub(super) fn overrides(c: &Connection, prefix: Option<&str>) -> Sql<Vec<LimitOv
 pub(super) fn balances(c: &Connection, prefix: Option<&str>) -> Sql<Vec<Balance>> {
     let overrides = overrides(c, prefix)?;
     let rows: Vec<(String, String, String, i64, i64, i64)> = c
-        .prepare_cached("SELECT scope, window, period, lim, spent, reserved FROM windows ORDER BY scope, window")
+        .prepare_cached(
+            "SELECT scope, window, period, lim, spent, reserved FROM windows
+             ORDER BY scope, window",
+        )
         .map_err(sql_error)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
         .map_err(sql_error)?
         .collect::<Result<_, _>>()
         .map_err(sql_error)?;

@@ -104,8 +104,10 @@ pub(super) fn revoke(c: &Connection, id: &str, now: DateTime<Utc>) -> Sql<Option
     // The key and all its delegates; UNION (not UNION ALL) stops on a parent cycle.
     let ids: Vec<String> = c
         .prepare_cached(
-            "WITH RECURSIVE tree(id) AS (SELECT ?1 UNION SELECT k.id FROM keys k JOIN tree t ON k.parent_id = t.id)
-             SELECT k.id FROM keys k JOIN tree t ON k.id = t.id WHERE k.revoked_ms IS NULL ORDER BY k.id",
+            "WITH RECURSIVE tree(id) AS
+               (SELECT ?1 UNION SELECT k.id FROM keys k JOIN tree t ON k.parent_id = t.id)
+             SELECT k.id FROM keys k JOIN tree t ON k.id = t.id
+             WHERE k.revoked_ms IS NULL ORDER BY k.id",
         )
         .map_err(sql_error)?
         .query_map([id], |r| r.get(0))
