@@ -42,8 +42,11 @@ pub struct RedisOptions {
     pub max_len: Option<u64>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
-    /// Compare-and-append attempts before giving up under contention.
+    /// Compare-and-append attempts lost to other instances before giving up.
     pub max_attempts: u32,
+    /// How long an instance that lost a race keeps the next turn (see `lua/append.lua`);
+    /// others wait at most this long if it dies holding it.
+    pub turn: Duration,
 }
 
 impl RedisOptions {
@@ -55,6 +58,7 @@ impl RedisOptions {
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_secs(1),
             max_attempts: 64,
+            turn: Duration::from_millis(200),
         }
     }
 }
@@ -63,6 +67,8 @@ enum Outcome {
     Appended,
     /// Another instance moved the head here.
     Moved(String),
+    /// The head is right but another instance holds the turn.
+    Wait,
 }
 
 /// Appends records to the shared Redis stream. Construction does not touch the network.
@@ -78,6 +84,8 @@ pub struct RedisSink {
     script: Script,
     /// The chain head this instance last saw; the lock orders this instance's appends.
     head: tokio::sync::Mutex<Option<String>>,
+    /// Names this sink in turn claims.
+    instance: String,
     attempts: AtomicU64,
     appends: AtomicU64,
 }
@@ -111,6 +119,7 @@ impl RedisSink {
             head_key: format!("{}:{{audit}}:last", opts.prefix),
             script: Script::new(include_str!("lua/append.lua")),
             head: tokio::sync::Mutex::new(None),
+            instance: instance_id(),
             attempts: AtomicU64::new(0),
             appends: AtomicU64::new(0),
             opts,
@@ -148,8 +157,10 @@ impl RedisSink {
     async fn append_prepared(&self, prepared: &Prepared) -> Result<(String, Sealed), AuditError> {
         let mut head = self.head.lock().await;
         let mut prev = head.clone().unwrap_or_else(|| GENESIS.to_owned());
-        for _ in 0..self.opts.max_attempts.max(1) {
-            let sealed = prepared.seal(&prev);
+        let mut sealed = prepared.seal(&prev);
+        let mut lost = 0;
+        // Waiting for another instance's turn is bounded by the caller's timeout.
+        while lost < self.opts.max_attempts.max(1) {
             self.attempts.fetch_add(1, Ordering::Relaxed);
             match self.compare_and_append(&prev, &sealed).await {
                 Ok(Outcome::Appended) => {
@@ -158,9 +169,12 @@ impl RedisSink {
                     return Ok((prev, sealed));
                 }
                 Ok(Outcome::Moved(current)) => {
+                    lost += 1;
+                    sealed = prepared.seal(&current);
                     *head = Some(current.clone());
                     prev = current;
                 }
+                Ok(Outcome::Wait) => tokio::time::sleep(Duration::from_millis(1)).await,
                 Err(e) => {
                     // The call may have run before the reply was lost: relearn the head.
                     *head = None;
@@ -179,14 +193,16 @@ impl RedisSink {
             .arg(prev)
             .arg(&sealed.hash)
             .arg(line)
-            .arg(self.opts.max_len.unwrap_or(0));
-        let (appended, value, _n): (i64, String, i64) = self
+            .arg(self.opts.max_len.unwrap_or(0))
+            .arg(&self.instance)
+            .arg(self.opts.turn.as_millis() as u64);
+        let (code, value, _n): (i64, String, i64) = self
             .call(|mut c| async move { inv.invoke_async(&mut c).await })
             .await?;
-        Ok(if appended == 1 {
-            Outcome::Appended
-        } else {
-            Outcome::Moved(value)
+        Ok(match code {
+            1 => Outcome::Appended,
+            2 => Outcome::Wait,
+            _ => Outcome::Moved(value),
         })
     }
 
@@ -330,6 +346,20 @@ impl RedisSink {
             }
         }
     }
+}
+
+/// Unique enough to tell instances apart in turn claims (not a secret).
+fn instance_id() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!(
+        "{}-{nanos:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn redis_error(e: RedisError) -> AuditError {
