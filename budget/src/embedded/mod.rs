@@ -10,6 +10,7 @@
 //! thread with its own connection, so they never queue behind writes; WAL lets it read the
 //! last committed state while the writer works.
 
+mod admin;
 mod budget;
 mod keys;
 mod schema;
@@ -283,7 +284,7 @@ impl Store for EmbeddedStore {
             check_limit("a limit", l)?;
         }
         let scope = scope.to_owned();
-        self.run(move |c| budget::set_limit(c, &scope, limit, period))
+        self.run(move |c| admin::set_limit(c, &scope, limit, period))
             .await
     }
 
@@ -292,13 +293,13 @@ impl Store for EmbeddedStore {
         prefix: Option<&str>,
     ) -> Result<Vec<LimitOverride>, StoreError> {
         let prefix = prefix.map(str::to_owned);
-        self.read(move |c| budget::overrides(c, prefix.as_deref()))
+        self.read(move |c| admin::overrides(c, prefix.as_deref()))
             .await
     }
 
     async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
         let prefix = prefix.map(str::to_owned);
-        self.read(move |c| budget::balances(c, prefix.as_deref()))
+        self.read(move |c| admin::balances(c, prefix.as_deref()))
             .await
     }
 
