@@ -249,7 +249,7 @@ fn benign(g: &Guard) {
             *by.entry(f.kind.as_str()).or_default() += 1;
         }
         let mut top: Vec<_> = by.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
         let top: Vec<String> = top
             .iter()
             .take(6)

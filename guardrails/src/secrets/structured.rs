@@ -98,9 +98,7 @@ fn pem(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<Hit> {
         c.is_ascii_uppercase() || c.is_ascii_digit() || c == b' '
     });
     let label_bytes = &b[pend + 1..pend + 1 + label];
-    if memchr::memmem::find(label_bytes, b"PRIVATE KEY").is_none() {
-        return None;
-    }
+    memchr::memmem::find(label_bytes, b"PRIVATE KEY")?;
     let mut i = pend + 1 + label;
     if !hay.starts_with(i, b"-----") {
         return None;
