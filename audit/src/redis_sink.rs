@@ -99,7 +99,8 @@ impl std::fmt::Debug for RedisSink {
 }
 
 impl RedisSink {
-    /// Builds the sink; fails only on an invalid URL.
+    /// Builds the sink; fails only on an invalid URL. Call it within a Tokio runtime: the
+    /// connection manager starts its task there.
     pub fn new(opts: RedisOptions) -> Result<RedisSink, AuditError> {
         let client = redis::Client::open(opts.url.as_str())
             .map_err(|e| AuditError::Redis(format!("url: {e}")))?;

@@ -290,3 +290,21 @@ fn strings_appear_only_in_identifier_fields() {
         ]
     );
 }
+
+/// The proxy holds an `AuditSink`; its file readers run on a blocking thread.
+#[tokio::test]
+async fn the_sink_handle_appends_reads_and_verifies_a_file_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileSink::open(dir.path().join("audit.jsonl"), 0).unwrap();
+    let sink = tollgate_audit::AuditSink::File(std::sync::Arc::new(file));
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        hashes.push(sink.append(&mut record(i)).await.unwrap());
+    }
+    let tail = sink.tail(2).await.unwrap();
+    assert_eq!(ids(&tail), ["req-000001", "req-000002"]);
+    assert_eq!(tail[1].hash, hashes[2]);
+    let report = sink.verify().await.unwrap();
+    assert!(report.is_intact(), "{report}");
+    assert_eq!(report.last_hash, hashes[2]);
+}
