@@ -137,15 +137,20 @@ pub struct RevLines {
     tail: Vec<u8>,
     /// Everything up to `pos` is read, or the file has no complete line.
     exhausted: bool,
+    chunk: u64,
 }
 
 impl RevLines {
     /// Lines within the first `len` bytes of `file`.
-    pub fn new(mut file: File, path: &Path, len: u64) -> Result<Self, AuditError> {
+    pub fn new(file: File, path: &Path, len: u64) -> Result<Self, AuditError> {
+        Self::with_chunk(file, path, len, CHUNK)
+    }
+
+    fn with_chunk(mut file: File, path: &Path, len: u64, chunk: u64) -> Result<Self, AuditError> {
         // Find the last newline first: a torn tail after it is not a line.
         let mut end = len;
         while end > 0 {
-            let start = end.saturating_sub(CHUNK);
+            let start = end.saturating_sub(chunk);
             let mut buf = vec![0; (end - start) as usize];
             file.seek(SeekFrom::Start(start))
                 .map_err(AuditError::io(path))?;
@@ -158,6 +163,7 @@ impl RevLines {
                     pos: start,
                     tail: buf,
                     exhausted: false,
+                    chunk,
                 });
             }
             end = start;
@@ -168,6 +174,7 @@ impl RevLines {
             pos: 0,
             tail: Vec::new(),
             exhausted: true,
+            chunk,
         })
     }
 
@@ -186,7 +193,7 @@ impl RevLines {
                 self.exhausted = true;
                 return Ok(Some(std::mem::take(&mut self.tail)));
             }
-            let start = self.pos.saturating_sub(CHUNK);
+            let start = self.pos.saturating_sub(self.chunk);
             let mut chunk = vec![0; (self.pos - start) as usize];
             self.file
                 .seek(SeekFrom::Start(start))
@@ -197,6 +204,72 @@ impl RevLines {
             chunk.extend_from_slice(&self.tail);
             self.tail = chunk;
             self.pos = start;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn rotated_names_sort_by_sequence_and_skip_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("audit.jsonl");
+        for name in [
+            "audit.jsonl.000010",
+            "audit.jsonl.000002",
+            "audit.jsonl.1234567",
+            "audit.jsonl.lock",
+            "audit.jsonl.torn",
+            "audit.jsonl.00001",
+            "audit.jsonl.000003.bak",
+            "other.jsonl.000001",
+        ] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let seqs: Vec<u64> = rotated_siblings(&live)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(seqs, [2, 10, 1_234_567]);
+        assert!(
+            chain_files(&live)
+                .unwrap()
+                .last()
+                .unwrap()
+                .ends_with("audit.jsonl.1234567")
+        );
+        std::fs::write(&live, "").unwrap();
+        assert_eq!(chain_files(&live).unwrap().last().unwrap(), &live);
+        assert_eq!(
+            rotated_path(&live, 7),
+            dir.path().join("audit.jsonl.000007")
+        );
+        assert_eq!(rotation_seq(&rotated_path(&live, 7)), Some(7));
+        assert!(chain_files(&dir.path().join("none.jsonl")).is_err());
+    }
+
+    proptest! {
+        /// Backwards lines are the forward complete lines reversed, whatever the chunk
+        /// boundaries; bytes after the last newline are never a line.
+        #[test]
+        fn reverse_lines_match_forward_lines(text in "[ab\n]{0,200}", chunk in 1u64..9) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f");
+            std::fs::write(&path, &text).unwrap();
+            let file = File::open(&path).unwrap();
+            let mut lines = RevLines::with_chunk(file, &path, text.len() as u64, chunk).unwrap();
+            let mut got = Vec::new();
+            while let Some(line) = lines.next_line().unwrap() {
+                got.push(String::from_utf8(line).unwrap());
+            }
+            let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+            let mut want: Vec<String> = complete.split_terminator('\n').map(str::to_owned).collect();
+            want.reverse();
+            prop_assert_eq!(got, want);
         }
     }
 }
