@@ -100,9 +100,8 @@ impl FileSink {
         let lock = take_lock(&path)?;
         let siblings = files::rotated_siblings(&path)?;
         let next_seq = siblings.last().map_or(1, |(seq, _)| seq + 1);
-        let file = open_live(&path)?;
         let mut state = State {
-            file,
+            file: open_live(&path)?,
             len: 0,
             last_hash: GENESIS.to_owned(),
             next_seq,
@@ -149,12 +148,18 @@ impl FileSink {
         if self.opts.max_bytes > 0 && st.len > 0 && st.len + line_len > self.opts.max_bytes {
             self.rotate(&mut st)?;
         }
-        if let Err(e) = st.file.write_all(&sealed.line) {
+        let written = st.file.write_all(&sealed.line).and_then(|()| {
+            if self.opts.fsync {
+                st.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // Part, all or none of the line may be in the file: before the next line,
+            // repair the tail and relearn the last hash from what is really there.
             st.needs_repair = true;
             return Err(AuditError::io(&self.path)(e));
-        }
-        if self.opts.fsync {
-            st.file.sync_data().map_err(AuditError::io(&self.path))?;
         }
         st.len += line_len;
         let prev = std::mem::replace(&mut st.last_hash, sealed.hash.clone());
@@ -167,11 +172,20 @@ impl FileSink {
     /// The trail's files as of now, for readers: the live file is opened and measured
     /// under the lock, so what they read is a consistent prefix of the chain.
     pub fn sources(&self) -> Result<Vec<Source>, AuditError> {
+        let list = || -> Result<Vec<Source>, AuditError> {
+            Ok(files::rotated_siblings(&self.path)?
+                .into_iter()
+                .map(|(_, p)| Source::path(p))
+                .collect())
+        };
+        // Listing a directory of many rotated files is slow: do it without the lock, and
+        // again under it only if a rotation happened meanwhile.
+        let seq_before = self.lock().next_seq;
+        let mut sources = list()?;
         let st = self.lock();
-        let mut sources: Vec<Source> = files::rotated_siblings(&self.path)?
-            .into_iter()
-            .map(|(_, p)| Source::path(p))
-            .collect();
+        if st.next_seq != seq_before {
+            sources = list()?;
+        }
         let live = File::open(&self.path).map_err(AuditError::io(&self.path))?;
         sources.push(Source::pinned(self.path.clone(), live, st.len));
         Ok(sources)
@@ -210,7 +224,10 @@ impl FileSink {
             target = files::rotated_path(&self.path, st.next_seq);
         }
         std::fs::rename(&self.path, &target).map_err(AuditError::io(&target))?;
+        // Until a new live file exists, `st.file` is the rotated one: never write there.
+        st.needs_repair = true;
         st.file = open_live(&self.path)?;
+        st.needs_repair = false;
         st.len = 0;
         st.next_seq += 1;
         if self.opts.fsync {
@@ -254,8 +271,10 @@ fn open_live(path: &Path) -> Result<File, AuditError> {
         .map_err(AuditError::io(path))
 }
 
-/// Repairs a torn tail, then reloads the length and the last hash from disk.
+/// Reopens the live file, repairs a torn tail, then reloads the length and the last hash
+/// from disk: after it, the state matches the files whatever happened before.
 fn resync(path: &Path, st: &mut State, fsync: bool) -> Result<TailRepair, AuditError> {
+    st.file = open_live(path)?;
     let repair = repair_tail(&mut st.file, path, fsync)?;
     st.len = st.file.metadata().map_err(AuditError::io(path))?.len();
     st.last_hash = last_hash_on_disk(path, &st.file, st.len)?;
