@@ -130,6 +130,7 @@ mod tests {
 
     fn sample() -> Record {
         let mut r = Record::new("req-1", "/v1/chat/completions", Decision::Allow);
+        r.ts = chrono::DateTime::from_timestamp_millis(1_795_000_000_123).unwrap();
         r.actual_usd = Some(123_000);
         r
     }
