@@ -102,7 +102,7 @@ pub fn claimed_hash(line: &[u8]) -> Option<&str> {
 }
 
 /// Checks a line's own hash and parses it. Chain order (its `prev_hash` against the line
-/// before) is the caller's business: see [`crate::verify`].
+/// before) is the caller's business: see [`crate::Verifier`].
 pub fn check_line(line: &[u8]) -> Result<CheckedLine, LineFault> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let Some(claimed) = claimed_hash(line) else {
