@@ -242,3 +242,25 @@ async fn an_unreachable_redis_fails_the_append_quickly_and_recovers_the_head_aft
     up.append(&mut record(1)).await.unwrap();
     assert!(up.verify().await.unwrap().is_intact());
 }
+
+#[tokio::test]
+async fn a_deleted_head_key_shows_as_a_break_where_the_chain_restarts() {
+    let keys = Keys::new();
+    let sink = keys.sink();
+    for i in 0..3 {
+        sink.append(&mut record(i)).await.unwrap();
+    }
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{}:{{audit}}:last", keys.prefix))
+        .query(&mut keys.redis())
+        .unwrap();
+    let mut r = record(3);
+    sink.append(&mut r).await.unwrap();
+    assert_eq!(r.prev_hash, tollgate_audit::GENESIS);
+    let broken = sink.verify().await.unwrap().first_break.unwrap();
+    assert_eq!(broken.line, 4, "{broken}");
+    assert!(
+        matches!(broken.kind, BreakKind::OutOfChain { .. }),
+        "{broken}"
+    );
+}
