@@ -149,7 +149,14 @@ async fn stream(
         settle::commit(state, ctx, processor.usage(input)).await;
         return Ok(());
     }
+    let ttl = state.runtime().config.store.reservation_ttl;
+    let mut last_extend = Instant::now();
     let end = loop {
+        // A long stream keeps its hold alive; a dead process's hold lapses at its TTL.
+        if last_extend.elapsed() > ttl / 3 {
+            settle::extend(state, ctx, ttl).await;
+            last_extend = Instant::now();
+        }
         let waited = Instant::now();
         let read = up.session.read_response_body().await;
         ctx.upstream_time += waited.elapsed();

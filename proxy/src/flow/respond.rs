@@ -49,6 +49,15 @@ pub fn from_upstream(
 pub fn add_tollgate_headers(h: &mut ResponseHeader, ctx: &Ctx) {
     let _ = h.insert_header("x-tollgate-request-id", &ctx.request_id);
     let _ = h.insert_header("x-tollgate-decision", ctx.decision);
+    if let Some(caps) = &ctx.caps {
+        let _ = h.insert_header("x-tollgate-caps", caps);
+    }
+    if let Some((_, remaining)) = &ctx.remaining {
+        let _ = h.insert_header(
+            "x-tollgate-budget-remaining-usd",
+            tollgate_config::units::format_usd((*remaining).max(0)),
+        );
+    }
 }
 
 /// Answers with a whole JSON body.

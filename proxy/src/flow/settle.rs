@@ -22,6 +22,15 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
     }
 }
 
+/// Keeps the hold of a long stream alive for another `ttl`.
+pub async fn extend(state: &State, ctx: &mut Ctx, ttl: std::time::Duration) {
+    if let Some(hold) = &ctx.hold
+        && let Err(e) = state.store.extend(&hold.tenant, &hold.id, ttl).await
+    {
+        state.store_error("extend", &e);
+    }
+}
+
 /// Drops the hold without spending: nothing was generated.
 pub async fn release(state: &State, ctx: &mut Ctx) {
     if let Some(hold) = ctx.hold.take()
