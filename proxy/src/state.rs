@@ -10,6 +10,7 @@ use tollgate_budget::Store;
 use tollgate_config::{Config, ConfigErrors, StaticKey, UnknownModel};
 use tollgate_pricing::{Price, PriceTable};
 
+use crate::flow::PolicyGuards;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 
@@ -21,6 +22,8 @@ pub struct Runtime {
     pub prices: PriceTable,
     /// The price of models the table does not know; `None` denies them.
     pub unknown_price: Option<Price>,
+    /// Each policy's compiled guardrails.
+    pub guards: HashMap<String, PolicyGuards>,
 }
 
 impl Runtime {
@@ -37,11 +40,28 @@ impl Runtime {
             UnknownModel::Deny => None,
             UnknownModel::Price(p) => Some(price(p)),
         };
+        let mut guards = HashMap::new();
+        let mut problems = Vec::new();
+        for (name, policy) in &config.policies {
+            match crate::flow::compile_guards(policy) {
+                Ok(g) => {
+                    guards.insert(name.clone(), g);
+                }
+                Err(e) => problems.push(tollgate_config::ConfigError {
+                    path: format!("policies.{name}.guardrails.custom"),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
         Ok(Runtime {
             config,
             static_keys,
             prices,
             unknown_price,
+            guards,
         })
     }
 }

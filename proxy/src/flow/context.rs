@@ -55,6 +55,17 @@ pub struct Ctx {
     pub remaining: Option<(String, i64)>,
     /// The price table's name for the model: the `model` metric label.
     pub model_label: Option<String>,
+    /// Guardrail findings by type, direction and action (never values).
+    pub findings: Vec<Finding>,
+}
+
+/// One guardrail tally for the audit record.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub kind: String,
+    pub direction: &'static str,
+    pub action: &'static str,
+    pub count: u32,
 }
 
 /// What stage 5 worked out before forwarding.
@@ -102,6 +113,7 @@ impl Ctx {
             actual_nanos: None,
             remaining: None,
             model_label: None,
+            findings: Vec::new(),
         }
     }
 }

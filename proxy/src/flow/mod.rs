@@ -22,8 +22,10 @@ mod auth;
 mod context;
 mod estimate;
 mod forward;
+mod guard;
 mod parse;
 mod policy;
+mod redact;
 mod relay;
 mod reserve;
 mod respond;
@@ -46,6 +48,7 @@ use crate::state::{Runtime, State};
 
 use context::Agent;
 pub use context::Ctx;
+pub use guard::{PolicyGuards, compile as compile_guards};
 pub use reserve::period;
 
 /// The agent-facing Pingora service.
@@ -141,6 +144,8 @@ impl Gateway {
             return Err(GateError::ModelNotFound { model: req.model });
         }
         policy::check(&self.state, policy, &req.model, ctx)?;
+        let guards = rt.guards.get(&policy.name).ok_or(GateError::Internal)?;
+        guard::input(&self.state, policy, guards, &mut req, ctx)?;
         let est = estimate::estimate(rt, policy, &mut req, ctx)?;
         ctx.estimate = Some(est.clone());
         reserve::reserve(
@@ -163,6 +168,11 @@ impl Gateway {
                 return Err(e);
             }
         };
-        relay::respond(&self.state, session, &req, upstream, strip_usage, ctx).await
+        let out = relay::Output {
+            policy,
+            guards,
+            strip_usage,
+        };
+        relay::respond(&self.state, session, &req, upstream, &out, ctx).await
     }
 }

@@ -9,11 +9,15 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use serde_json::Value;
 
+use tollgate_config::Policy;
+
 use super::context::Ctx;
 use super::forward::Upstream;
+use super::guard::{self, PolicyGuards};
 use super::respond;
 use super::settle;
 use super::stream::{End, StreamProcessor};
@@ -24,12 +28,20 @@ use crate::state::State;
 /// The largest provider body tollgate buffers; a provider sending more is treated as broken.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
+/// What stage 9 applies to the answer.
+pub struct Output<'a> {
+    pub policy: &'a Policy,
+    pub guards: &'a PolicyGuards,
+    /// tollgate asked for stream usage itself: the usage-only chunk is not the client's.
+    pub strip_usage: bool,
+}
+
 pub async fn respond(
     state: &State,
     session: &mut Session,
     req: &Request,
     mut up: Upstream,
-    strip_usage: bool,
+    out: &Output<'_>,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
     let status = up.status();
@@ -40,7 +52,7 @@ pub async fn respond(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if (200..300).contains(&status) && req.stream && is_sse {
-        return stream(state, session, req, up, strip_usage, ctx).await;
+        return stream(state, session, req, up, out, ctx).await;
     }
     let started = Instant::now();
     let body = read_all(&mut up).await;
@@ -58,11 +70,11 @@ pub async fn respond(
         // The provider refused (a client error, or its rate limit after every fallback):
         // nothing was generated, and its error body is already in the OpenAI shape.
         settle::release(state, ctx).await;
-        write_whole(session, &up, body, ctx).await;
+        write_whole(session, &up.header, body, ctx).await;
         state.upstreams.release(up.session, &up.peer).await;
         return Ok(());
     }
-    let Ok(json) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
         settle::commit(state, ctx, settle::input_only(ctx)).await;
         return Err(GateError::UpstreamUnavailable {
             message: format!(
@@ -74,20 +86,25 @@ pub async fn respond(
     let usage = tollgate_pricing::usage_from_response(req.api, &json)
         .unwrap_or_else(|| settle::counted(ctx, &req.model, &settle::output_text(&json)));
     settle::commit(state, ctx, usage).await;
-    write_whole(session, &up, body, ctx).await;
+    let body = if guard::output(state, out.policy, out.guards, req.api, &mut json, ctx)? {
+        Bytes::from(json.to_string())
+    } else {
+        body
+    };
+    write_whole(session, &up.header, body, ctx).await;
     state.upstreams.release(up.session, &up.peer).await;
     Ok(())
 }
 
-async fn write_whole(session: &mut Session, up: &Upstream, body: Bytes, ctx: &mut Ctx) {
-    let mut header = respond::from_upstream(&up.header, ctx, Some(body.len()));
+async fn write_whole(session: &mut Session, upstream: &ResponseHeader, body: Bytes, ctx: &mut Ctx) {
+    let mut header = respond::from_upstream(upstream, ctx, Some(body.len()));
     if let Some(actual) = ctx.actual_nanos {
         let _ = header.insert_header(
             "x-tollgate-cost-usd",
             tollgate_config::units::format_usd(actual),
         );
     }
-    ctx.status = up.status();
+    ctx.status = upstream.status.as_u16();
     if session
         .write_response_header(Box::new(header), false)
         .await
@@ -133,12 +150,13 @@ async fn stream(
     session: &mut Session,
     req: &Request,
     mut up: Upstream,
-    strip_usage: bool,
+    out: &Output<'_>,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
     let header = respond::from_upstream(&up.header, ctx, None);
     ctx.status = up.status();
-    let mut processor = StreamProcessor::new(req.api, &req.model, strip_usage);
+    let mut processor =
+        StreamProcessor::new(req.api, &req.model, out.strip_usage, &out.guards.output);
     if session
         .write_response_header(Box::new(header), false)
         .await
@@ -162,9 +180,17 @@ async fn stream(
         ctx.upstream_time += waited.elapsed();
         match read {
             Ok(Some(chunk)) => {
-                let out = processor.push(&chunk);
-                if !out.is_empty() && session.write_response_body(Some(out), false).await.is_err() {
+                let bytes = processor.push(&chunk);
+                if !bytes.is_empty()
+                    && session
+                        .write_response_body(Some(bytes), false)
+                        .await
+                        .is_err()
+                {
                     break End::ClientGone;
+                }
+                if processor.blocked() {
+                    break End::Blocked;
                 }
             }
             Ok(None) => break processor.end_of_upstream(),
@@ -173,6 +199,13 @@ async fn stream(
     };
     let input = ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0);
     settle::commit(state, ctx, processor.usage(input)).await;
+    guard::record(
+        state,
+        &out.policy.name,
+        "output",
+        &processor.findings(),
+        ctx,
+    );
     match end {
         End::Complete => {
             state.upstreams.release(up.session, &up.peer).await;
@@ -181,10 +214,23 @@ async fn stream(
                 ctx.client_gone = true;
             }
         }
-        End::Cut => {
-            ctx.reasons.push("upstream_stream_cut".into());
-            let e = GateError::UpstreamUnavailable {
-                message: format!("The provider `{}` cut the stream short.", up.provider),
+        End::Cut | End::Blocked => {
+            let e = if end == End::Blocked {
+                ctx.decision = "deny";
+                let kinds: Vec<String> = ctx
+                    .findings
+                    .iter()
+                    .filter(|f| f.action == "block")
+                    .map(|f| f.kind.clone())
+                    .collect();
+                GateError::GuardrailBlocked {
+                    types: kinds.join(", "),
+                }
+            } else {
+                ctx.reasons.push("upstream_stream_cut".into());
+                GateError::UpstreamUnavailable {
+                    message: format!("The provider `{}` cut the stream short.", up.provider),
+                }
             };
             // The OpenAI SDKs raise an APIError for an event carrying `error`.
             let mut tail = BytesMut::from(&processor.finish()[..]);

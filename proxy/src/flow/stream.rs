@@ -7,8 +7,10 @@
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
+use tollgate_guardrails::{FindingCount, Guard};
 use tollgate_pricing::{self as pricing, Api, StreamAccounting, Usage};
 
+use super::redact::StreamGuard;
 use crate::sse;
 
 /// How an upstream stream ended.
@@ -20,6 +22,8 @@ pub enum End {
     Cut,
     /// The agent disconnected.
     ClientGone,
+    /// An output guardrail with `block` matched: the stream is ended by tollgate.
+    Blocked,
 }
 
 pub struct StreamProcessor {
@@ -32,10 +36,11 @@ pub struct StreamProcessor {
     /// The terminal event(s), written once the cost is committed.
     held: BytesMut,
     terminal_seen: bool,
+    guard: Option<StreamGuard>,
 }
 
 impl StreamProcessor {
-    pub fn new(api: Api, model: &str, strip_usage: bool) -> StreamProcessor {
+    pub fn new(api: Api, model: &str, strip_usage: bool, output: &Guard) -> StreamProcessor {
         StreamProcessor {
             api,
             parser: sse::Parser::new(),
@@ -43,7 +48,21 @@ impl StreamProcessor {
             strip_usage,
             held: BytesMut::new(),
             terminal_seen: false,
+            guard: StreamGuard::new(api, output),
         }
+    }
+
+    /// Whether an output guardrail blocked the stream.
+    pub fn blocked(&self) -> bool {
+        self.guard.as_ref().is_some_and(StreamGuard::blocked)
+    }
+
+    /// The output guardrail findings so far.
+    pub fn findings(&self) -> Vec<FindingCount> {
+        self.guard
+            .as_ref()
+            .map(StreamGuard::summary)
+            .unwrap_or_default()
     }
 
     fn is_terminal(&self, event: &sse::Event) -> bool {
@@ -73,11 +92,26 @@ impl StreamProcessor {
                     continue;
                 }
             }
-            if self.is_terminal(&event) || self.terminal_seen {
-                self.terminal_seen = true;
-                self.held.extend_from_slice(&event.raw);
-            } else {
-                out.extend_from_slice(&event.raw);
+            let terminal = self.is_terminal(&event) || self.terminal_seen;
+            self.terminal_seen = terminal;
+            // Terminal events wait for the commit; they are redacted like any other, since
+            // some repeat the whole answer (`response.completed`).
+            let sink = if terminal { &mut self.held } else { &mut out };
+            match (&mut self.guard, json) {
+                (Some(guard), Some(json)) => {
+                    for ev in guard.event(event.name.as_deref(), json) {
+                        // Named events (Responses, Anthropic) repeat their name as `type`.
+                        let name = event
+                            .name
+                            .as_ref()
+                            .map(|n| ev.get("type").and_then(Value::as_str).unwrap_or(n));
+                        sink.extend_from_slice(&sse::Event::write(name, &ev.to_string()));
+                    }
+                    if guard.blocked() {
+                        break;
+                    }
+                }
+                _ => sink.extend_from_slice(&event.raw),
             }
         }
         out.freeze()
@@ -98,9 +132,26 @@ impl StreamProcessor {
         self.accounting.usage(input_estimate).0
     }
 
-    /// The held-back terminal events.
+    /// What the output guard still holds (as final deltas), then the held-back terminal
+    /// events. After a block only the guard's findings remain: nothing more is sent.
     pub fn finish(&mut self) -> Bytes {
-        std::mem::take(&mut self.held).freeze()
+        if self.blocked() {
+            return Bytes::new();
+        }
+        let mut out = BytesMut::new();
+        if let Some(guard) = &mut self.guard {
+            for ev in guard.finish() {
+                let name = match self.api {
+                    Api::AnthropicMessages | Api::Responses => {
+                        ev.get("type").and_then(Value::as_str)
+                    }
+                    _ => None,
+                };
+                out.extend_from_slice(&sse::Event::write(name, &ev.to_string()));
+            }
+        }
+        out.extend_from_slice(&std::mem::take(&mut self.held));
+        out.freeze()
     }
 }
 
@@ -118,7 +169,7 @@ mod tests {
 
     #[test]
     fn the_injected_usage_chunk_is_charged_but_never_shown() {
-        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", true);
+        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", true, &Guard::off());
         let stream = format!("{}{}{USAGE}data: [DONE]\n\n", chunk("a"), chunk("b"));
         let shown = p.push(stream.as_bytes());
         assert_eq!(
@@ -132,14 +183,14 @@ mod tests {
 
     #[test]
     fn a_usage_chunk_the_client_asked_for_passes() {
-        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false);
+        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false, &Guard::off());
         let shown = p.push(format!("{}{USAGE}", chunk("a")).as_bytes());
         assert!(String::from_utf8_lossy(&shown).contains("prompt_tokens"));
     }
 
     #[test]
     fn a_stream_without_its_terminal_event_is_cut_and_charged_for_what_streamed() {
-        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", true);
+        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", true, &Guard::off());
         p.push(format!("{}{}", chunk("hello"), chunk(" world")).as_bytes());
         p.push(b"data: {\"id\":\"c\",\"obj");
         assert_eq!(p.end_of_upstream(), End::Cut);

@@ -1,0 +1,143 @@
+//! Stages 4 and 9: PII and secret guardrails on what goes to the model and what comes back.
+//!
+//! Each policy's three guards (input text, output text, tool-call arguments) are compiled
+//! once per config version. Findings are counted by type and action, never by value.
+
+use serde_json::Value;
+use tollgate_config::{GuardAction, GuardDirection, Mode, Policy};
+use tollgate_guardrails::{
+    self as guardrails, Action, CustomRule, FindingCount, Guard, GuardConfig, Place, json,
+};
+
+use super::context::{Ctx, Finding};
+use crate::api::{Api, Request};
+use crate::error::GateError;
+use crate::state::State;
+
+/// A policy's compiled guards.
+#[derive(Debug, Clone)]
+pub struct PolicyGuards {
+    pub input: Guard,
+    pub output: Guard,
+    pub tool_args: Guard,
+}
+
+fn action(a: GuardAction) -> Action {
+    match a {
+        GuardAction::Off => Action::Off,
+        GuardAction::Log => Action::Log,
+        GuardAction::Redact => Action::Redact,
+        GuardAction::Block => Action::Block,
+    }
+}
+
+/// Compiles the guards of a policy; custom rules apply in every direction.
+pub fn compile(policy: &Policy) -> Result<PolicyGuards, guardrails::GuardError> {
+    let custom: Vec<CustomRule> = policy
+        .guardrails
+        .custom
+        .iter()
+        .map(|r| CustomRule {
+            name: r.name.clone(),
+            pattern: r.pattern.clone(),
+            words: r.words.clone(),
+            action: action(r.action),
+        })
+        .collect();
+    let guard = |d: &GuardDirection| {
+        Guard::new(&GuardConfig {
+            pii: action(d.pii),
+            secrets: action(d.secrets),
+            custom: custom.clone(),
+        })
+    };
+    let g = &policy.guardrails;
+    Ok(PolicyGuards {
+        input: guard(&g.input)?,
+        output: guard(&g.output)?,
+        tool_args: guard(&g.tool_args)?,
+    })
+}
+
+pub fn json_api(api: Api) -> json::Api {
+    match api {
+        Api::ChatCompletions => json::Api::ChatCompletions,
+        Api::Responses => json::Api::Responses,
+        Api::Embeddings => json::Api::Embeddings,
+        Api::Completions => json::Api::Completions,
+        Api::AnthropicMessages => json::Api::AnthropicMessages,
+    }
+}
+
+/// Counts findings in metrics and keeps them for the audit record.
+pub fn record(
+    state: &State,
+    policy: &str,
+    text_direction: &'static str,
+    summary: &[FindingCount],
+    ctx: &mut Ctx,
+) {
+    for c in summary {
+        let direction = match c.place {
+            Place::Text => text_direction,
+            Place::ToolArgs => "tool_args",
+        };
+        state
+            .metrics
+            .guardrail_findings
+            .with_label_values(&[policy, direction, c.kind.as_str(), c.action.as_str()])
+            .inc_by(u64::from(c.count));
+        ctx.findings.push(Finding {
+            kind: c.kind.as_str().to_string(),
+            direction,
+            action: c.action.as_str(),
+            count: c.count,
+        });
+    }
+}
+
+fn blocked(kinds: Vec<&str>) -> GateError {
+    GateError::GuardrailBlocked {
+        types: kinds.join(", "),
+    }
+}
+
+/// Stage 4: scans and redacts the request body; a blocking finding refuses the request
+/// before the provider sees it (recorded only, in shadow mode).
+pub fn input(
+    state: &State,
+    policy: &Policy,
+    guards: &PolicyGuards,
+    req: &mut Request,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    let out = json::apply_request(
+        json_api(req.api),
+        &mut req.body,
+        &guards.input,
+        &guards.tool_args,
+    );
+    record(state, &policy.name, "input", &out.summary, ctx);
+    if out.blocked {
+        let e = blocked(out.blocked_kinds());
+        return super::policy::deny(state, policy, "guard_input", e, ctx);
+    }
+    Ok(())
+}
+
+/// Stage 9 for whole responses: redacts in place; returns whether the body changed.
+pub fn output(
+    state: &State,
+    policy: &Policy,
+    guards: &PolicyGuards,
+    api: Api,
+    body: &mut Value,
+    ctx: &mut Ctx,
+) -> Result<bool, GateError> {
+    let out = json::apply_response(json_api(api), body, &guards.output, &guards.tool_args);
+    record(state, &policy.name, "output", &out.summary, ctx);
+    if out.blocked && policy.mode == Mode::Enforce {
+        return Err(blocked(out.blocked_kinds()));
+    }
+    Ok(out.changed)
+}
