@@ -13,8 +13,10 @@
 //! Every agent in the config gets a static key (`tg.key("a1")`); the admin token is set;
 //! the store and audit trail live in the temp dir unless the test asks for Redis.
 
+mod budgets;
 mod client;
 mod python;
+mod redis;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -24,8 +26,10 @@ use std::time::{Duration, Instant};
 use serde_norway::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
+pub use budgets::{BudgetRow, usd_to_nanos};
 pub use client::{Client, Reply};
 pub use python::{python, venv_python};
+pub use redis::{PrivateRedis, SHARED_REDIS_PORT, SharedPrefix, delete_prefix, random_prefix};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
