@@ -10,6 +10,7 @@ use pingora_core::apps::http_app::HttpServer;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
+use tollgate_audit::AuditSink;
 use tollgate_budget::{EmbeddedStore, RedisOptions, RedisStore, Store, StoreError, StoreOptions};
 use tollgate_config::{Config, StoreKind};
 
@@ -30,11 +31,33 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     })
 }
 
+/// Opens the audit trail: the shared Redis stream with `store: redis`, else the file.
+pub fn open_audit(config: &Config) -> Result<AuditSink, tollgate_audit::AuditError> {
+    match config.store.kind {
+        StoreKind::Redis => {
+            let mut opts = tollgate_audit::RedisOptions::new(config.store.url.clone());
+            opts.prefix = config
+                .audit
+                .redis_stream
+                .clone()
+                .unwrap_or_else(|| config.store.key_prefix.clone());
+            Ok(AuditSink::Redis(Arc::new(tollgate_audit::RedisSink::new(
+                opts,
+            )?)))
+        }
+        StoreKind::Embedded => Ok(AuditSink::File(Arc::new(tollgate_audit::FileSink::open(
+            config.audit.path.clone(),
+            config.audit.max_bytes,
+        )?))),
+    }
+}
+
 /// Builds the shared state from a validated config.
 pub fn state(config: Config, path: Option<PathBuf>) -> Result<Arc<State>, String> {
     let store = open_store(&config).map_err(|e| format!("cannot open the store: {e}"))?;
+    let audit = open_audit(&config).map_err(|e| format!("cannot open the audit trail: {e}"))?;
     let runtime = Runtime::build(config).map_err(|e| e.to_string())?;
-    Ok(Arc::new(State::new(runtime, store, path)))
+    Ok(Arc::new(State::new(runtime, store, audit, path)))
 }
 
 /// Runs the server until it is told to stop; never returns.

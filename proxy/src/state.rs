@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tollgate_audit::AuditSink;
 use tollgate_budget::Store;
 use tollgate_config::{Config, ConfigErrors, StaticKey, UnknownModel};
 use tollgate_pricing::{Price, PriceTable};
@@ -86,16 +87,24 @@ pub struct State {
     runtime: ArcSwap<Runtime>,
     /// Budgets, reservations and issued keys; chosen at start, kept across reloads.
     pub store: Arc<dyn Store>,
+    /// The audit trail; chosen at start, kept across reloads.
+    pub audit: AuditSink,
     pub config_path: Option<PathBuf>,
     pub metrics: Metrics,
     pub upstreams: Upstreams,
 }
 
 impl State {
-    pub fn new(runtime: Runtime, store: Arc<dyn Store>, config_path: Option<PathBuf>) -> State {
+    pub fn new(
+        runtime: Runtime,
+        store: Arc<dyn Store>,
+        audit: AuditSink,
+        config_path: Option<PathBuf>,
+    ) -> State {
         State {
             runtime: ArcSwap::from_pointee(runtime),
             store,
+            audit,
             config_path,
             metrics: Metrics::new(),
             upstreams: Upstreams::default(),

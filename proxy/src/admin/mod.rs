@@ -1,6 +1,7 @@
 //! The operator API on `server.admin_listen`: health, metrics, and `/admin/*` behind the
 //! admin token.
 
+pub mod audit;
 pub mod budgets;
 pub mod keys;
 
@@ -152,6 +153,12 @@ impl Admin {
             Err(e) => return error(e),
         };
         let query = session.req_header().uri.query().unwrap_or("").to_string();
+        if method == "GET" && path == "/admin/audit" {
+            return match audit::query(&self.state, &query).await {
+                Ok(text) => reply(200, "application/json", text.into_bytes()),
+                Err(e) => error(e),
+            };
+        }
         match self.route(method, path, &query, &body).await {
             Ok(Some((status, value))) => json(status, value),
             Ok(None) => self.reload_or_missing(method, path),
@@ -185,6 +192,7 @@ impl Admin {
                 (200, serde_json::json!({ "budgets": rows }))
             }
             ("POST", ["budgets"]) => (200, budgets::set(state, body).await?),
+            ("GET", ["audit", "verify"]) => (200, audit::verify(state).await?),
             _ => return Ok(None),
         }))
     }

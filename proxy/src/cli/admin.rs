@@ -64,6 +64,35 @@ pub enum Budgets {
 }
 
 #[derive(Subcommand)]
+pub enum Audit {
+    /// The latest records.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+    },
+    /// Records by agent, decision and age.
+    Query {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long, value_parser = ["allow", "allow_with_caps", "deny", "shadow_deny", "escalate"])]
+        decision: Option<String>,
+        /// e.g. 1h, 30m, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Check the hash chain of an audit file (and its rotated predecessors); names the
+    /// first broken line. Reads the file directly: no running instance needed.
+    Verify {
+        /// The live audit file; default: `audit.path` of the config, or ./tollgate-audit.jsonl.
+        path: Option<std::path::PathBuf>,
+        #[arg(long, env = "TOLLGATE_CONFIG", default_value = "./tollgate.yaml")]
+        config: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum Approvals {
     /// Tool calls waiting for a human decision.
     List,
@@ -325,4 +354,79 @@ pub fn approvals(opts: &AdminOpts, cmd: Approvals) -> ExitCode {
             }
         })
     })())
+}
+
+fn show_records(v: &Value) {
+    let rows: Vec<Value> = v["records"].as_array().cloned().unwrap_or_default();
+    table(
+        &rows,
+        &[
+            "ts",
+            "request_id",
+            "agent",
+            "endpoint",
+            "model",
+            "decision",
+            "actual_usd",
+            "reasons",
+        ],
+    );
+}
+
+pub fn audit(opts: &AdminOpts, cmd: Audit) -> ExitCode {
+    run((|| {
+        Ok(match cmd {
+            Audit::Tail { lines } => {
+                let v = call(opts, "GET", &format!("/admin/audit?tail={lines}"), None)?;
+                output(opts, &v, show_records)
+            }
+            Audit::Query {
+                agent,
+                decision,
+                since,
+                limit,
+            } => {
+                let mut q = format!("limit={limit}");
+                for (k, v) in [("agent", agent), ("decision", decision), ("since", since)] {
+                    if let Some(v) = v {
+                        q.push_str(&format!("&{k}={v}"));
+                    }
+                }
+                let v = call(opts, "GET", &format!("/admin/audit?{q}"), None)?;
+                output(opts, &v, show_records)
+            }
+            Audit::Verify { path, config } => verify(opts, path, config),
+        })
+    })())
+}
+
+fn verify(
+    opts: &AdminOpts,
+    path: Option<std::path::PathBuf>,
+    config: std::path::PathBuf,
+) -> ExitCode {
+    let path = path.unwrap_or_else(|| {
+        tollgate_config::Config::load(&config)
+            .map(|c| c.audit.path)
+            .unwrap_or_else(|_| "./tollgate-audit.jsonl".into())
+    });
+    match tollgate_audit::verify_trail(&path) {
+        Ok(report) => {
+            if opts.json {
+                let v = json!({ "intact": report.is_intact(), "lines": report.lines, "report": report.to_string() });
+                println!("{v}");
+            } else {
+                println!("{}: {report}", path.display());
+            }
+            if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: cannot verify {}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
 }

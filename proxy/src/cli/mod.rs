@@ -49,6 +49,13 @@ pub enum Command {
         #[command(flatten)]
         opts: admin::AdminOpts,
     },
+    /// Read and verify the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: admin::Audit,
+        #[command(flatten)]
+        opts: admin::AdminOpts,
+    },
     /// Human approval of escalated tool calls.
     Approvals {
         #[command(subcommand)]
@@ -67,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Keys { command, opts } => admin::keys(&opts, command),
         Command::Budgets { command, opts } => admin::budgets(&opts, command),
         Command::Approvals { command, opts } => admin::approvals(&opts, command),
+        Command::Audit { command, opts } => admin::audit(&opts, command),
     }
 }
 

@@ -57,6 +57,14 @@ pub struct Ctx {
     pub model_label: Option<String>,
     /// Guardrail findings by type, direction and action (never values).
     pub findings: Vec<Finding>,
+    /// Tool calls and what was decided about each.
+    pub tools: Vec<tollgate_audit::ToolCall>,
+    /// What stage 6 held.
+    pub reserved_nanos: i64,
+    /// The prompt, only when the policy sets `log_prompts`.
+    pub prompt: Option<String>,
+    /// The audit record was written.
+    pub audited: bool,
 }
 
 /// One guardrail tally for the audit record.
@@ -114,6 +122,10 @@ impl Ctx {
             remaining: None,
             model_label: None,
             findings: Vec::new(),
+            tools: Vec::new(),
+            reserved_nanos: 0,
+            prompt: None,
+            audited: false,
         }
     }
 }

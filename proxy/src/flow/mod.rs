@@ -25,6 +25,7 @@ mod forward;
 mod guard;
 mod parse;
 mod policy;
+mod record;
 mod redact;
 mod relay;
 mod reserve;
@@ -70,6 +71,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> pingora_error::Result<bool> {
         if let Err(e) = self.handle(session, ctx).await {
+            respond::note_error(ctx, &e);
+            // A failed request holds nothing: release before the record says so.
+            settle::release(&self.state, ctx).await;
+            record::write(&self.state, ctx).await;
             respond::error(session, ctx, e).await;
         }
         Ok(true)
@@ -140,6 +145,9 @@ impl Gateway {
         let mut req = api::parse(api, deployment.as_deref(), &raw)?;
         ctx.model = Some(req.model.clone());
         ctx.stream = req.stream;
+        if policy.log_prompts {
+            ctx.prompt = Some(record::prompt_of(&req.body));
+        }
         if rt.config.route(&req.model).is_empty() {
             return Err(GateError::ModelNotFound { model: req.model });
         }

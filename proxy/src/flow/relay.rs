@@ -18,6 +18,7 @@ use tollgate_config::Policy;
 use super::context::Ctx;
 use super::forward::Upstream;
 use super::guard::{self, PolicyGuards};
+use super::record;
 use super::respond;
 use super::settle;
 use super::stream::{End, StreamProcessor};
@@ -70,6 +71,7 @@ pub async fn respond(
         // The provider refused (a client error, or its rate limit after every fallback):
         // nothing was generated, and its error body is already in the OpenAI shape.
         settle::release(state, ctx).await;
+        record::write(state, ctx).await;
         write_whole(session, &up.header, body, ctx).await;
         state.upstreams.release(up.session, &up.peer).await;
         return Ok(());
@@ -91,6 +93,7 @@ pub async fn respond(
     } else {
         body
     };
+    record::write(state, ctx).await;
     write_whole(session, &up.header, body, ctx).await;
     state.upstreams.release(up.session, &up.peer).await;
     Ok(())
@@ -216,7 +219,6 @@ async fn stream(
         }
         End::Cut | End::Blocked => {
             let e = if end == End::Blocked {
-                ctx.decision = "deny";
                 let kinds: Vec<String> = ctx
                     .findings
                     .iter()
@@ -227,7 +229,6 @@ async fn stream(
                     types: kinds.join(", "),
                 }
             } else {
-                ctx.reasons.push("upstream_stream_cut".into());
                 GateError::UpstreamUnavailable {
                     message: format!("The provider `{}` cut the stream short.", up.provider),
                 }
@@ -246,10 +247,7 @@ async fn stream(
                 ctx.client_gone = true;
             }
         }
-        End::ClientGone => {
-            ctx.client_gone = true;
-            ctx.reasons.push("client_disconnected".into());
-        }
+        End::ClientGone => ctx.client_gone = true,
     }
     Ok(())
 }

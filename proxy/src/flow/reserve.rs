@@ -161,6 +161,7 @@ pub async fn reserve(
             }
             Decision::Allow | Decision::AllowWithCaps => {}
         }
+        ctx.reserved_nanos = answer.granted;
         ctx.hold = Some(Hold {
             tenant: agent.tenant().to_string(),
             id: answer.reservation_id.clone(),

@@ -86,14 +86,18 @@ pub async fn json(
     }
 }
 
-/// Answers with an error in the OpenAI shape, unless a response has already started (a
-/// stream that failed midway reports its error in the stream itself).
-pub async fn error(session: &mut Session, ctx: &mut Ctx, e: GateError) {
+/// Notes an error's code and decision in the request record.
+pub fn note_error(ctx: &mut Ctx, e: &GateError) {
     ctx.reasons.push(e.code().to_string());
     // Every refusal tollgate makes itself is a deny; a provider failure is not.
     if e.status() < 500 {
         ctx.decision = "deny";
     }
+}
+
+/// Answers with an error in the OpenAI shape, unless a response has already started (a
+/// stream that failed midway reports its error in the stream itself).
+pub async fn error(session: &mut Session, ctx: &mut Ctx, e: GateError) {
     if session.response_written().is_some() {
         return;
     }

@@ -1,0 +1,105 @@
+//! Stage 11: the audit record of a decision, written before the response completes.
+//!
+//! The record carries codes, amounts, counts and names — never a key, a secret or a
+//! prompt (unless the policy sets `log_prompts`). A record that cannot be written is
+//! counted in `tollgate_audit_write_errors_total`; the request is not failed for it.
+
+use std::collections::BTreeMap;
+
+use tollgate_audit::{Decision, Direction, GuardAction, GuardrailHits, Record, Stage, Tokens};
+
+use super::context::Ctx;
+use crate::state::State;
+
+fn decision(d: &str) -> Decision {
+    Decision::parse(d).unwrap_or(Decision::Deny)
+}
+
+fn build(ctx: &Ctx) -> Record {
+    let mut r = Record::new(&ctx.request_id, ctx.endpoint, decision(ctx.decision));
+    r.stage = Some(Stage::Request);
+    if let Some(a) = &ctx.agent {
+        r.tenant = Some(a.tenant().to_string());
+        r.scope = Some(a.scope.clone());
+        r.agent = Some(a.id.clone());
+        r.key_id = Some(a.key_id.clone());
+    }
+    r.model = ctx
+        .model_label
+        .clone()
+        .or_else(|| ctx.model.as_ref().map(|_| "unpriced".into()));
+    r.provider = ctx.provider.clone();
+    r.reasons = ctx.reasons.clone();
+    r.caps = ctx.caps.clone();
+    r.estimate_usd = ctx.estimate.as_ref().map(|e| e.worst_nanos).unwrap_or(0);
+    r.reserved_usd = ctx.reserved_nanos;
+    r.actual_usd = ctx.actual_nanos;
+    r.remaining_usd = ctx
+        .remaining
+        .iter()
+        .map(|(scope, left)| (scope.clone(), (*left).max(0)))
+        .collect::<BTreeMap<_, _>>();
+    if let Some(u) = &ctx.usage {
+        r.tokens = Tokens {
+            input: u.input,
+            cached_input: u.cached_input,
+            output: u.output,
+            reasoning: u.reasoning,
+        };
+    }
+    r.tools = ctx.tools.clone();
+    r.guardrails = ctx
+        .findings
+        .iter()
+        .filter_map(|f| {
+            let action = match f.action {
+                "log" => GuardAction::Log,
+                "redact" => GuardAction::Redact,
+                "block" => GuardAction::Block,
+                _ => return None,
+            };
+            let direction = match f.direction {
+                "input" => Direction::Input,
+                "output" => Direction::Output,
+                _ => Direction::ToolArgs,
+            };
+            Some(GuardrailHits {
+                kind: f.kind.clone(),
+                direction,
+                action,
+                count: f.count,
+            })
+        })
+        .collect();
+    r.upstream_status = ctx.upstream_status;
+    r.latency_ms = ctx.started.elapsed().as_millis() as u64;
+    r.prompt = ctx.prompt.clone();
+    r
+}
+
+/// Appends the request's record once; later calls do nothing.
+pub async fn write(state: &State, ctx: &mut Ctx) {
+    if ctx.audited {
+        return;
+    }
+    ctx.audited = true;
+    let mut record = build(ctx);
+    if let Err(e) = state.audit.append(&mut record).await {
+        state
+            .metrics
+            .audit_errors
+            .with_label_values(&[e.kind()])
+            .inc();
+        tracing::error!(request_id = %ctx.request_id, error = %e, "audit record not written");
+    }
+}
+
+/// The part of a body that is the prompt, for policies that log prompts.
+pub fn prompt_of(body: &serde_json::Value) -> String {
+    ["messages", "input", "prompt", "system", "instructions"]
+        .iter()
+        .filter_map(|k| body.get(*k))
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
