@@ -52,8 +52,24 @@ pub fn open_audit(config: &Config) -> Result<AuditSink, tollgate_audit::AuditErr
     }
 }
 
+/// A small runtime for the store's and the audit sink's own background tasks (the Redis
+/// connection managers spawn theirs when built), alive for the whole process. Pingora's
+/// service runtimes only start later, in `run`.
+fn control() -> &'static tokio::runtime::Runtime {
+    static CONTROL: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    CONTROL.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tollgate-control")
+            .enable_all()
+            .build()
+            .expect("the control runtime starts")
+    })
+}
+
 /// Builds the shared state from a validated config.
 pub fn state(config: Config, path: Option<PathBuf>) -> Result<Arc<State>, String> {
+    let _runtime = control().enter();
     let store = open_store(&config).map_err(|e| format!("cannot open the store: {e}"))?;
     let audit = open_audit(&config).map_err(|e| format!("cannot open the audit trail: {e}"))?;
     let runtime = Runtime::build(config).map_err(|e| e.to_string())?;
