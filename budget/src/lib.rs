@@ -5,20 +5,30 @@
 //! its budget), asks a [`Store`] to reserve, and later commits the actual cost or releases.
 //! This crate knows nothing of Pingora or of the config crate: it takes plain types.
 
+mod agents;
+mod approvals;
 mod clock;
 mod embedded;
 mod error;
 mod keys;
+mod limits;
 mod model;
 mod plan;
 mod redis;
 mod scope;
 mod store;
+mod trust;
 
+pub use agents::AgentRecord;
+pub use approvals::{ApprovalRecord, ApprovalStatus};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::{DB_FILE, EmbeddedStore};
 pub use error::StoreError;
 pub use keys::KeyRecord;
+pub use limits::{
+    AcquireRequest, Acquired, BUCKETS, LeaseLimit, MAX_COUNT, MAX_WINDOW, MIN_RETRY, MIN_WINDOW,
+    WindowLimit, WindowState,
+};
 pub use model::{
     Balance, Budget, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, MAX_NANOS,
     Nanos, Period, ReleaseOutcome, ReserveAnswer, ReserveRequest, ScopeBudget, window_id,
@@ -26,3 +36,4 @@ pub use model::{
 pub use redis::{RedisOptions, RedisStore};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
 pub use store::{Store, StoreOptions, spawn_reaper};
+pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, decayed, recorded, trust_of};

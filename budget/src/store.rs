@@ -7,12 +7,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::StoreError;
+use crate::agents::AgentRecord;
+use crate::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::clock::{Clock, SystemClock};
 use crate::keys::KeyRecord;
+use crate::limits::{AcquireRequest, Acquired};
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
     ReserveAnswer, ReserveRequest, ScopeBudget,
 };
+use crate::trust::TrustParams;
 
 /// The spend authority's storage: budgets, reservations and agent keys.
 ///
@@ -105,6 +109,87 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes the key and every key delegated from it (transitively), now. Returns the ids
     /// newly revoked, or `None` when there is no such key.
     async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Counts the request in every window and takes a lease on every lease key, all at once,
+    /// or counts nothing and says which limit binds (see `limits` for the sliding window).
+    /// Exact under any concurrency, across every instance sharing the store. Lapsed leases
+    /// of a key are dropped when it is next acquired.
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError>;
+
+    /// Corrects the cost `lease_id` counted in window `(key, window)` by `delta` (a token
+    /// estimate replaced by the actual count), in the bucket it was counted in; a bucket
+    /// never goes below zero. Does nothing when that acquisition is not known (never made,
+    /// older than its `lease_ttl`) or its bucket has already left the window.
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Duration,
+        lease_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Gives back the leases `lease_id` holds on `keys` (unknown ones are ignored).
+    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError>;
+
+    /// Files an approval request, or returns the live one (pending or approved, unexpired)
+    /// already filed for the same `(agent, tool, args_sha256)`. A new record is stored as
+    /// `Pending` with no decision; `Conflict` if its id belongs to another record.
+    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError>;
+
+    /// The live approval of a call (pending or approved, unexpired), if any.
+    async fn find_approval(
+        &self,
+        agent: &str,
+        tool: &str,
+        args_sha256: &[u8; 32],
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Approves or denies a pending, unexpired approval. Any other record is returned as it
+    /// stands (deciding twice returns the first decision; a lapsed one reads `Expired`);
+    /// `None` when there is no such id.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Approvals with the given status as a reader sees it now (lapsed ones are `Expired`),
+    /// all when `None`, oldest first. A record is forgotten `settled_retention` after it
+    /// lapses.
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
+
+    /// Records an event for `agent` (see `trust` for the formula) and returns its new trust.
+    async fn trust_record(
+        &self,
+        agent: &str,
+        penalty: f64,
+        success: bool,
+        params: &TrustParams,
+    ) -> Result<f64, StoreError>;
+
+    /// The agent's trust now (1.0 when nothing is recorded).
+    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError>;
+
+    /// Forgets the agent's penalty: full trust again (the admin reset).
+    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError>;
+
+    /// Every agent whose penalty is not negligible, with its trust now, sorted by agent.
+    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError>;
+
+    /// Stores a delegated agent; `Conflict` if its id is taken.
+    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Delegated agents minted by `parent` (all when `None`), sorted by id.
+    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// Revokes a delegated agent and every agent minted under it (transitively), now.
+    /// Returns the ids newly revoked, or `None` when there is no such agent.
+    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
 }
 
 /// What both backends share in their setup.

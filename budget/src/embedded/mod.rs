@@ -11,8 +11,11 @@
 //! last committed state while the writer works.
 
 mod admin;
+mod agents;
+mod approvals;
 mod budget;
 mod keys;
+mod limits;
 mod schema;
 
 use std::path::Path;
@@ -24,7 +27,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use crate::StoreError;
+use crate::agents::{AgentRecord, check_agent};
+use crate::approvals::{ApprovalRecord, ApprovalStatus, check_approval};
 use crate::keys::KeyRecord;
+use crate::limits::{AcquireRequest, Acquired, check_acquire, check_adjust};
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
     ReserveAnswer, ReserveRequest, ScopeBudget, check_limit,
@@ -32,6 +38,7 @@ use crate::model::{
 use crate::plan::plan;
 use crate::scope::validate_scope;
 use crate::store::{Store, StoreOptions, check_id, check_reservation_ref, spend_request};
+use crate::trust::{TrustParams, check_params, check_trust};
 
 /// File name of the database inside the configured `store.path` directory.
 pub const DB_FILE: &str = "tollgate.db";
@@ -269,8 +276,16 @@ impl Store for EmbeddedStore {
 
     async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let opts = self.opts.clone();
-        self.run(move |c| budget::reap(c, now, usize::MAX, Some(&opts)))
-            .await
+        self.run(move |c| {
+            let reaped = budget::reap(c, now, usize::MAX, Some(&opts))?;
+            // Rate-limit, approval and trust rows that nothing will read again.
+            let now_ms = now.timestamp_millis();
+            limits::purge(c, now_ms)?;
+            approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
+            agents::purge_trust(c, now_ms)?;
+            Ok(reaped)
+        })
+        .await
     }
 
     async fn set_limit(
@@ -341,4 +356,145 @@ impl Store for EmbeddedStore {
         let (id, now) = (id.to_owned(), self.opts.clock.now());
         self.run(move |c| keys::revoke(c, &id, now)).await
     }
+
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
+        check_acquire(req)?;
+        let (req, now_ms, tidy) = (
+            req.clone(),
+            self.opts.clock.now().timestamp_millis(),
+            self.opts.reap_on_reserve,
+        );
+        self.run(move |c| limits::acquire(c, &req, now_ms, tidy))
+            .await
+    }
+
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Duration,
+        lease_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        check_adjust(key, window, lease_id, delta)?;
+        let (key, lease_id, now_ms) = (
+            key.to_owned(),
+            lease_id.to_owned(),
+            self.opts.clock.now().timestamp_millis(),
+        );
+        self.run(move |c| limits::adjust(c, &key, window, &lease_id, delta, now_ms))
+            .await
+    }
+
+    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
+        check_id("lease id", lease_id)?;
+        let (lease_id, keys) = (lease_id.to_owned(), keys.to_vec());
+        self.run(move |c| limits::release(c, &lease_id, &keys))
+            .await
+    }
+
+    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
+        check_approval(rec)?;
+        let (rec, now) = (rec.clone(), self.opts.clock.now());
+        self.run(move |c| approvals::request(c, &rec, now)).await
+    }
+
+    async fn find_approval(
+        &self,
+        agent: &str,
+        tool: &str,
+        args_sha256: &[u8; 32],
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let (agent, tool, hash, now) = (
+            agent.to_owned(),
+            tool.to_owned(),
+            *args_sha256,
+            self.opts.clock.now(),
+        );
+        self.read(move |c| approvals::find(c, &agent, &tool, &hash, now))
+            .await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let (id, now) = (id.to_owned(), self.opts.clock.now());
+        self.run(move |c| approvals::decide(c, &id, approve, now))
+            .await
+    }
+
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let now = self.opts.clock.now();
+        self.read(move |c| approvals::list(c, status, now)).await
+    }
+
+    async fn trust_record(
+        &self,
+        agent: &str,
+        penalty: f64,
+        success: bool,
+        params: &TrustParams,
+    ) -> Result<f64, StoreError> {
+        check_trust(agent, penalty, params)?;
+        let (agent, params, now_ms) = (
+            agent.to_owned(),
+            *params,
+            self.opts.clock.now().timestamp_millis(),
+        );
+        self.run(move |c| agents::trust_record(c, &agent, penalty, success, &params, now_ms))
+            .await
+    }
+
+    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError> {
+        check_trust(agent, 0.0, params)?;
+        let (agent, params, now_ms) = (
+            agent.to_owned(),
+            *params,
+            self.opts.clock.now().timestamp_millis(),
+        );
+        self.read(move |c| agents::trust_get(c, &agent, &params, now_ms))
+            .await
+    }
+
+    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError> {
+        check_id("agent", agent)?;
+        let agent = agent.to_owned();
+        self.run(move |c| agents::trust_reset(c, &agent)).await
+    }
+
+    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError> {
+        check_params(params)?;
+        let (params, now_ms) = (*params, self.opts.clock.now().timestamp_millis());
+        self.read(move |c| agents::trust_all(c, &params, now_ms))
+            .await
+    }
+
+    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        check_agent(agent)?;
+        let agent = agent.clone();
+        self.run(move |c| agents::put(c, &agent)).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| agents::by_id(c, &id)).await
+    }
+
+    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        let parent = parent.map(str::to_owned);
+        self.read(move |c| agents::list(c, parent.as_deref())).await
+    }
+
+    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let (id, now) = (id.to_owned(), self.opts.clock.now());
+        self.run(move |c| agents::revoke(c, &id, now)).await
+    }
+}
+
+fn ttl_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2)
 }

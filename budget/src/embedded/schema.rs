@@ -70,6 +70,71 @@ CREATE TABLE IF NOT EXISTS keys (
     parent_id    TEXT
 );
 CREATE INDEX IF NOT EXISTS keys_parent ON keys (parent_id);
+
+-- Rate limits. The cost counted per (key, window, bucket); `leaves_ms` is when the bucket
+-- leaves its window, so the reaper finds idle ones without scanning.
+CREATE TABLE IF NOT EXISTS rl_buckets (
+    key       TEXT NOT NULL,
+    window_ms INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    used      INTEGER NOT NULL,
+    leaves_ms INTEGER NOT NULL,
+    PRIMARY KEY (key, window_ms, bucket)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rl_buckets_leaving ON rl_buckets (leaves_ms);
+CREATE TABLE IF NOT EXISTS rl_leases (
+    key        TEXT NOT NULL,
+    lease_id   TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (key, lease_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rl_leases_expiry ON rl_leases (expires_ms);
+-- Which bucket an acquisition counted in, per window, so `adjust` corrects that one.
+CREATE TABLE IF NOT EXISTS rl_acquired (
+    lease_id   TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    window_ms  INTEGER NOT NULL,
+    bucket     INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (lease_id, key, window_ms)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rl_acquired_expiry ON rl_acquired (expires_ms);
+
+-- status: pending | approved | denied (expired is computed when read).
+CREATE TABLE IF NOT EXISTS approvals (
+    id          TEXT PRIMARY KEY,
+    agent       TEXT NOT NULL,
+    tool        TEXT NOT NULL,
+    args_sha256 BLOB NOT NULL,
+    arguments   TEXT NOT NULL,
+    request_id  TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    expires_ms  INTEGER NOT NULL,
+    decided_ms  INTEGER
+);
+CREATE INDEX IF NOT EXISTS approvals_call ON approvals (agent, tool, args_sha256);
+CREATE INDEX IF NOT EXISTS approvals_expiry ON approvals (expires_ms);
+
+-- A penalty and when it was last updated; `forget_ms` is when it has decayed to nothing.
+CREATE TABLE IF NOT EXISTS trust (
+    agent      TEXT PRIMARY KEY,
+    penalty    REAL NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    forget_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS agents (
+    id           TEXT PRIMARY KEY,
+    parent       TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    policy       TEXT NOT NULL,
+    narrowing    TEXT NOT NULL,
+    budget_limit INTEGER,
+    created_ms   INTEGER NOT NULL,
+    revoked_ms   INTEGER
+);
+CREATE INDEX IF NOT EXISTS agents_parent ON agents (parent);
 ";
 
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {

@@ -13,16 +13,22 @@
 //! | `P:{t}:i\|<key>` | string | idempotency key -> reservation id |
 //! | `P:{t}:idx`, `P:{t}:ovr` | sets | windows and overrides, for listing |
 //! | `P:tenants` | set | tenants seen, for the reaper and listings |
-//! | `P:{:keys}:...` | | agent keys (`k\|<id>` hash, `h\|<hex sha256>` -> id, `c\|<id>` children) |
+//! | `P:{:keys}:...` | | agent keys (`k\|<id>` hash, `h\|<hex sha256>` -> id, `c\|<id>` children), delegated agents (`g\|<id>` hash, `gc\|<parent>`, `gall` sets) |
+//! | `P:{:rl}:...` | | rate limits: `w\|<key>\|<window_ms>` hash bucket -> cost, `l\|<key>` zset lease -> expiry, `a\|<lease>` hash `key\|window_ms` -> "bucket expiry" |
+//! | `P:{:apr}:...` | | approvals: `a\|<id>` hash, `x\|<agent>\|<tool>\|<hex>` -> newest id, `all` zset by creation |
+//! | `P:{:trust}:...` | | trust: `t\|<agent>` hash `p` penalty, `t` updated ms; `all` set |
 //!
 //! Times come from the calling instance's clock (passed as arguments), not Redis's, so a
 //! store with a manual clock is testable; instances' clocks only need to agree to well
 //! within a reservation's TTL.
 
+mod agents;
+mod approvals;
 mod budget;
 mod keys;
+mod limits;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -32,12 +38,16 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use crate::StoreError;
+use crate::agents::AgentRecord;
+use crate::approvals::{ApprovalRecord, ApprovalStatus};
 use crate::keys::KeyRecord;
+use crate::limits::{AcquireRequest, Acquired};
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
     ReserveAnswer, ReserveRequest, ScopeBudget,
 };
 use crate::store::{Store, StoreOptions};
+use crate::trust::TrustParams;
 
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -88,6 +98,18 @@ struct Scripts {
     key_by_hash: Script,
     list_keys: Script,
     revoke_key: Script,
+    acquire: Script,
+    adjust: Script,
+    release_leases: Script,
+    request_approval: Script,
+    find_approval: Script,
+    decide_approval: Script,
+    list_approvals: Script,
+    trust_record: Script,
+    trust_all: Script,
+    put_agent: Script,
+    list_agents: Script,
+    revoke_agent: Script,
 }
 
 impl Scripts {
@@ -106,6 +128,18 @@ impl Scripts {
             key_by_hash: Script::new(include_str!("lua/key_by_hash.lua")),
             list_keys: Script::new(include_str!("lua/list_keys.lua")),
             revoke_key: Script::new(include_str!("lua/revoke_key.lua")),
+            acquire: Script::new(include_str!("lua/acquire.lua")),
+            adjust: Script::new(include_str!("lua/adjust.lua")),
+            release_leases: Script::new(include_str!("lua/release_leases.lua")),
+            request_approval: Script::new(include_str!("lua/request_approval.lua")),
+            find_approval: Script::new(include_str!("lua/find_approval.lua")),
+            decide_approval: Script::new(include_str!("lua/decide_approval.lua")),
+            list_approvals: Script::new(include_str!("lua/list_approvals.lua")),
+            trust_record: Script::new(include_str!("lua/trust_record.lua")),
+            trust_all: Script::new(include_str!("lua/trust_all.lua")),
+            put_agent: Script::new(include_str!("lua/put_agent.lua")),
+            list_agents: Script::new(include_str!("lua/list_agents.lua")),
+            revoke_agent: Script::new(include_str!("lua/revoke_agent.lua")),
         }
     }
 }
@@ -311,6 +345,25 @@ impl<'a> Reply<'a> {
     }
 }
 
+/// A plain `HGETALL` reply as flat pairs: RESP2 answers an array, RESP3 a map.
+fn hash_reply(v: &Value) -> Result<Vec<Value>, StoreError> {
+    match v {
+        Value::Map(pairs) => Ok(pairs
+            .iter()
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .collect()),
+        Value::Array(items) => Ok(items.clone()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Flat field/value pairs (an `HGETALL` inside a script reply) as a map.
+fn fields(flat: &Reply<'_>) -> Result<HashMap<String, String>, StoreError> {
+    (0..flat.len() / 2)
+        .map(|i| Ok((flat.str(2 * i)?, flat.str(2 * i + 1)?)))
+        .collect()
+}
+
 fn unexpected(v: &Value) -> StoreError {
     StoreError::Internal(format!("unexpected reply from a store script: {v:?}"))
 }
@@ -416,5 +469,89 @@ impl Store for RedisStore {
 
     async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
         keys::revoke(self, id).await
+    }
+
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
+        limits::acquire(self, req).await
+    }
+
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Duration,
+        lease_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        limits::adjust(self, key, window, lease_id, delta).await
+    }
+
+    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
+        limits::release(self, lease_id, keys).await
+    }
+
+    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
+        approvals::request(self, rec).await
+    }
+
+    async fn find_approval(
+        &self,
+        agent: &str,
+        tool: &str,
+        args_sha256: &[u8; 32],
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        approvals::find(self, agent, tool, args_sha256).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        approvals::decide(self, id, approve).await
+    }
+
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        approvals::list(self, status).await
+    }
+
+    async fn trust_record(
+        &self,
+        agent: &str,
+        penalty: f64,
+        success: bool,
+        params: &TrustParams,
+    ) -> Result<f64, StoreError> {
+        agents::trust_record(self, agent, penalty, success, params).await
+    }
+
+    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError> {
+        agents::trust_get(self, agent, params).await
+    }
+
+    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError> {
+        agents::trust_reset(self, agent).await
+    }
+
+    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError> {
+        agents::trust_all(self, params).await
+    }
+
+    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        agents::put(self, agent).await
+    }
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        agents::by_id(self, id).await
+    }
+
+    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        agents::list(self, parent).await
+    }
+
+    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        agents::revoke(self, id).await
     }
 }
