@@ -65,6 +65,9 @@ pub struct Ctx {
     pub prompt: Option<String>,
     /// The audit record was written.
     pub audited: bool,
+    /// The budgeted scopes of the request: where a request forwarded without a hold
+    /// (shadow mode, a store outage with `on_error: allow`) still records its spend.
+    pub spend_scopes: Vec<tollgate_budget::ScopeBudget>,
 }
 
 /// One guardrail tally for the audit record.
@@ -126,6 +129,7 @@ impl Ctx {
             reserved_nanos: 0,
             prompt: None,
             audited: false,
+            spend_scopes: Vec::new(),
         }
     }
 }

@@ -20,6 +20,7 @@
 
 mod auth;
 mod context;
+mod decide;
 mod estimate;
 mod forward;
 mod guard;
@@ -121,11 +122,10 @@ impl Gateway {
                     .await
             }
             Route::Models => respond::models(session, &rt, ctx).await,
-            Route::Decide | Route::Reserve | Route::Commit(_) | Route::Release(_) => {
-                Err(GateError::NotFound {
-                    path: session.req_header().uri.path().to_string(),
-                })
-            }
+            Route::Decide => decide::decide(&self.state, &rt, &agent, policy, session, ctx).await,
+            Route::Reserve => decide::reserve(&self.state, &rt, &agent, policy, session, ctx).await,
+            Route::Commit(id) => decide::commit(&self.state, &rt, &agent, &id, session, ctx).await,
+            Route::Release(id) => decide::release(&self.state, &agent, &id, session, ctx).await,
         }
     }
 

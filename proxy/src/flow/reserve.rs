@@ -108,6 +108,7 @@ pub async fn reserve(
     let granted = if scopes.is_empty() {
         amount
     } else {
+        ctx.spend_scopes = scopes.clone();
         let request = ReserveRequest {
             reservation_id: ctx.request_id.clone(),
             idempotency_key: None,

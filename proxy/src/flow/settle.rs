@@ -14,11 +14,26 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
     let actual = pricing::cost(&est.price, &usage);
     ctx.usage = Some(usage);
     ctx.actual_nanos = Some(actual);
-    if let Some(hold) = ctx.hold.take()
-        && let Err(e) = state.store.commit(&hold.tenant, &hold.id, actual).await
-    {
-        state.store_error("commit", &e);
-        ctx.reasons.push("commit_failed".into());
+    match ctx.hold.take() {
+        Some(hold) => {
+            if let Err(e) = state.store.commit(&hold.tenant, &hold.id, actual).await {
+                state.store_error("commit", &e);
+                ctx.reasons.push("commit_failed".into());
+            }
+        }
+        // Forwarded without a hold (shadow mode, or the store was down with
+        // `on_error: allow`): the money was still spent and is recorded as such.
+        None if !ctx.spend_scopes.is_empty() => {
+            if let Err(e) = state
+                .store
+                .record_spend(&ctx.request_id, &ctx.spend_scopes, actual)
+                .await
+            {
+                state.store_error("record_spend", &e);
+                ctx.reasons.push("spend_unrecorded".into());
+            }
+        }
+        None => {}
     }
 }
 

@@ -1,0 +1,321 @@
+//! The decision API for actions outside the LLM path: an agent (or its framework, or an
+//! MCP server) asks before it runs a tool or spends money on its own.
+//!
+//! `POST /v1/tollgate/decide` answers without holding anything; `POST
+//! /v1/tollgate/reservations` holds money the way an LLM call does, to be committed with
+//! the actual amount or released. Semantics follow the Cycles protocol: decisions `ALLOW`,
+//! `ALLOW_WITH_CAPS`, `DENY`, `ESCALATE`; idempotency keys; reservations with a TTL.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora_proxy::Session;
+use rand::Rng;
+use serde_json::{Value, json};
+use tollgate_budget::{CommitOutcome, Decision, ReleaseOutcome, ReserveAnswer, ReserveRequest};
+use tollgate_config::units::{format_usd, parse_duration, usd_to_nanos};
+use tollgate_config::{Mode, Policy};
+
+use super::context::{Agent, Ctx};
+use super::{parse, reserve, respond};
+use crate::error::GateError;
+use crate::state::{Runtime, State};
+
+/// The most a reservation may be held before it lapses, whatever the caller asks.
+const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What the caller asks about.
+struct Ask {
+    amount: i64,
+    min_amount: i64,
+    run: Option<String>,
+    ttl: Duration,
+    idempotency_key: Option<String>,
+}
+
+fn usd_field(body: &Value, field: &str) -> Result<Option<i64>, GateError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let usd = v
+                .as_f64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .ok_or_else(|| {
+                    GateError::invalid(format!("'{field}' must be a USD amount"), Some(field))
+                })?;
+            usd_to_nanos(usd)
+                .map(Some)
+                .map_err(|e| GateError::invalid(format!("'{field}': {e}"), Some(field)))
+        }
+    }
+}
+
+async fn read(session: &mut Session, rt: &Runtime) -> Result<Value, GateError> {
+    let raw = parse::read_body(session, rt.config.server.max_body_bytes).await?;
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| GateError::InvalidJson {
+        message: "The request body is not valid JSON.".into(),
+    })?;
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err(GateError::InvalidJson {
+            message: "The request body must be a JSON object.".into(),
+        })
+    }
+}
+
+fn ask(session: &Session, body: &Value, agent: &Agent, rt: &Runtime) -> Result<Ask, GateError> {
+    let amount = usd_field(body, "estimate_usd")?.unwrap_or(0);
+    let min_amount = usd_field(body, "min_usd")?.unwrap_or(amount).min(amount);
+    let run = match body.get("run").and_then(Value::as_str) {
+        Some(r) => Some(r.to_string()),
+        None => reserve::run_id(&session.req_header().headers)?,
+    };
+    let ttl = match body.get("ttl").and_then(Value::as_str) {
+        Some(t) => {
+            parse_duration(t).map_err(|e| GateError::invalid(format!("'ttl': {e}"), Some("ttl")))?
+        }
+        None => rt.config.store.reservation_ttl,
+    }
+    .min(MAX_TTL);
+    let key = body
+        .get("idempotency_key")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| {
+            session
+                .req_header()
+                .headers
+                .get("x-tollgate-idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+    Ok(Ask {
+        amount,
+        min_amount,
+        run,
+        ttl,
+        // Keys are the agent's own: two agents never share an idempotency namespace.
+        idempotency_key: key.map(|k| format!("{}:{k}", agent.id)),
+    })
+}
+
+fn request(
+    rt: &Runtime,
+    agent: &Agent,
+    policy: &Policy,
+    ask: &Ask,
+    id: String,
+) -> Result<ReserveRequest, GateError> {
+    Ok(ReserveRequest {
+        reservation_id: id,
+        idempotency_key: ask.idempotency_key.clone(),
+        scopes: reserve::scopes(&rt.config, agent, policy, ask.run.as_deref())?,
+        amount: ask.amount,
+        min_amount: ask.min_amount,
+        ttl: ask.ttl,
+    })
+}
+
+fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateError {
+    state.store_error(op, &e);
+    GateError::StoreUnavailable
+}
+
+fn answer_json(a: &ReserveAnswer, policy: &Policy) -> Value {
+    let (decision, scope) = match &a.decision {
+        Decision::Allow => ("ALLOW", None),
+        Decision::AllowWithCaps => ("ALLOW_WITH_CAPS", None),
+        Decision::Deny { scope, .. } => ("DENY", Some(scope.clone())),
+    };
+    let shadow = policy.mode == Mode::Shadow && decision == "DENY";
+    json!({
+        "decision": decision,
+        "shadow": shadow,
+        "reasons": if scope.is_some() { vec!["budget_exceeded"] } else { Vec::new() },
+        "scope": scope,
+        "granted_usd": format_usd(a.granted),
+        "remaining_usd": a.tightest.as_ref().map(|(_, r)| format_usd((*r).max(0))),
+        "tightest_scope": a.tightest.as_ref().map(|(s, _)| s.clone()),
+    })
+}
+
+async fn reply(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    status: u16,
+    v: Value,
+) -> Result<(), GateError> {
+    respond::json(session, ctx, status, Bytes::from(v.to_string()), &[]).await;
+    Ok(())
+}
+
+/// `POST /v1/tollgate/decide`: what a reservation would answer now; nothing is held.
+pub async fn decide(
+    state: &State,
+    rt: &Runtime,
+    agent: &Agent,
+    policy: &Policy,
+    session: &mut Session,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    let body = read(session, rt).await?;
+    let ask = ask(session, &body, agent, rt)?;
+    let req = request(rt, agent, policy, &ask, ctx.request_id.clone())?;
+    let answer = state
+        .store
+        .decide(&req)
+        .await
+        .map_err(|e| store_down(state, "decide", e))?;
+    let v = answer_json(&answer, policy);
+    ctx.decision = match &answer.decision {
+        Decision::Allow => "allow",
+        Decision::AllowWithCaps => "allow_with_caps",
+        Decision::Deny { .. } if policy.mode == Mode::Shadow => "shadow_deny",
+        Decision::Deny { .. } => "deny",
+    };
+    reply(session, ctx, 200, v).await
+}
+
+fn reservation_id(agent: &Agent) -> String {
+    let mut r = [0u8; 12];
+    rand::rng().fill_bytes(&mut r);
+    format!("rsv_{}_{}", agent.id, hex::encode(r))
+}
+
+/// Reservations belong to the agent that made them.
+fn owned(agent: &Agent, id: &str) -> Result<(), GateError> {
+    if id.starts_with(&format!("rsv_{}_", agent.id)) {
+        Ok(())
+    } else {
+        Err(GateError::NotFound {
+            path: format!("reservation {id}"),
+        })
+    }
+}
+
+/// `POST /v1/tollgate/reservations`: holds `estimate_usd` (at least `min_usd`).
+pub async fn reserve(
+    state: &State,
+    rt: &Runtime,
+    agent: &Agent,
+    policy: &Policy,
+    session: &mut Session,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    let body = read(session, rt).await?;
+    let ask = ask(session, &body, agent, rt)?;
+    let req = request(rt, agent, policy, &ask, reservation_id(agent))?;
+    let answer = state
+        .store
+        .reserve(&req)
+        .await
+        .map_err(|e| store_down(state, "reserve", e))?;
+    let mut v = answer_json(&answer, policy);
+    if let Decision::Deny { scope, .. } = &answer.decision {
+        if policy.mode == Mode::Enforce {
+            return Err(GateError::BudgetExceeded {
+                message: format!(
+                    "Budget exhausted for scope `{scope}`: this action needs at least ${}.",
+                    format_usd(ask.min_amount)
+                ),
+            });
+        }
+        ctx.decision = "shadow_deny";
+        return reply(session, ctx, 200, v).await;
+    }
+    ctx.decision = if answer.decision == Decision::AllowWithCaps {
+        "allow_with_caps"
+    } else {
+        "allow"
+    };
+    ctx.reserved_nanos = answer.granted;
+    v["reservation_id"] = Value::String(answer.reservation_id.clone());
+    v["expires_at"] = answer
+        .expires_at
+        .map(|t| Value::String(t.to_rfc3339()))
+        .unwrap_or(Value::Null);
+    v["replayed"] = Value::Bool(answer.replayed);
+    reply(session, ctx, 201, v).await
+}
+
+/// `POST /v1/tollgate/reservations/{id}/commit` with `{"actual_usd": N}`.
+pub async fn commit(
+    state: &State,
+    rt: &Runtime,
+    agent: &Agent,
+    id: &str,
+    session: &mut Session,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    owned(agent, id)?;
+    let body = read(session, rt).await?;
+    let actual = usd_field(&body, "actual_usd")?.ok_or_else(|| {
+        GateError::invalid(
+            "Missing required parameter: 'actual_usd'.",
+            Some("actual_usd"),
+        )
+    })?;
+    let outcome = state
+        .store
+        .commit(agent.tenant(), id, actual)
+        .await
+        .map_err(|e| store_down(state, "commit", e))?;
+    ctx.actual_nanos = Some(actual);
+    let v = match outcome {
+        CommitOutcome::Committed {
+            actual,
+            after_expiry,
+            replayed,
+        } => json!({
+            "reservation_id": id, "status": "committed", "actual_usd": format_usd(actual),
+            "after_expiry": after_expiry, "replayed": replayed,
+        }),
+        CommitOutcome::AlreadyReleased => {
+            return Err(GateError::invalid(
+                format!("Reservation `{id}` was already released."),
+                None,
+            ));
+        }
+        CommitOutcome::NotFound => {
+            return Err(GateError::NotFound {
+                path: format!("reservation {id}"),
+            });
+        }
+    };
+    reply(session, ctx, 200, v).await
+}
+
+/// `POST /v1/tollgate/reservations/{id}/release`.
+pub async fn release(
+    state: &State,
+    agent: &Agent,
+    id: &str,
+    session: &mut Session,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    owned(agent, id)?;
+    let outcome = state
+        .store
+        .release(agent.tenant(), id)
+        .await
+        .map_err(|e| store_down(state, "release", e))?;
+    let v = match outcome {
+        ReleaseOutcome::Released { replayed } => {
+            json!({ "reservation_id": id, "status": "released", "replayed": replayed })
+        }
+        ReleaseOutcome::Expired => json!({ "reservation_id": id, "status": "expired" }),
+        ReleaseOutcome::AlreadyCommitted { actual } => {
+            json!({ "reservation_id": id, "status": "committed", "actual_usd": format_usd(actual) })
+        }
+        ReleaseOutcome::NotFound => {
+            return Err(GateError::NotFound {
+                path: format!("reservation {id}"),
+            });
+        }
+    };
+    reply(session, ctx, 200, v).await
+}
