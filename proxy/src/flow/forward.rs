@@ -62,7 +62,9 @@ pub async fn send(
         let attempt = attempt(state, rt, session, provider, req, body.clone()).await;
         ctx.upstream_time += started.elapsed();
         match attempt {
-            Ok(up) if up.status() == 429 || up.status() >= 500 => {
+            // 401/403 mean tollgate's provider credentials are wrong: the agent's own key is
+            // fine, so the next provider is tried and the agent never sees a 401 for it.
+            Ok(up) if matches!(up.status(), 401 | 403 | 429) || up.status() >= 500 => {
                 ctx.reasons
                     .push(format!("fallback:{}:{}", provider.name, up.status()));
                 last = LastFailure::Status(Box::new(up));
@@ -86,9 +88,13 @@ pub async fn send(
                 // The provider's own rate limit: the client should see it and back off.
                 return Ok(*up);
             }
+            let why = match up.status() {
+                401 | 403 => "refused tollgate's credentials for it",
+                _ => "failed",
+            };
             Err(GateError::UpstreamUnavailable {
                 message: format!(
-                    "The provider `{}` answered with status {}.",
+                    "The provider `{}` {why} (status {}).",
                     up.provider,
                     up.status()
                 ),
