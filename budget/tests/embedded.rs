@@ -42,6 +42,18 @@ async fn race_of_500_from_10_agents() {
     common::concurrency::race(vec![h.store.clone()], 11).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_window_exact_under_200_concurrent() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::limits::window_race(vec![h.store.clone()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_limit_holds_under_200_holders() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::limits::lease_race(vec![h.store.clone()]).await;
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]

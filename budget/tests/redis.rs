@@ -102,6 +102,30 @@ async fn race_of_500_across_two_instances() {
     common::concurrency::race(vec![h.store.clone(), second], 17).await;
 }
 
+/// A second store object on the same prefix: another tollgate instance on the same Redis.
+fn second_instance(h: &Harness) -> Arc<dyn Store> {
+    let prefix = &h.guard.downcast_ref::<Cleanup>().unwrap().prefix;
+    Arc::new(RedisStore::new(options(SHARED_URL, prefix, h.clock.clone())).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_window_exact_under_200_concurrent() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::limits::window_race(vec![h.store.clone()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_window_exact_across_two_instances() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::limits::window_race(vec![h.store.clone(), second_instance(&h)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_limit_holds_across_two_instances() {
+    let h = open(ManualClock::new(common::t0())).await;
+    common::limits::lease_race(vec![h.store.clone(), second_instance(&h)]).await;
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]

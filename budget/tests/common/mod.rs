@@ -6,7 +6,9 @@
 pub mod concurrency;
 pub mod keys;
 pub mod lifecycle;
+pub mod limits;
 pub mod model;
+pub mod policy;
 pub mod suite;
 
 use std::any::Any;

@@ -8,6 +8,12 @@ use tollgate_budget::{
 };
 
 pub use super::lifecycle::*;
+pub use super::limits::{
+    adjust_corrects_the_bucket_it_counted_in, all_or_nothing_across_windows,
+    hour_window_slides_by_the_minute, invalid_acquires_are_refused, leases_expire_and_release,
+    sliding_window_counts_the_last_minute,
+};
+pub use super::policy::*;
 use super::{Harness, budget, req, unbudgeted, usd};
 
 /// Declares one `#[tokio::test]` per scenario, each on a fresh store from `$open`.
@@ -37,7 +43,11 @@ macro_rules! all_scenarios {
             reserve_reaps_lapsed_holds, extend_keeps_a_hold_alive, balances_filter_by_prefix,
             commit_records_the_truth_above_the_grant, agent_keys, invalid_requests_are_refused,
             reaper_task_reaps, timezones_cut_windows, ping_answers, decide_holds_nothing,
-            record_spend_without_a_reservation
+            record_spend_without_a_reservation, sliding_window_counts_the_last_minute,
+            hour_window_slides_by_the_minute, all_or_nothing_across_windows, leases_expire_and_release,
+            adjust_corrects_the_bucket_it_counted_in, invalid_acquires_are_refused,
+            approvals_are_requested_once_and_decided_once, approvals_lapse, trust_falls_and_recovers,
+            delegated_agents
         );
     };
 }

@@ -1,11 +1,11 @@
--- acquire: ARGV = base, now_ms, lease_id, lease_ttl_ms, until_ms (now + ttl), nw, then six
+-- acquire: ARGV = base, now_ms, lease_id, lease_ttl_ms, expiry_ms (now + ttl), nw, then six
 -- per window (key, window_ms, granularity_ms, current bucket, limit, cost), nl, then two per
 -- lease key (key, max). Every integer is computed by the caller (limits.rs), so this script
 -- only sums and compares, exactly as `limits::judge` does.
 -- Returns {"granted", states} or {"limited", key, retry_ms, states}, with one {used,
 -- reset_ms} per window in request order. Counts nothing unless everything fits.
 local BUCKETS = 60
-local base, now, lease, ttl, until = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local base, now, lease, ttl, expiry = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 
 local function leaves_at(b, gran) return (b + BUCKETS) * gran end
 
@@ -90,11 +90,11 @@ for _, w in ipairs(wins) do
     redis.call("PEXPIRE", w.k, string.format("%.0f", tonumber(w.wms) + w.gran))
   end
   -- Where this acquisition counted, and until when `adjust` may find it.
-  redis.call("HSET", ak, w.key .. "|" .. w.wms, w.cur_s .. " " .. until)
+  redis.call("HSET", ak, w.key .. "|" .. w.wms, w.cur_s .. " " .. expiry)
 end
 if #wins > 0 then redis.call("PEXPIRE", ak, ttl) end
 for _, lk in ipairs(leases) do
-  redis.call("ZADD", lk, until, lease)
+  redis.call("ZADD", lk, expiry, lease)
   local last = redis.call("ZRANGE", lk, -1, -1, "WITHSCORES")
   redis.call("PEXPIRE", lk, string.format("%.0f", tonumber(last[2]) - now + 1000))
 end
