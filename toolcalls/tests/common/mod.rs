@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod accumulate;
+pub mod driver;
 pub mod shapes;
 
 use std::path::PathBuf;
