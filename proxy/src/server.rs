@@ -160,6 +160,8 @@ struct Upkeep {
 
 /// How often lapsed holds are reaped and budget gauges refreshed.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often commits deferred by a store outage are retried.
+const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[async_trait::async_trait]
 impl BackgroundService for Upkeep {
@@ -167,9 +169,12 @@ impl BackgroundService for Upkeep {
         tollgate_pricing::warm_up();
         let mut tick = tokio::time::interval(UPKEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry = tokio::time::interval(RETRY_EVERY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.tick().await,
+                _ = retry.tick() => crate::flow::retry_pending(&self.state).await,
                 _ = shutdown.changed() => return,
             }
         }

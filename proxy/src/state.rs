@@ -83,8 +83,21 @@ fn price(p: &tollgate_config::Price) -> Price {
     }
 }
 
+/// A commit the store could not take when the response ended (it was unreachable): kept
+/// and retried until it lands, so a request in flight during an outage is still charged.
+#[derive(Debug, Clone)]
+pub struct PendingCommit {
+    pub tenant: String,
+    pub id: String,
+    pub actual: i64,
+    /// Where to record the spend if the hold lapsed and was released meanwhile.
+    pub scopes: Vec<tollgate_budget::ScopeBudget>,
+}
+
 pub struct State {
     runtime: ArcSwap<Runtime>,
+    /// Commits waiting for the store to come back.
+    pub pending_commits: std::sync::Mutex<Vec<PendingCommit>>,
     /// Budgets, reservations and issued keys; chosen at start, kept across reloads.
     pub store: Arc<dyn Store>,
     /// The audit trail; chosen at start, kept across reloads.
@@ -103,6 +116,7 @@ impl State {
     ) -> State {
         State {
             runtime: ArcSwap::from_pointee(runtime),
+            pending_commits: std::sync::Mutex::new(Vec::new()),
             store,
             audit,
             config_path,

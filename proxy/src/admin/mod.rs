@@ -108,7 +108,7 @@ impl ServeHttp for Admin {
         let path = session.req_header().uri.path().to_string();
         match (method.as_str(), path.as_str()) {
             ("GET", "/healthz") => json(200, serde_json::json!({ "status": "ok" })),
-            ("GET", "/readyz") => json(200, serde_json::json!({ "status": "ready" })),
+            ("GET", "/readyz") => self.readiness().await,
             ("GET", "/metrics") => reply(
                 200,
                 "text/plain; version=0.0.4",
@@ -126,6 +126,29 @@ impl ServeHttp for Admin {
 }
 
 impl Admin {
+    /// Ready when the agent-facing listener accepts connections and the store answers.
+    async fn readiness(&self) -> Response<Vec<u8>> {
+        let listen = self.state.runtime().config.server.listen;
+        let target = if listen.ip().is_unspecified() {
+            std::net::SocketAddr::from(([127, 0, 0, 1], listen.port()))
+        } else {
+            listen
+        };
+        let listener = tokio::net::TcpStream::connect(target).await.is_ok();
+        let store = match self.state.store.ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                self.state.store_error("ping", &e);
+                false
+            }
+        };
+        let status = if listener && store { 200 } else { 503 };
+        json(
+            status,
+            serde_json::json!({ "status": if status == 200 { "ready" } else { "not_ready" }, "listener": listener, "store": store }),
+        )
+    }
+
     fn authorize(&self, session: &ServerSession) -> Result<(), GateError> {
         let rt = self.state.runtime();
         let Some(token) = &rt.config.server.admin_token else {

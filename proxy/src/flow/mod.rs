@@ -52,6 +52,7 @@ use context::Agent;
 pub use context::Ctx;
 pub use guard::{PolicyGuards, compile as compile_guards};
 pub use reserve::period;
+pub use settle::retry_pending;
 
 /// The agent-facing Pingora service.
 pub struct Gateway {

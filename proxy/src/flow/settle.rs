@@ -5,7 +5,10 @@
 
 use tollgate_pricing::{self as pricing, Usage};
 
+use tollgate_budget::CommitOutcome;
+
 use super::context::Ctx;
+use crate::state::PendingCommit;
 use crate::state::State;
 
 /// Charges `usage` at the request's price and commits it.
@@ -18,7 +21,21 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
         Some(hold) => {
             if let Err(e) = state.store.commit(&hold.tenant, &hold.id, actual).await {
                 state.store_error("commit", &e);
-                ctx.reasons.push("commit_failed".into());
+                if e.is_unavailable() {
+                    ctx.reasons.push("commit_deferred".into());
+                    state
+                        .pending_commits
+                        .lock()
+                        .expect("pending commits")
+                        .push(PendingCommit {
+                            tenant: hold.tenant,
+                            id: hold.id,
+                            actual,
+                            scopes: ctx.spend_scopes.clone(),
+                        });
+                } else {
+                    ctx.reasons.push("commit_failed".into());
+                }
             }
         }
         // Forwarded without a hold (shadow mode, or the store was down with
@@ -34,6 +51,39 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
             }
         }
         None => {}
+    }
+}
+
+/// Retries the commits the store could not take; those that land leave the queue. A hold
+/// that lapsed and was released meanwhile gets its spend recorded without a hold.
+pub async fn retry_pending(state: &State) {
+    let pending = std::mem::take(&mut *state.pending_commits.lock().expect("pending commits"));
+    let mut still = Vec::new();
+    for p in pending {
+        let outcome = match state.store.commit(&p.tenant, &p.id, p.actual).await {
+            Ok(CommitOutcome::Committed { .. }) => Ok(()),
+            Ok(CommitOutcome::AlreadyReleased | CommitOutcome::NotFound) => state
+                .store
+                .record_spend(&format!("{}:late", p.id), &p.scopes, p.actual)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => tracing::info!(reservation = %p.id, "deferred commit recorded"),
+            Err(e) if e.is_unavailable() => still.push(p),
+            Err(e) => {
+                state.store_error("commit_retry", &e);
+                tracing::error!(reservation = %p.id, error = %e, "deferred commit dropped");
+            }
+        }
+    }
+    if !still.is_empty() {
+        state
+            .pending_commits
+            .lock()
+            .expect("pending commits")
+            .extend(still);
     }
 }
 
