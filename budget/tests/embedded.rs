@@ -57,6 +57,18 @@ async fn lease_limit_holds_under_200_holders() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
+    fn rate_limits_match_the_model(ops in common::limits_model::ops(60)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = open(ManualClock::new(common::t0())).await;
+            common::limits_model::check(h, ops).await;
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
     fn any_interleaving_matches_the_model(ops in common::model::ops(60)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {

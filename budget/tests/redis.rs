@@ -129,6 +129,18 @@ async fn lease_limit_holds_across_two_instances() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
+    fn rate_limits_match_the_model(ops in common::limits_model::ops(40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let h = open(ManualClock::new(common::t0())).await;
+            common::limits_model::check(h, ops).await;
+        });
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+    #[test]
     fn any_interleaving_matches_the_model(ops in common::model::ops(40)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
@@ -532,4 +544,72 @@ async fn a_reservation_costs_one_round_trip() {
         })
         .unwrap();
     assert_eq!(evalsha, 20, "each of them an EVALSHA");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_approvals_and_trust_cost_one_round_trip_each() {
+    use common::limits::{acquire_req, lease, window};
+    let mut redis = PrivateRedis::new();
+    redis.start();
+    let relay = CountingRelay::start(redis.port).await;
+    let url = format!("redis://127.0.0.1:{}/0", relay.port);
+    let store = RedisStore::new(options(&url, "tg", ManualClock::new(common::t0()))).unwrap();
+    let minute = Duration::from_secs(60);
+    let req = |id: &str| {
+        acquire_req(
+            id,
+            vec![
+                window("agent:a:rpm", minute, 1000, 1),
+                window("agent:a:tpm", minute, 1_000_000, 500),
+                window("scope:acme:tpm", minute, 1_000_000, 500),
+            ],
+            vec![lease("agent:a:concurrent", 4)],
+        )
+    };
+    let params = tollgate_budget::TrustParams::default();
+    // Warm up: loads every script once (NOSCRIPT costs one extra round trip the first time).
+    store.acquire(&req("warm")).await.unwrap();
+    store
+        .adjust("agent:a:tpm", minute, "warm", 1)
+        .await
+        .unwrap();
+    store
+        .release_leases("warm", &["agent:a:concurrent".into()])
+        .await
+        .unwrap();
+    store.trust_record("a", 0.1, false, &params).await.unwrap();
+    store
+        .find_approval("a", "send_email", &[1; 32])
+        .await
+        .unwrap();
+    let before = relay.count();
+    for i in 0..10 {
+        let id = format!("r{i}");
+        assert!(store.acquire(&req(&id)).await.unwrap().is_granted());
+        store
+            .adjust("agent:a:tpm", minute, &id, -100)
+            .await
+            .unwrap();
+        store
+            .release_leases(&id, &["agent:a:concurrent".into()])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        relay.count() - before,
+        30,
+        "one command per acquire, adjust, release"
+    );
+    let before = relay.count();
+    store.trust_record("a", 0.1, true, &params).await.unwrap();
+    store.trust_get("a", &params).await.unwrap();
+    store
+        .find_approval("a", "send_email", &[1; 32])
+        .await
+        .unwrap();
+    assert_eq!(
+        relay.count() - before,
+        3,
+        "one command per trust or approval call"
+    );
 }

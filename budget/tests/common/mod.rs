@@ -7,6 +7,7 @@ pub mod concurrency;
 pub mod keys;
 pub mod lifecycle;
 pub mod limits;
+pub mod limits_model;
 pub mod model;
 pub mod policy;
 pub mod suite;
