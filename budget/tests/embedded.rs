@@ -266,3 +266,55 @@ async fn kill_9_keeps_acknowledged_spend() {
     let after = store.balances(Some("acme")).await.unwrap().remove(0);
     assert_eq!((after.spent, after.reserved), (row.spent, 0));
 }
+
+#[tokio::test]
+async fn the_reaper_forgets_idle_limits_old_approvals_and_decayed_trust() {
+    use common::limits::{acquire_req, lease, window};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(common::t0());
+    let store = EmbeddedStore::open(dir.path(), options(clock.clone())).unwrap();
+    let req = acquire_req(
+        "r1",
+        vec![window("a:rpm", Duration::from_secs(60), 10, 1)],
+        vec![lease("a:conc", 2)],
+    );
+    assert!(store.acquire(&req).await.unwrap().is_granted());
+    let now = store.now();
+    let approval = tollgate_budget::ApprovalRecord {
+        id: "apr_1".into(),
+        agent: "a".into(),
+        tool: "send_email".into(),
+        args_sha256: [1; 32],
+        arguments: "{}".into(),
+        request_id: "r1".into(),
+        status: tollgate_budget::ApprovalStatus::Pending,
+        created_at: now,
+        expires_at: now + TimeDelta::hours(1),
+        decided_at: None,
+    };
+    store.request_approval(&approval).await.unwrap();
+    let params = tollgate_budget::TrustParams::default();
+    store.trust_record("a", 1.0, false, &params).await.unwrap();
+    let rows = |table: &str| -> i64 {
+        let db = rusqlite::Connection::open(dir.path().join(tollgate_budget::DB_FILE)).unwrap();
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let tables = [
+        "rl_buckets",
+        "rl_leases",
+        "rl_acquired",
+        "approvals",
+        "trust",
+    ];
+    store.reap_expired(store.now()).await.unwrap();
+    assert_eq!(tables.map(rows), [1, 1, 1, 1, 1]);
+    // A day after the approval lapsed (the settled retention), and 31 half-lives later.
+    clock.advance(TimeDelta::hours(25) + TimeDelta::minutes(1));
+    store.reap_expired(store.now()).await.unwrap();
+    assert_eq!(tables.map(rows), [0, 0, 0, 0, 1]);
+    clock.advance(TimeDelta::hours(6));
+    store.reap_expired(store.now()).await.unwrap();
+    assert_eq!(tables.map(rows), [0, 0, 0, 0, 0]);
+    assert!(store.list_approvals(None).await.unwrap().is_empty());
+}
