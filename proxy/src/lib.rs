@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod stats;
 pub mod upstream;

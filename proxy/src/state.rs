@@ -105,6 +105,7 @@ pub struct State {
     pub config_path: Option<PathBuf>,
     pub metrics: Metrics,
     pub upstreams: Upstreams,
+    pub agent_stats: crate::stats::AgentStats,
 }
 
 impl State {
@@ -122,6 +123,7 @@ impl State {
             config_path,
             metrics: Metrics::new(),
             upstreams: Upstreams::default(),
+            agent_stats: Default::default(),
         }
     }
 

@@ -149,6 +149,20 @@ impl Admin {
         )
     }
 
+    fn agent_stats(&self, id: &str) -> Result<Value, GateError> {
+        let known = self.state.runtime().config.agents.contains_key(id);
+        let now = chrono::Utc::now().timestamp();
+        let windows = self.state.agent_stats.summary(id, now);
+        if !known && windows.is_none() {
+            return Err(GateError::NotFound {
+                path: format!("agent {id}"),
+            });
+        }
+        let mut out = windows.unwrap_or_else(crate::stats::AgentStats::idle);
+        out["agent"] = Value::String(id.to_string());
+        Ok(out)
+    }
+
     fn authorize(&self, session: &ServerSession) -> Result<(), GateError> {
         let rt = self.state.runtime();
         let Some(token) = &rt.config.server.admin_token else {
@@ -216,6 +230,7 @@ impl Admin {
             }
             ("POST", ["budgets"]) => (200, budgets::set(state, body).await?),
             ("GET", ["audit", "verify"]) => (200, audit::verify(state).await?),
+            ("GET", ["agents", id, "stats"]) => (200, self.agent_stats(id)?),
             _ => return Ok(None),
         }))
     }

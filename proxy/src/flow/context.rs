@@ -191,6 +191,18 @@ pub fn finish(state: &State, ctx: &mut Ctx) {
             .with_label_values(&[&tenant, &agent, model])
             .inc_by(nanos as f64 / 1e9);
     }
+    if let Some(a) = &ctx.agent {
+        state.agent_stats.record(
+            &a.id,
+            &crate::stats::Sample {
+                now_secs: chrono::Utc::now().timestamp(),
+                status: ctx.status,
+                denied: ctx.decision == "deny",
+                latency_ms: elapsed.as_millis() as u64,
+                spend_nanos: ctx.actual_nanos.unwrap_or(0),
+            },
+        );
+    }
     if let (Some(ttft), Some(p)) = (ctx.ttft, &ctx.provider) {
         m.upstream_ttft
             .with_label_values(&[p])
