@@ -468,3 +468,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn legacy_function_call_deltas_are_gated_too() {
+    let chunk = |delta: Value, finish: Value| {
+        let mut c = meta();
+        c["choices"] = json!([{"index": 0, "delta": delta, "finish_reason": finish}]);
+        c
+    };
+    let events = vec![
+        chunk(
+            json!({"role": "assistant", "content": null,
+                     "function_call": {"name": "delete_file", "arguments": ""}}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"function_call": {"arguments": "{\"path\": \"/SEC"}}),
+            Value::Null,
+        ),
+        chunk(
+            json!({"function_call": {"arguments": "RET\"}"}}),
+            Value::Null,
+        ),
+        chunk(json!({}), json!("function_call")),
+    ];
+    for (verdict, finish) in [(Outcome::Pass, "function_call"), (remove("no"), "stop")] {
+        let mut gate = StreamGate::new(Api::ChatCompletions);
+        let run = drive(&mut gate, &events, &|_| verdict.clone(), &mut Rng(1));
+        assert_eq!(run.decided.len(), 1);
+        assert_eq!(run.decided[0].arguments, r#"{"path": "/SECRET"}"#);
+        let got = accumulate::chat(&run.emitted);
+        assert_eq!(got[0]["finish_reason"], finish);
+        if finish == "stop" {
+            assert_eq!(got[0]["content"], "no");
+            assert!(got[0]["function_call"].is_null());
+            assert!(run.emitted.iter().all(|e| !e.to_string().contains("SEC")));
+        } else {
+            assert_eq!(
+                got[0]["function_call"],
+                json!({"name": "delete_file", "arguments": "{\"path\": \"/SECRET\"}"})
+            );
+        }
+    }
+}
