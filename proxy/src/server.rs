@@ -78,6 +78,8 @@ pub fn state(config: Config, path: Option<PathBuf>) -> Result<Arc<State>, String
 
 /// Runs the server until it is told to stop; never returns.
 pub fn run(state: Arc<State>) -> ! {
+    // Loading the tokenizers takes ~100 ms: before the listener opens, not on a request.
+    tollgate_pricing::warm_up();
     let rt = state.runtime();
     let server_cfg = &rt.config.server;
     let threads = server_cfg.threads.unwrap_or_else(|| {
@@ -166,7 +168,6 @@ const RETRY_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 #[async_trait::async_trait]
 impl BackgroundService for Upkeep {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        tollgate_pricing::warm_up();
         let mut tick = tokio::time::interval(UPKEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut retry = tokio::time::interval(RETRY_EVERY);

@@ -210,6 +210,17 @@ async fn stream(
         ctx,
     );
     match end {
+        End::Blocked => {
+            ctx.decision = "deny";
+            ctx.reasons.push("guardrail_blocked".into());
+        }
+        End::Cut => ctx.reasons.push("upstream_stream_cut".into()),
+        End::ClientGone => ctx.reasons.push("client_disconnected".into()),
+        End::Complete => {}
+    }
+    // The record is complete (cost committed) before the agent sees the end of the stream.
+    record::write(state, ctx).await;
+    match end {
         End::Complete => {
             state.upstreams.release(up.session, &up.peer).await;
             let tail = processor.finish();
