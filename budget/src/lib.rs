@@ -3,6 +3,9 @@
 //!
 //! The proxy builds a [`ReserveRequest`] from config (every scope on the agent's path with
 //! its budget), asks a [`Store`] to reserve, and later commits the actual cost or releases.
+//! The same store keeps the state of the agent policy: rate-limit windows and concurrency
+//! leases ([`Store::acquire`]), human approvals of escalated tool calls, trust scores (the
+//! formula is in `trust`) and delegated sub-agents.
 //! This crate knows nothing of Pingora or of the config crate: it takes plain types.
 
 mod agents;

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod limits_model;
 pub mod model;
 pub mod policy;
+pub mod relay;
 pub mod suite;
 
 use std::any::Any;
