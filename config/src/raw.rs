@@ -130,6 +130,23 @@ pub struct Policy {
     pub guardrails: Option<Guardrails>,
     pub min_trust: Option<f64>,
     pub log_prompts: Option<bool>,
+    pub delegation: Option<Delegation>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    pub enabled: Option<bool>,
+    pub max_children: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    pub half_life: Option<Scalar>,
+    pub recovery: Option<f64>,
+    #[serde(default)]
+    pub penalties: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

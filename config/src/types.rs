@@ -68,6 +68,7 @@ impl fmt::Debug for Globs {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: Server,
+    pub trust: Trust,
     pub store: Store,
     pub audit: Audit,
     pub providers: Vec<Provider>,
@@ -360,6 +361,40 @@ pub struct Policy {
     pub guardrails: Guardrails,
     pub min_trust: Option<f64>,
     pub log_prompts: bool,
+    pub delegation: Delegation,
+}
+
+/// Whether agents under a policy may mint keys for sub-agents.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delegation {
+    pub enabled: bool,
+    /// Sub-agents one agent may create; `None` for no limit.
+    pub max_children: Option<u32>,
+}
+
+/// How trust scores move: `trust = exp(-P)`, P decays with `half_life`, each success
+/// multiplies P by `1 - recovery`, and each bad event adds its penalty.
+#[derive(Debug, Clone, Copy)]
+pub struct Trust {
+    pub half_life: std::time::Duration,
+    pub recovery: f64,
+    pub policy_violation: f64,
+    pub guardrail_block: f64,
+    pub tool_denied: f64,
+    pub upstream_error: f64,
+}
+
+impl Default for Trust {
+    fn default() -> Self {
+        Trust {
+            half_life: std::time::Duration::from_secs(3600),
+            recovery: 0.02,
+            policy_violation: 0.25,
+            guardrail_block: 0.35,
+            tool_denied: 0.15,
+            upstream_error: 0.02,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

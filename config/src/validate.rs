@@ -132,6 +132,7 @@ impl Ctx<'_> {
 
 const TOP_LEVEL: &[&str] = &[
     "server",
+    "trust",
     "store",
     "audit",
     "providers",
@@ -184,6 +185,7 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     }
     let mut take = |name: &str| sections.remove(name).unwrap_or(Value::Null);
     let server = server(&mut ctx, take("server"));
+    let trust = trust(&mut ctx, take("trust"));
     let store = store(&mut ctx, take("store"));
     let audit = audit(&mut ctx, take("audit"));
     let providers = providers(&mut ctx, take("providers"));
@@ -196,6 +198,7 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     if ctx.errors.is_empty() {
         Ok(Config {
             server,
+            trust,
             store,
             audit,
             providers,
@@ -329,6 +332,37 @@ fn server(ctx: &mut Ctx, v: Value) -> Server {
         },
         threads: raw.threads,
     }
+}
+
+fn trust(ctx: &mut Ctx, v: Value) -> Trust {
+    let raw: raw::Trust = ctx.node("trust", v).unwrap_or_default();
+    let mut t = Trust::default();
+    t.half_life = ctx.duration("trust.half_life", raw.half_life.as_ref(), t.half_life);
+    if t.half_life.is_zero() {
+        ctx.err("trust.half_life", "must be longer than 0s");
+    }
+    if let Some(r) = raw.recovery {
+        if (0.0..1.0).contains(&r) {
+            t.recovery = r;
+        } else {
+            ctx.err("trust.recovery", "must be at least 0 and below 1");
+        }
+    }
+    for (name, weight) in raw.penalties {
+        let path = format!("trust.penalties.{name}");
+        if !(0.0..=10.0).contains(&weight) {
+            ctx.err(&path, "must be between 0 and 10");
+            continue;
+        }
+        match name.as_str() {
+            "policy_violation" => t.policy_violation = weight,
+            "guardrail_block" => t.guardrail_block = weight,
+            "tool_denied" => t.tool_denied = weight,
+            "upstream_error" => t.upstream_error = weight,
+            _ => ctx.err(&path, "unknown event: expected policy_violation, guardrail_block, tool_denied or upstream_error"),
+        }
+    }
+    t
 }
 
 fn store(ctx: &mut Ctx, v: Value) -> Store {
@@ -706,6 +740,14 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
         ),
         min_trust: raw.min_trust,
         log_prompts: raw.log_prompts.unwrap_or(false),
+        delegation: Delegation {
+            enabled: raw
+                .delegation
+                .as_ref()
+                .and_then(|d| d.enabled)
+                .unwrap_or(false),
+            max_children: raw.delegation.as_ref().and_then(|d| d.max_children),
+        },
         name,
     }
 }

@@ -276,6 +276,19 @@ fn bad_values_are_reported_with_their_paths() {
             "keys[0].sha256: expected 64 hex digits",
         ),
         ("server: [", "not valid YAML"),
+        (
+            "trust: { half_life: 0s }",
+            "trust.half_life: must be longer than 0s",
+        ),
+        ("trust: { recovery: 1.5 }", "trust.recovery"),
+        (
+            "trust: { penalties: { swearing: 1 } }",
+            "trust.penalties.swearing: unknown event",
+        ),
+        (
+            "policies: { p: { delegation: { enabled: maybe } } }",
+            "policies.p.delegation.enabled: invalid type",
+        ),
     ];
     for (yaml, want) in cases {
         let errs = errors(yaml);
