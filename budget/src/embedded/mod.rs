@@ -419,6 +419,7 @@ impl Store for EmbeddedStore {
         id: &str,
         approve: bool,
     ) -> Result<Option<ApprovalRecord>, StoreError> {
+        check_id("approval id", id)?;
         let (id, now) = (id.to_owned(), self.opts.clock.now());
         self.run(move |c| approvals::decide(c, &id, approve, now))
             .await

@@ -266,6 +266,39 @@ pub async fn adjust_corrects_the_bucket_it_counted_in(h: Harness) {
     );
 }
 
+pub async fn one_lease_id_for_several_acquires(h: Harness) {
+    // The proxy reuses the request id: the request's limits, later a tool's, each counted.
+    let mut first = acquire_req("req-1", vec![window("a:tpm", MINUTE, 1000, 100)], vec![]);
+    first.lease_ttl = secs(50);
+    let mut tool = acquire_req("req-1", vec![window("t:send:1h", HOUR, 10, 1)], vec![]);
+    tool.lease_ttl = secs(5);
+    assert!(h.store.acquire(&first).await.unwrap().is_granted());
+    assert!(h.store.acquire(&tool).await.unwrap().is_granted());
+    assert_eq!(
+        h.store.acquire(&tool).await.unwrap().window_state()[0].used,
+        2,
+        "not idempotent: each acquire counts"
+    );
+    h.clock.advance(TimeDelta::seconds(20));
+    // The tool acquire's shorter ttl does not cut short what adjust knows of the first.
+    h.store.adjust("a:tpm", MINUTE, "req-1", 50).await.unwrap();
+    h.store.adjust("t:send:1h", HOUR, "req-1", 5).await.unwrap();
+    let mut probe = first.clone();
+    probe.windows[0].cost = 0;
+    probe.lease_id = "probe".into();
+    assert_eq!(
+        h.store.acquire(&probe).await.unwrap().window_state()[0].used,
+        150
+    );
+    let mut probe = tool.clone();
+    probe.windows[0].cost = 0;
+    probe.lease_id = "probe".into();
+    assert_eq!(
+        h.store.acquire(&probe).await.unwrap().window_state()[0].used,
+        2
+    );
+}
+
 pub async fn invalid_acquires_are_refused(h: Harness) {
     let ok = acquire_req(
         "r1",

@@ -11,7 +11,7 @@ pub use super::lifecycle::*;
 pub use super::limits::{
     adjust_corrects_the_bucket_it_counted_in, all_or_nothing_across_windows,
     hour_window_slides_by_the_minute, invalid_acquires_are_refused, leases_expire_and_release,
-    sliding_window_counts_the_last_minute,
+    one_lease_id_for_several_acquires, sliding_window_counts_the_last_minute,
 };
 pub use super::policy::*;
 use super::{Harness, budget, req, unbudgeted, usd};
@@ -46,8 +46,8 @@ macro_rules! all_scenarios {
             record_spend_without_a_reservation, sliding_window_counts_the_last_minute,
             hour_window_slides_by_the_minute, all_or_nothing_across_windows, leases_expire_and_release,
             adjust_corrects_the_bucket_it_counted_in, invalid_acquires_are_refused,
-            approvals_are_requested_once_and_decided_once, approvals_lapse, trust_falls_and_recovers,
-            delegated_agents
+            one_lease_id_for_several_acquires, approvals_are_requested_once_and_decided_once,
+            approvals_lapse, trust_falls_and_recovers, delegated_agents
         );
     };
 }

@@ -92,7 +92,8 @@ for _, w in ipairs(wins) do
   -- Where this acquisition counted, and until when `adjust` may find it.
   redis.call("HSET", ak, w.key .. "|" .. w.wms, w.cur_s .. " " .. expiry)
 end
-if #wins > 0 then redis.call("PEXPIRE", ak, ttl) end
+-- Never shorten it: an earlier acquire under the same lease id may need it longer.
+if #wins > 0 and redis.call("PTTL", ak) < tonumber(ttl) then redis.call("PEXPIRE", ak, ttl) end
 for _, lk in ipairs(leases) do
   redis.call("ZADD", lk, expiry, lease)
   local last = redis.call("ZRANGE", lk, -1, -1, "WITHSCORES")
