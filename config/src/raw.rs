@@ -106,6 +106,7 @@ pub struct Price {
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     pub budget: Option<Budget>,
+    pub rate: Option<Rate>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -238,6 +238,8 @@ pub struct Budget {
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub budget: Option<Budget>,
+    /// Limits shared by every agent under the scope.
+    pub rate: Rate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

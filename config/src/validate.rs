@@ -658,7 +658,8 @@ fn scopes(ctx: &mut Ctx, v: Value) -> BTreeMap<String, Scope> {
                 tz,
             })
         });
-        out.insert(name, Scope { budget });
+        let rate = rate(ctx, &format!("{path}.rate"), raw.rate.unwrap_or_default());
+        out.insert(name, Scope { budget, rate });
     }
     out
 }
@@ -693,19 +694,7 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
         allow: ctx.globs(&format!("{path}.models.allow"), &models.allow),
         deny: ctx.globs(&format!("{path}.models.deny"), &models.deny),
     };
-    let rate = raw.rate.unwrap_or_default();
-    for (field, zero) in [
-        ("rpm", rate.rpm == Some(0)),
-        ("tpm", rate.tpm == Some(0)),
-        ("concurrent", rate.concurrent == Some(0)),
-    ] {
-        if zero {
-            ctx.err(
-                format!("{path}.rate.{field}"),
-                "must be at least 1 (omit it for no limit)",
-            );
-        }
-    }
+    let rate = rate(ctx, &format!("{path}.rate"), raw.rate.unwrap_or_default());
     if let Some(t) = raw.min_trust
         && !(0.0..=1.0).contains(&t)
     {
@@ -724,11 +713,7 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
         max_request_nanos: ctx.usd(&format!("{path}.max_request_usd"), raw.max_request_usd),
         run_budget_nanos: ctx.usd(&format!("{path}.run_budget_usd"), raw.run_budget_usd),
         min_output_tokens,
-        rate: Rate {
-            rpm: rate.rpm,
-            tpm: rate.tpm,
-            concurrent: rate.concurrent,
-        },
+        rate,
         hours: raw
             .hours
             .and_then(|h| crate::section::hours(ctx, &format!("{path}.hours"), h)),
@@ -749,6 +734,26 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
             max_children: raw.delegation.as_ref().and_then(|d| d.max_children),
         },
         name,
+    }
+}
+
+fn rate(ctx: &mut Ctx, path: &str, raw: raw::Rate) -> Rate {
+    for (field, zero) in [
+        ("rpm", raw.rpm == Some(0)),
+        ("tpm", raw.tpm == Some(0)),
+        ("concurrent", raw.concurrent == Some(0)),
+    ] {
+        if zero {
+            ctx.err(
+                format!("{path}.{field}"),
+                "must be at least 1 (omit it for no limit)",
+            );
+        }
+    }
+    Rate {
+        rpm: raw.rpm,
+        tpm: raw.tpm,
+        concurrent: raw.concurrent,
     }
 }
 
