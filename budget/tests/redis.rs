@@ -351,6 +351,30 @@ async fn closed_port_fails_fast_with_unavailable() {
         .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert!(store.ping().await.unwrap_err().is_unavailable());
+    // The policy state fails the same way: the proxy fails closed (429/403 gates) on it.
+    let limits = common::limits::acquire_req(
+        "r1",
+        vec![common::limits::window(
+            "a:rpm",
+            Duration::from_secs(60),
+            10,
+            1,
+        )],
+        vec![],
+    );
+    let params = tollgate_budget::TrustParams::default();
+    let errors = [
+        store.acquire(&limits).await.unwrap_err(),
+        store.trust_get("a", &params).await.unwrap_err(),
+        store
+            .find_approval("a", "send_email", &[1; 32])
+            .await
+            .unwrap_err(),
+        store.agent("sub-1").await.unwrap_err(),
+    ];
+    for e in errors {
+        assert!(e.is_unavailable(), "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
