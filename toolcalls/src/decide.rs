@@ -121,7 +121,10 @@ fn full_match(pattern: &Regex, text: &str) -> bool {
     const MAX_CACHED: usize = 4096;
     let cache = ANCHORED.get_or_init(Default::default);
     let source = pattern.as_str();
-    if let Some(re) = cache.read().ok().and_then(|c| c.get(source).cloned()) {
+    // Matching under the read lock: cloning a `Regex` would give it a fresh, cold cache.
+    if let Ok(c) = cache.read()
+        && let Some(re) = c.get(source)
+    {
         return re.is_match(text);
     }
     let Ok(anchored) = Regex::new(&format!(r"\A(?:{source})\z")) else {
