@@ -37,6 +37,8 @@ pub enum GateError {
     RateLimited {
         message: String,
         retry_after_secs: u64,
+        /// `x-ratelimit-*` headers of the agent's windows.
+        headers: Vec<(&'static str, String)>,
     },
     #[error("{message}")]
     BudgetExceeded { message: String },
@@ -166,8 +168,14 @@ impl GateError {
         match self {
             GateError::BudgetExceeded { .. } => vec![("x-should-retry", "false".into())],
             GateError::RateLimited {
-                retry_after_secs, ..
-            } => vec![("retry-after", retry_after_secs.to_string())],
+                retry_after_secs,
+                headers,
+                ..
+            } => {
+                let mut h = vec![("retry-after", retry_after_secs.to_string())];
+                h.extend(headers.iter().cloned());
+                h
+            }
             GateError::StoreUnavailable => vec![("retry-after", "1".into())],
             _ => Vec::new(),
         }

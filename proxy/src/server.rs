@@ -183,6 +183,29 @@ impl BackgroundService for Upkeep {
 }
 
 impl Upkeep {
+    /// Sets `tollgate_trust_score` for every configured agent (1.0 without penalties).
+    async fn refresh_trust(&self) {
+        let rt = self.state.runtime();
+        let params = crate::flow::trust_params(&rt.config.trust);
+        match self.state.store.trust_all(&params).await {
+            Ok(scores) => {
+                for id in rt.config.agents.keys() {
+                    let score = scores
+                        .iter()
+                        .find(|(a, _)| a == id)
+                        .map(|(_, s)| *s)
+                        .unwrap_or(1.0);
+                    self.state
+                        .metrics
+                        .trust_score
+                        .with_label_values(&[id])
+                        .set(score);
+                }
+            }
+            Err(e) => self.state.store_error("trust_all", &e),
+        }
+    }
+
     async fn tick(&self) {
         let store = &self.state.store;
         match store.reap_expired(store.now()).await {
@@ -191,5 +214,6 @@ impl Upkeep {
             Err(e) => self.state.store_error("reap", &e),
         }
         crate::admin::budgets::refresh_gauges(&self.state).await;
+        self.refresh_trust().await;
     }
 }

@@ -149,7 +149,7 @@ impl Admin {
         )
     }
 
-    fn agent_stats(&self, id: &str) -> Result<Value, GateError> {
+    async fn agent_stats(&self, id: &str) -> Result<Value, GateError> {
         let known = self.state.runtime().config.agents.contains_key(id);
         let now = chrono::Utc::now().timestamp();
         let windows = self.state.agent_stats.summary(id, now);
@@ -160,6 +160,11 @@ impl Admin {
         }
         let mut out = windows.unwrap_or_else(crate::stats::AgentStats::idle);
         out["agent"] = Value::String(id.to_string());
+        let params = crate::flow::trust_params(&self.state.runtime().config.trust);
+        out["trust"] = match self.state.store.trust_get(id, &params).await {
+            Ok(score) => serde_json::json!(score),
+            Err(_) => Value::Null,
+        };
         Ok(out)
     }
 
@@ -230,7 +235,15 @@ impl Admin {
             }
             ("POST", ["budgets"]) => (200, budgets::set(state, body).await?),
             ("GET", ["audit", "verify"]) => (200, audit::verify(state).await?),
-            ("GET", ["agents", id, "stats"]) => (200, self.agent_stats(id)?),
+            ("GET", ["agents", id, "stats"]) => (200, self.agent_stats(id).await?),
+            ("POST", ["agents", id, "trust", "reset"]) => {
+                state.store.trust_reset(id).await.map_err(|e| {
+                    state.store_error("trust_reset", &e);
+                    GateError::StoreUnavailable
+                })?;
+                state.metrics.trust_score.with_label_values(&[*id]).set(1.0);
+                (200, serde_json::json!({ "agent": id, "trust": 1.0 }))
+            }
             _ => return Ok(None),
         }))
     }

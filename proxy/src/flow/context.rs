@@ -68,6 +68,10 @@ pub struct Ctx {
     /// The budgeted scopes of the request: where a request forwarded without a hold
     /// (shadow mode, a store outage with `on_error: allow`) still records its spend.
     pub spend_scopes: Vec<tollgate_budget::ScopeBudget>,
+    /// Rate-limit windows and leases held until the request ends.
+    pub rate: Option<super::limits::RateHold>,
+    /// `x-ratelimit-*` headers for the response.
+    pub rate_headers: Vec<(&'static str, String)>,
 }
 
 /// One guardrail tally for the audit record.
@@ -130,6 +134,8 @@ impl Ctx {
             prompt: None,
             audited: false,
             spend_scopes: Vec::new(),
+            rate: None,
+            rate_headers: Vec::new(),
         }
     }
 }

@@ -24,6 +24,7 @@ mod decide;
 mod estimate;
 mod forward;
 mod guard;
+mod limits;
 mod parse;
 mod policy;
 mod record;
@@ -33,6 +34,7 @@ mod reserve;
 mod respond;
 mod settle;
 mod stream;
+mod trust;
 
 use std::sync::Arc;
 
@@ -53,6 +55,7 @@ pub use context::Ctx;
 pub use guard::{PolicyGuards, compile as compile_guards};
 pub use reserve::period;
 pub use settle::retry_pending;
+pub use trust::params as trust_params;
 
 /// The agent-facing Pingora service.
 pub struct Gateway {
@@ -100,6 +103,20 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora_error::Error>,
         ctx: &mut Ctx,
     ) {
+        // Any path that ended without settling (an error before the provider answered, a
+        // panic-free early return) lands here: the hold is released, never leaked, the
+        // leases are returned, and a record not yet written is written.
+        settle::release(&self.state, ctx).await;
+        limits::release(&self.state, ctx).await;
+        if ctx.endpoint != "models" {
+            record::write(&self.state, ctx).await;
+        }
+        let rt = self.state.runtime();
+        let policy = ctx
+            .agent
+            .as_ref()
+            .and_then(|a| rt.config.policies.get(&a.policy));
+        trust::record(&self.state, &rt.config.trust, policy, ctx).await;
         context::finish(&self.state, ctx);
     }
 }
@@ -117,6 +134,9 @@ impl Gateway {
             .policies
             .get(&agent.policy)
             .ok_or(GateError::Internal)?;
+        if route != Route::Models {
+            trust::check(&self.state, &rt.config.trust, &agent, policy, ctx).await?;
+        }
         match route {
             Route::Llm { api, deployment } => {
                 self.llm(session, ctx, &rt, &agent, policy, api, deployment)
@@ -157,6 +177,9 @@ impl Gateway {
         guard::input(&self.state, policy, guards, &mut req, ctx)?;
         let est = estimate::estimate(rt, policy, &mut req, ctx)?;
         ctx.estimate = Some(est.clone());
+        let tokens = est.input_tokens
+            + est.output_tokens * tollgate_pricing::output_multiplier(api, &req.body);
+        limits::acquire(&self.state, &rt.config, agent, policy, tokens, ctx).await?;
         reserve::reserve(
             &self.state,
             rt,

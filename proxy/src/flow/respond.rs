@@ -49,6 +49,9 @@ pub fn from_upstream(
 pub fn add_tollgate_headers(h: &mut ResponseHeader, ctx: &Ctx) {
     let _ = h.insert_header("x-tollgate-request-id", &ctx.request_id);
     let _ = h.insert_header("x-tollgate-decision", ctx.decision);
+    for (name, value) in &ctx.rate_headers {
+        let _ = h.insert_header(*name, value);
+    }
     if let Some(caps) = &ctx.caps {
         let _ = h.insert_header("x-tollgate-caps", caps);
     }

@@ -15,6 +15,7 @@ use crate::state::State;
 pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
     let Some(est) = &ctx.estimate else { return };
     let actual = pricing::cost(&est.price, &usage);
+    super::limits::correct_tokens(state, ctx, usage.input + usage.output).await;
     ctx.usage = Some(usage);
     ctx.actual_nanos = Some(actual);
     match ctx.hold.take() {
