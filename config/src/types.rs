@@ -44,6 +44,20 @@ impl Globs {
     pub fn empty() -> Globs {
         Globs::new(Vec::new(), GlobSet::empty())
     }
+
+    /// Compiles patterns given at run time (a delegated agent's narrowed policy).
+    pub fn compile(patterns: Vec<String>) -> Result<Globs, String> {
+        let mut builder = globset::GlobSetBuilder::new();
+        for p in &patterns {
+            let glob = globset::GlobBuilder::new(p)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| format!("invalid glob `{p}`: {}", e.kind()))?;
+            builder.add(glob);
+        }
+        let set = builder.build().map_err(|e| e.to_string())?;
+        Ok(Globs::new(patterns, set))
+    }
     pub fn is_match(&self, name: &str) -> bool {
         self.set.is_match(name)
     }
