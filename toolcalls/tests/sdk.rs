@@ -12,8 +12,13 @@ use common::driver::{Rng, drive};
 use serde_json::{Value, json};
 use tollgate_toolcalls::{Api, Outcome, ProposedCall, StreamGate, apply_decisions, proposed_calls};
 
+/// The repo's `.venv`, or `TOLLGATE_SDK_PYTHON` (a Python that also has the `anthropic`
+/// SDK, whose checks are skipped when it is missing).
 fn venv_python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
+    match std::env::var_os("TOLLGATE_SDK_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"),
+    }
 }
 
 fn gated(api: Api, fixture: &str, deny: &[&str]) -> Value {
@@ -77,6 +82,14 @@ fn the_official_sdk_parses_what_the_gate_produces() {
             gated_stream(Api::Responses, "responses_stream_tools.sse", SOME),
             gated_stream(Api::Responses, "responses_stream_tools.sse", ALL),
         ],
+        "anthropic_messages": [
+            gated(Api::AnthropicMessages, "anthropic_response.json", SOME),
+            gated(Api::AnthropicMessages, "anthropic_response.json", ALL),
+        ],
+        "anthropic_streams": [
+            gated_stream(Api::AnthropicMessages, "anthropic_stream_tools.sse", SOME),
+            gated_stream(Api::AnthropicMessages, "anthropic_stream_tools.sse", ALL),
+        ],
     });
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_check.py");
     let mut child = Command::new(&py)
@@ -132,4 +145,28 @@ fn the_official_sdk_parses_what_the_gate_produces() {
                "calls": ["get_weather"]})
     );
     assert_eq!(got["responses_streams"][1]["calls"], json!([]));
+
+    if got["anthropic"].is_null() {
+        eprintln!("the anthropic SDK is not installed: its checks were skipped");
+        return;
+    }
+    let a = &got["anthropic"];
+    // The SDK's own accumulation of the gated stream agrees with its parse of the gated
+    // body (the two fixtures differ only in their opening text).
+    let tail = |v: &Value| v["content"].as_array().unwrap()[1..].to_vec();
+    assert_eq!(tail(&a["streams"][1]), tail(&a["messages"][1]));
+    assert_eq!(
+        a["streams"][1]["stop_reason"],
+        a["messages"][1]["stop_reason"]
+    );
+    assert_eq!(a["messages"][1]["stop_reason"], "end_turn");
+    assert_eq!(a["streams"][0]["stop_reason"], "tool_use");
+    assert_eq!(
+        a["streams"][0]["content"][2],
+        json!({"type": "text", "text": withheld("delete_file")})
+    );
+    assert_eq!(
+        a["streams"][0]["content"][1]["input"],
+        json!({"location": "Paris"})
+    );
 }

@@ -11,6 +11,14 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
+try:
+    import inspect
+
+    from anthropic.lib.streaming._messages import accumulate_event
+    from anthropic.types import Message, RawMessageStreamEvent
+except ImportError:  # the e2e venv carries only the openai SDK
+    accumulate_event = None
+
 cases = json.load(sys.stdin)
 out = {"chat_completions": [], "responses": [], "chat_streams": [], "responses_streams": []}
 
@@ -64,5 +72,34 @@ for events in cases["responses_streams"]:
             "calls": [i.name for i in final.output if i.type == "function_call"],
         }
     )
+
+
+
+def anthropic_summary(message):
+    return {
+        "content": [
+            {"type": b.type, "text": b.text} if b.type == "text" else {"type": b.type, "name": b.name, "input": b.input}
+            for b in message.content
+        ],
+        "stop_reason": message.stop_reason,
+    }
+
+
+if accumulate_event is None:
+    out["anthropic"] = None
+else:
+    out["anthropic"] = {"messages": [], "streams": []}
+    for body in cases["anthropic_messages"]:
+        out["anthropic"]["messages"].append(anthropic_summary(Message.model_validate(body)))
+    events_adapter = TypeAdapter(RawMessageStreamEvent)
+    extra = {"json_bufs": {}} if "json_bufs" in inspect.signature(accumulate_event).parameters else {}
+    for events in cases["anthropic_streams"]:
+        snapshot = None
+        bufs = {"json_bufs": {}} if extra else {}
+        for raw in events:
+            if raw["type"] == "ping":  # the SDK's SSE reader skips pings
+                continue
+            snapshot = accumulate_event(event=events_adapter.validate_python(raw), current_snapshot=snapshot, **bufs)
+        out["anthropic"]["streams"].append(anthropic_summary(snapshot))
 
 print(json.dumps(out))

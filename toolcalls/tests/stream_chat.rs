@@ -66,6 +66,7 @@ fn calls_are_held_until_complete_and_released_in_order() {
     // The finish chunk completes the last call; it is held, as is the usage chunk behind it.
     let steps = gate.push(&events[14]);
     assert_eq!(decided(&steps).len(), 1);
+    assert!(emitted(&steps).is_empty(), "the finish chunk is held whole");
     assert_eq!(decided(&steps)[0].name, "read_file");
     assert!(
         gate.push(&events[15]).is_empty(),

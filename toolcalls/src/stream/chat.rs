@@ -114,6 +114,7 @@ impl ChatGate {
             }
 
             let finish = choice.get("finish_reason").filter(|f| !f.is_null());
+            let mut changed = had_calls;
             let mut out = choice.clone();
             out["delta"] = Value::Object(delta);
             if finish.is_some() {
@@ -135,11 +136,13 @@ impl ChatGate {
                     }]);
                     st.held_finish = Some(held);
                     out["finish_reason"] = Value::Null;
+                    changed = true;
                 }
             }
             let empty = out["delta"].as_object().is_some_and(Map::is_empty)
                 && out["finish_reason"].is_null();
-            if !(had_calls && empty) {
+            // An upstream empty delta passes as it came; one the gate emptied does not.
+            if !(changed && empty) {
                 passing.push(out);
             }
         }
