@@ -214,6 +214,7 @@ for mode in non-stream stream; do
             log "[$n/$TOTAL] $target, $mode, $conns connection(s)"
             "${LOAD_PIN[@]}" "$BIN/load" --addr "127.0.0.1:${PORT[$target]}" --target "$target" \
                 --key "$KEY" --connections "$conns" --threads "$LOAD_THREADS" \
+                --server-pid "${PID[$target]}" \
                 --warmup-secs "$WARMUP" --duration-secs "$DURATION" "${stream_flag[@]}" \
                 | tee -a "$RESULTS" >&2
         done
@@ -236,6 +237,8 @@ to the other core(s)"
 else
     PIN_NOTE="no pinning: the load generator, the mock and the proxy share all $(nproc) cores"
 fi
+LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+REVISION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 "$BIN/report" --results "$RESULTS" --doc "$DOC" --command "$COMMAND" \
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     --note "Each scenario: ${WARMUP} s warm-up, then ${DURATION} s measured; N keep-alive \
@@ -247,7 +250,9 @@ numbers are therefore lower bounds for a real deployment; the differences are th
 threads (one per core), audit to a file, $REDIS_NOTE. Passthrough: \`bench/src/bin/passthrough.rs\`, \
 Pingora $(grep -A1 '^name = "pingora-proxy"' "$ROOT/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p'), \
 same thread count." \
-    --note "Load average (1/5/15 min) when the run started: $LOADAVG; other work on the \
-machine shows up as noise, mostly in p99 and max."
+    --note "Built from \`$REVISION\` (\`-dirty\`: with uncommitted changes in the work tree)." \
+    --note "Load average (1/5/15 min) at the start: $LOADAVG; at the end: $LOADAVG_END. Other \
+work on the machine shows up as noise, mostly in p99 and max; server CPU per request is the \
+steadier measure."
 cp "$RESULTS" "$TARGET_DIR/bench-results.jsonl"
 log "results: $TARGET_DIR/bench-results.jsonl; section rewritten in ${DOC#"$ROOT"/}"

@@ -6,6 +6,7 @@
 //! `passthrough` is the bare Pingora proxy tollgate's overhead is measured against.
 
 pub mod body;
+pub mod cpu;
 pub mod load;
 pub mod report;
 pub mod stats;

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::{self, BodySpec};
+use crate::cpu;
 use crate::stats::{LoadResult, Mode, Percentiles, histogram};
 
 /// When a scenario stops measuring.
@@ -44,6 +45,8 @@ pub struct LoadConfig {
     pub warmup: Duration,
     pub stop: Stop,
     pub body: BodySpec,
+    /// The server process whose CPU time per request is reported, when known.
+    pub server_pid: Option<u32>,
 }
 
 /// Why a scenario could not run at all (failures of single requests are counted instead).
@@ -172,6 +175,12 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
         tickets: AtomicU64::new(tickets),
         config,
     });
+    let cpu_at_warm_end = plan.config.server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(warm_end.into()).await;
+            cpu::used(pid)
+        })
+    });
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|conn| tokio::spawn(drive(conn, Arc::clone(&plan))))
@@ -180,7 +189,16 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
     for task in tasks {
         total.merge(task.await?);
     }
-    summarise(&plan, total)
+    let cpu = match (cpu_at_warm_end, plan.config.server_pid) {
+        (Some(before), Some(pid)) => before.await?.zip(cpu::used(pid)),
+        _ => None,
+    };
+    let mut result = summarise(&plan, total)?;
+    result.server_cpu_us_per_request = cpu.and_then(|(before, after)| {
+        let spent = after.checked_sub(before)?;
+        (result.requests > 0).then(|| spent.as_secs_f64() * 1e6 / result.requests as f64)
+    });
+    Ok(result)
 }
 
 fn summarise(plan: &Plan, total: Tally) -> Result<LoadResult, LoadError> {
@@ -220,6 +238,7 @@ fn summarise(plan: &Plan, total: Tally) -> Result<LoadResult, LoadError> {
         },
         latency: Percentiles::of(&total.latency),
         ttfb: stream.then(|| Percentiles::of(&total.ttfb)),
+        server_cpu_us_per_request: None,
     })
 }
 

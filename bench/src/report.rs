@@ -109,13 +109,16 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
          with a tollgate key; tollgate runs its whole pipeline on it (auth, parse, policy, \
          token estimate, budget reserve on `bench/a1` and its parent, forward, commit, audit). \
          Latencies are in milliseconds; for streams *latency* is the time to the last byte and \
-         *TTFB* the time to the first body byte.\n\n",
+         *TTFB* the time to the first body byte. *Server CPU* is the user + system time the \
+         called process spent per request (the mock's for direct calls, the proxy's alone \
+         otherwise): on a shared machine it is steadier than latency.\n\n",
     );
     summary(&mut out, &groups);
     out.push_str("### Results\n\n");
     out.push_str(
-        "| mode | conns | target | p50 | p90 | p99 | max | TTFB p50 | TTFB p99 | req/s | errors |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| mode | conns | target | p50 | p90 | p99 | max | TTFB p50 | TTFB p99 | req/s | errors | \
+         server CPU µs/req |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((mode, conns), runs) in &groups {
         for r in runs {
@@ -124,7 +127,7 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
             });
             let _ = writeln!(
                 out,
-                "| {} | {conns} | {} | {} | {} | {} | {} | {t50} | {t99} | {:.0} | {} |",
+                "| {} | {conns} | {} | {} | {} | {} | {} | {t50} | {t99} | {:.0} | {} | {} |",
                 mode.label(),
                 target_name(&r.target),
                 ms(r.latency.p50_us),
@@ -133,6 +136,8 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
                 ms(r.latency.max_us),
                 r.rps,
                 r.errors,
+                r.server_cpu_us_per_request
+                    .map_or("—".into(), |c| format!("{c:.0}")),
             );
         }
     }
@@ -174,8 +179,9 @@ fn added(out: &mut String, groups: &BTreeMap<Key, Vec<&LoadResult>>) {
          share of the baseline's. The passthrough is Pingora forwarding with nothing else to \
          do: the framework's own cost, so *vs passthrough* is what tollgate's own work adds.\n\n\
          | mode | conns | tollgate | Δp50 vs direct | Δp99 vs direct | Δp50 vs passthrough | \
-         Δp99 vs passthrough | Δ TTFB p50 vs passthrough | req/s vs direct | req/s vs passthrough |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         Δp99 vs passthrough | Δ TTFB p50 vs passthrough | req/s vs direct | req/s vs passthrough | \
+         Δ CPU µs/req vs passthrough |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((mode, conns), runs) in groups {
         let direct = find(runs, DIRECT);
@@ -188,9 +194,16 @@ fn added(out: &mut String, groups: &BTreeMap<Key, Vec<&LoadResult>>) {
                 (Some(t), Some(b)) => delta(t.p50_us, b.p50_us),
                 _ => "—".into(),
             };
+            let cpu = match (
+                r.server_cpu_us_per_request,
+                pass.and_then(|p| p.server_cpu_us_per_request),
+            ) {
+                (Some(c), Some(b)) => format!("{:+.0}", c - b),
+                _ => "—".into(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {conns} | {} | {} | {} | {} | {} | {ttfb} | {} | {} |",
+                "| {} | {conns} | {} | {} | {} | {} | {} | {ttfb} | {} | {} | {cpu} |",
                 mode.label(),
                 target_name(&r.target),
                 vs(direct, |x| x.latency.p50_us),

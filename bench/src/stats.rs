@@ -66,6 +66,10 @@ pub struct LoadResult {
     pub latency: Percentiles,
     /// Streams only: time to the first byte of the body (the first SSE event).
     pub ttfb: Option<Percentiles>,
+    /// CPU time (user + system, all threads) the called server spent per measured request:
+    /// the mock's for `direct`, the proxy's alone otherwise.
+    #[serde(default)]
+    pub server_cpu_us_per_request: Option<f64>,
 }
 
 /// Memory of one server process, read from `/proc/PID/status` after its 64-connection runs.
@@ -116,6 +120,7 @@ mod tests {
                 rps: 4.5,
                 latency: Percentiles::default(),
                 ttfb: Some(Percentiles::default()),
+                server_cpu_us_per_request: Some(120.5),
             }),
             Record::Memory(MemoryResult {
                 target: "tollgate-embedded".into(),

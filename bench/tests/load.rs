@@ -21,6 +21,7 @@ fn config(addr: std::net::SocketAddr, stream: bool, model: &str) -> LoadConfig {
             stream,
             ..BodySpec::default()
         },
+        server_pid: None,
     }
 }
 
@@ -47,6 +48,7 @@ async fn counted_runs_send_exactly_that_many_requests() {
             assert!(t.p50_us <= r.latency.max_us);
         }
         assert!(r.rps > 0.0);
+        assert_eq!(r.server_cpu_us_per_request, None, "no pid, no CPU figure");
     }
     let seen = mock.requests();
     assert_eq!(seen.len(), 60);
@@ -87,8 +89,14 @@ async fn timed_runs_stop_by_themselves() {
     let mut c = config(mock.addr(), false, "mock-1");
     c.warmup = Duration::from_millis(50);
     c.stop = Stop::After(Duration::from_millis(200));
+    // The mock runs in this process, so this process's CPU is the server's.
+    c.server_pid = Some(std::process::id());
     let r = load::run(c).await.expect("run");
     assert!(r.requests > 0);
     assert_eq!(r.errors, 0);
+    let cpu = r
+        .server_cpu_us_per_request
+        .expect("CPU per request is measured");
+    assert!(cpu >= 0.0, "{cpu}");
     mock.shutdown().await;
 }

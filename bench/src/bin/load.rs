@@ -50,6 +50,9 @@ struct Args {
     prompt_bytes: usize,
     #[arg(long, default_value_t = 64)]
     max_tokens: u32,
+    /// The server process whose CPU time per request is reported (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Threads of the generator's runtime (1 = a current-thread runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
             prompt_bytes: args.prompt_bytes,
             max_tokens: args.max_tokens,
         },
+        server_pid: args.server_pid,
     };
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()

@@ -24,6 +24,7 @@ fn load(target: &str, mode: Mode, connections: usize, p50_us: u64, rps: f64) -> 
             p99_us: p50_us,
             max_us: p50_us,
         }),
+        server_cpu_us_per_request: Some(p50_us as f64 / 2.0),
     })
 }
 
@@ -83,7 +84,7 @@ fn results_rows_are_grouped_and_baselines_come_first() {
     );
     assert_eq!(
         results[0],
-        "| non-stream | 1 | mock, called directly | 0.100 | 0.110 | 0.200 | 0.300 | — | — | 10000 | 0 |"
+        "| non-stream | 1 | mock, called directly | 0.100 | 0.110 | 0.200 | 0.300 | — | — | 10000 | 0 | 50 |"
     );
     assert!(results[3].contains("| 1.000 | 2.000 |"), "{}", results[3]);
 }
@@ -97,12 +98,12 @@ fn added_latency_is_the_difference_to_each_baseline() {
         .expect("added table");
     assert_eq!(
         row(added, "| non-stream | 1 | tollgate, embedded store"),
-        "| non-stream | 1 | tollgate, embedded store | +0.300 | +0.600 | +0.150 | +0.300 | — | 25 % | 62 % |"
+        "| non-stream | 1 | tollgate, embedded store | +0.300 | +0.600 | +0.150 | +0.300 | — | 25 % | 62 % | +75 |"
     );
     // No passthrough ran for streams in this data: those columns say so.
     assert_eq!(
         row(added, "| stream | 64 | tollgate, Redis store"),
-        "| stream | 64 | tollgate, Redis store | +3.000 | +6.000 | — | — | — | 40 % | — |"
+        "| stream | 64 | tollgate, Redis store | +3.000 | +6.000 | — | — | — | 40 % | — | — |"
     );
 }
 
