@@ -47,6 +47,40 @@ impl ProposedCall {
             }
         }
     }
+
+    /// The arguments in one canonical form (compact JSON, object keys sorted), so that an
+    /// approval recorded for a call matches the same call proposed again, streamed or not,
+    /// whatever whitespace or key order the model used. Text that is not JSON (custom
+    /// tools, broken arguments) is returned as it is.
+    pub fn canonical_arguments(&self) -> String {
+        if self.kind == CallKind::Custom {
+            return self.arguments.clone();
+        }
+        match serde_json::from_str::<Value>(&self.arguments) {
+            Ok(v) => canonical(&v),
+            Err(_) => self.arguments.clone(),
+        }
+    }
+}
+
+/// Compact JSON with object keys sorted, independent of serde_json's `preserve_order`.
+fn canonical(v: &Value) -> String {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        scalar => scalar.to_string(),
+    }
 }
 
 /// What happens to a decided call.

@@ -291,3 +291,25 @@ fn decisions_for_other_bodies_are_ignored() {
     apply_decisions(Api::AnthropicMessages, &mut body, &[(stranger, remove)]);
     assert_eq!(body, before);
 }
+
+#[test]
+fn canonical_arguments_ignore_formatting_and_key_order() {
+    let with = |args: &str, kind| call("c", 0, 0, "send_email", args, kind).canonical_arguments();
+    let f = CallKind::Function;
+    let want = r#"{"a":[1,{"x":"y","z":null}],"to":"a@acme.com"}"#;
+    for args in [
+        r#"{"to":"a@acme.com","a":[1,{"z":null,"x":"y"}]}"#,
+        "{ \"a\" : [1, {\"x\": \"y\", \"z\": null}],\n  \"to\": \"a@acme.com\" }",
+    ] {
+        assert_eq!(with(args, f), want, "{args}");
+    }
+    assert_ne!(
+        with(r#"{"to":"b@acme.com"}"#, f),
+        with(r#"{"to":"a@acme.com"}"#, f)
+    );
+    assert_eq!(with("{broken", f), "{broken");
+    assert_eq!(
+        with(r#"{"b":1, "a":2}"#, CallKind::Custom),
+        r#"{"b":1, "a":2}"#
+    );
+}
