@@ -56,6 +56,10 @@ impl ProposedCall {
         if self.kind == CallKind::Custom {
             return self.arguments.clone();
         }
+        // Some servers send no text at all for a call without parameters.
+        if self.arguments.trim().is_empty() {
+            return "{}".to_string();
+        }
         match serde_json::from_str::<Value>(&self.arguments) {
             Ok(v) => canonical(&v),
             Err(_) => self.arguments.clone(),

@@ -308,6 +308,7 @@ fn canonical_arguments_ignore_formatting_and_key_order() {
         with(r#"{"to":"a@acme.com"}"#, f)
     );
     assert_eq!(with("{broken", f), "{broken");
+    assert_eq!(with("", f), "{}");
     assert_eq!(
         with(r#"{"b":1, "a":2}"#, CallKind::Custom),
         r#"{"b":1, "a":2}"#

@@ -425,3 +425,31 @@ proptest! {
         check_markers(&run.emitted, &parts)?;
     }
 }
+
+#[test]
+fn anthropic_call_without_input_is_decided_as_an_empty_object() {
+    let events = vec![
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+            "role": "assistant", "model": "claude-sonnet-4-20250514", "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block":
+            {"type": "tool_use", "id": "toolu_1", "name": "list_files", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0,
+               "delta": {"type": "input_json_delta", "partial_json": ""}}),
+        json!({"type": "content_block_stop", "index": 0}),
+    ];
+    let mut gate = StreamGate::new(Api::AnthropicMessages);
+    let run = drive(&mut gate, &events, &|_| Outcome::Pass, &mut Rng(2));
+    assert_eq!(run.decided[0].arguments, "{}");
+    let mut whole = json!({"content": [{"type": "tool_use", "id": "toolu_1", "name": "list_files", "input": {}}]});
+    let calls = proposed_calls(Api::AnthropicMessages, &whole);
+    assert_eq!(
+        calls[0].canonical_arguments(),
+        run.decided[0].canonical_arguments()
+    );
+    apply_decisions(Api::AnthropicMessages, &mut whole, &[]);
+    assert_eq!(
+        accumulate::anthropic(&run.emitted)["content"],
+        whole["content"]
+    );
+}

@@ -316,7 +316,10 @@ fn take_event(wire: Wire, held: &mut Held, event: &Value) {
         (Wire::Anthropic, "content_block_delta") => {
             if let Some(part) = event["delta"].get("partial_json").and_then(Value::as_str) {
                 held.streamed.push_str(part);
-                held.call.arguments = held.streamed.clone();
+                // The first delta is often empty; `{}` from the start block stands till then.
+                if !held.streamed.is_empty() {
+                    held.call.arguments = held.streamed.clone();
+                }
             }
         }
         (
