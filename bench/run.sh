@@ -9,8 +9,9 @@
 # Settings (environment): BENCH_DURATION (measured seconds per scenario, default 8),
 # BENCH_WARMUP (seconds, default 1), BENCH_REDIS_URL (default redis://127.0.0.1:6379/0;
 # "none" skips the Redis variant), BENCH_PIN (1 = pin the load generator to its own core),
-# BENCH_LOAD_THREADS (load generator threads, default 1), BENCH_DOC (default
-# docs/benchmarks.md), CARGO_TARGET_DIR.
+# BENCH_LOAD_THREADS (load generator threads, default 1), BENCH_REV (measure this commit,
+# exported apart, instead of the work tree), BENCH_DOC (default docs/benchmarks.md),
+# CARGO_TARGET_DIR.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +26,7 @@ CONNECTIONS=(1 64)
 
 # The command as a reader would repeat it: the settings that were changed, then the script.
 COMMAND=""
-for var in CARGO_TARGET_DIR BENCH_DURATION BENCH_WARMUP BENCH_REDIS_URL BENCH_PIN BENCH_LOAD_THREADS; do
+for var in CARGO_TARGET_DIR BENCH_REV BENCH_DURATION BENCH_WARMUP BENCH_REDIS_URL BENCH_PIN BENCH_LOAD_THREADS; do
     if [[ -n ${!var:-} ]]; then COMMAND+="$var=${!var} "; fi
 done
 COMMAND+="bench/run.sh"
@@ -105,8 +106,20 @@ start() {
     PIDS+=("$STARTED")
 }
 
-log "building release binaries into $TARGET_DIR"
-(cd "$ROOT" && cargo build --release --quiet \
+# The sources measured: the work tree, or with BENCH_REV a committed revision exported
+# apart (other people's unfinished edits in a shared work tree then change nothing).
+SRC=$ROOT
+if [[ -n ${BENCH_REV:-} ]]; then
+    SRC=$WORK/src
+    mkdir -p "$SRC"
+    git -C "$ROOT" archive "$BENCH_REV" | tar -x -C "$SRC"
+    REVISION=$(git -C "$ROOT" rev-parse --short "$BENCH_REV")
+else
+    REVISION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
+fi
+
+log "building release binaries of $REVISION into $TARGET_DIR"
+(cd "$SRC" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet \
     -p tollgate-proxy --bin tollgate \
     -p tollgate-tests --bin tollgate-mock \
     -p tollgate-bench --bin load --bin passthrough --bin report)
@@ -238,7 +251,6 @@ else
     PIN_NOTE="no pinning: the load generator, the mock and the proxy share all $(nproc) cores"
 fi
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
-REVISION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)
 "$BIN/report" --results "$RESULTS" --doc "$DOC" --command "$COMMAND" \
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     --note "Each scenario: ${WARMUP} s warm-up, then ${DURATION} s measured; N keep-alive \
@@ -248,7 +260,7 @@ connections, each with one request in flight; latencies recorded in an HDR histo
 numbers are therefore lower bounds for a real deployment; the differences are the point." \
     --note "Mock: \`tollgate-mock\` with no added latency, 16-token answers. tollgate: default \
 threads (one per core), audit to a file, $REDIS_NOTE. Passthrough: \`bench/src/bin/passthrough.rs\`, \
-Pingora $(grep -A1 '^name = "pingora-proxy"' "$ROOT/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p'), \
+Pingora $(grep -A1 '^name = "pingora-proxy"' "$SRC/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p'), \
 same thread count." \
     --note "Built from \`$REVISION\` (\`-dirty\`: with uncommitted changes in the work tree)." \
     --note "Load average (1/5/15 min) at the start: $LOADAVG; at the end: $LOADAVG_END. Other \
