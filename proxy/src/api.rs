@@ -58,6 +58,8 @@ pub enum Route {
     Reserve,
     Commit(String),
     Release(String),
+    /// A sub-agent minted by the calling agent.
+    Delegate,
 }
 
 impl Route {
@@ -67,6 +69,7 @@ impl Route {
             Route::Models => "models",
             Route::Decide => "decide",
             Route::Reserve | Route::Commit(_) | Route::Release(_) => "reservations",
+            Route::Delegate => "agents",
         }
     }
 }
@@ -104,6 +107,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
         }
         "/v1/tollgate/decide" => post(Route::Decide),
         "/v1/tollgate/reservations" => post(Route::Reserve),
+        "/v1/tollgate/agents" => post(Route::Delegate),
         _ => {
             if let Some(rest) = path.strip_prefix("/v1/tollgate/reservations/") {
                 if let Some(id) = rest.strip_suffix("/commit") {

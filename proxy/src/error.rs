@@ -29,6 +29,8 @@ pub enum GateError {
     ToolNotAllowed { message: String },
     #[error("{message}")]
     RequestTooExpensive { message: String },
+    #[error("{message}")]
+    DelegationNotAllowed { message: String },
     #[error("Requests from this agent are only allowed {window}.")]
     OutsideAllowedHours { window: String },
     #[error("This agent's trust score {score:.2} is below the policy's minimum {min:.2}.")]
@@ -79,6 +81,7 @@ impl GateError {
             | ToolNotAllowed { .. }
             | OutsideAllowedHours { .. }
             | RequestTooExpensive { .. }
+            | DelegationNotAllowed { .. }
             | TrustTooLow { .. } => 403,
             ModelNotFound { .. } | NotFound { .. } => 404,
             MethodNotAllowed { .. } => 405,
@@ -107,6 +110,7 @@ impl GateError {
             | ToolNotAllowed { .. }
             | OutsideAllowedHours { .. }
             | RequestTooExpensive { .. }
+            | DelegationNotAllowed { .. }
             | TrustTooLow { .. } => "permission_error",
             RateLimited { .. } => "rate_limit_error",
             BudgetExceeded { .. } => "insufficient_quota",
@@ -130,6 +134,7 @@ impl GateError {
             ToolNotAllowed { .. } => "tool_not_allowed",
             OutsideAllowedHours { .. } => "outside_allowed_hours",
             RequestTooExpensive { .. } => "max_request_usd_exceeded",
+            DelegationNotAllowed { .. } => "delegation_not_allowed",
             TrustTooLow { .. } => "trust_too_low",
             RateLimited { .. } => "rate_limit_exceeded",
             BudgetExceeded { .. } => "budget_exceeded",

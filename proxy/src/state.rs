@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tollgate_audit::AuditSink;
 use tollgate_budget::Store;
-use tollgate_config::{Config, ConfigErrors, StaticKey, UnknownModel};
+use tollgate_config::{Config, ConfigErrors, Policy, StaticKey, UnknownModel};
 use tollgate_pricing::{Price, PriceTable};
 
 use crate::flow::PolicyGuards;
@@ -23,8 +23,12 @@ pub struct Runtime {
     pub prices: PriceTable,
     /// The price of models the table does not know; `None` denies them.
     pub unknown_price: Option<Price>,
+    /// Each policy, shared with the requests that use it.
+    pub policies: HashMap<String, Arc<Policy>>,
     /// Each policy's compiled guardrails.
-    pub guards: HashMap<String, PolicyGuards>,
+    pub guards: HashMap<String, Arc<PolicyGuards>>,
+    /// Distinguishes config versions (delegated agents' compiled policies follow it).
+    pub generation: u64,
 }
 
 impl Runtime {
@@ -46,7 +50,7 @@ impl Runtime {
         for (name, policy) in &config.policies {
             match crate::flow::compile_guards(policy) {
                 Ok(g) => {
-                    guards.insert(name.clone(), g);
+                    guards.insert(name.clone(), Arc::new(g));
                 }
                 Err(e) => problems.push(tollgate_config::ConfigError {
                     path: format!("policies.{name}.guardrails.custom"),
@@ -57,12 +61,20 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
+        static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let policies = config
+            .policies
+            .iter()
+            .map(|(name, p)| (name.clone(), Arc::new(p.clone())))
+            .collect();
         Ok(Runtime {
             config,
             static_keys,
             prices,
             unknown_price,
+            policies,
             guards,
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 }
@@ -106,6 +118,8 @@ pub struct State {
     pub metrics: Metrics,
     pub upstreams: Upstreams,
     pub agent_stats: crate::stats::AgentStats,
+    /// Delegated agents' narrowed policies, compiled once per config generation.
+    pub delegated: std::sync::Mutex<HashMap<String, crate::flow::Compiled>>,
 }
 
 impl State {
@@ -124,6 +138,7 @@ impl State {
             metrics: Metrics::new(),
             upstreams: Upstreams::default(),
             agent_stats: Default::default(),
+            delegated: Default::default(),
         }
     }
 

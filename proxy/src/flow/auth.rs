@@ -1,14 +1,21 @@
 //! Stage 1: the agent's key names the agent, its scope and its policy.
 //!
 //! Static keys come from the config; keys issued at run time from the store, looked up by
-//! hash on every request so a revocation holds from the very next request.
+//! hash on every request so a revocation holds from the very next request. A key may
+//! belong to a delegated agent, whose narrowed policy is resolved here.
 
 use super::context::Agent;
+use super::delegate;
 use crate::error::GateError;
 use crate::keys;
 use crate::state::{Runtime, State};
 
 const BAD_KEY: &str = "Incorrect API key provided. Use a key tollgate issued for this agent.";
+
+fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateError {
+    state.store_error(op, &e);
+    GateError::StoreUnavailable
+}
 
 pub async fn authenticate(
     state: &State,
@@ -28,11 +35,11 @@ pub async fn authenticate(
     {
         Some(k) => (k.id.clone(), k.agent.clone()),
         None => {
-            let record = state.store.key_by_hash(&hash).await.map_err(|e| {
-                state.store_error("key_lookup", &e);
-                GateError::StoreUnavailable
-            })?;
-            let record = record
+            let record = state
+                .store
+                .key_by_hash(&hash)
+                .await
+                .map_err(|e| store_down(state, "key_lookup", e))?
                 .filter(|k| keys::hashes_equal(&k.sha256, &hash))
                 .ok_or_else(|| GateError::unauthenticated(BAD_KEY))?;
             let now = state.store.now();
@@ -47,15 +54,39 @@ pub async fn authenticate(
             (record.id, record.agent)
         }
     };
-    let agent = rt
-        .config
-        .agents
-        .get(&agent_id)
+    if let Some(agent) = rt.config.agents.get(&agent_id) {
+        let (Some(policy), Some(guards)) =
+            (rt.policies.get(&agent.policy), rt.guards.get(&agent.policy))
+        else {
+            return Err(GateError::Internal);
+        };
+        return Ok(Agent {
+            id: agent.id.clone(),
+            key_id,
+            scope: agent.scope.clone(),
+            policy: policy.clone(),
+            guards: guards.clone(),
+            root: agent.id.clone(),
+            own_budget: None,
+        });
+    }
+    // Not configured: a delegated agent, or a key for an agent removed from the config.
+    let record = state
+        .store
+        .agent(&agent_id)
+        .await
+        .map_err(|e| store_down(state, "agent", e))?
+        .filter(|a| a.revoked_at.is_none())
         .ok_or_else(|| GateError::unauthenticated(BAD_KEY))?;
+    let compiled =
+        delegate::resolve(state, rt, &record).map_err(|_| GateError::unauthenticated(BAD_KEY))?;
     Ok(Agent {
-        id: agent.id.clone(),
+        id: record.id.clone(),
         key_id,
-        scope: agent.scope.clone(),
-        policy: agent.policy.clone(),
+        scope: record.scope.clone(),
+        policy: compiled.policy,
+        guards: compiled.guards,
+        root: compiled.root,
+        own_budget: record.budget_limit,
     })
 }

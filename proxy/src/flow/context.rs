@@ -2,7 +2,12 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use rand::Rng;
+use tollgate_config::Policy;
+
+use super::guard::PolicyGuards;
 use tollgate_pricing::{Price, Usage};
 
 use crate::state::State;
@@ -13,7 +18,14 @@ pub struct Agent {
     pub id: String,
     pub key_id: String,
     pub scope: String,
-    pub policy: String,
+    /// The policy in force: the configured one, or a delegated agent's narrowed copy.
+    pub policy: Arc<Policy>,
+    pub guards: Arc<PolicyGuards>,
+    /// The configured agent at the root of a delegation chain (itself when not
+    /// delegated): metric labels name it, so labels stay bounded by the config.
+    pub root: String,
+    /// A delegated agent's own budget, carved from its parent's.
+    pub own_budget: Option<i64>,
 }
 
 impl Agent {
@@ -153,7 +165,7 @@ pub fn finish(state: &State, ctx: &mut Ctx) {
     let (tenant, agent) = ctx
         .agent
         .as_ref()
-        .map(|a| (a.tenant().to_string(), a.id.clone()))
+        .map(|a| (a.tenant().to_string(), a.root.clone()))
         .unwrap_or_else(|| ("none".into(), "none".into()));
     let model = ctx
         .model_label

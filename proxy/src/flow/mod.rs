@@ -21,6 +21,7 @@
 mod auth;
 mod context;
 mod decide;
+mod delegate;
 mod estimate;
 mod forward;
 mod guard;
@@ -52,6 +53,7 @@ use crate::state::{Runtime, State};
 
 use context::Agent;
 pub use context::Ctx;
+pub use delegate::Compiled;
 pub use guard::{PolicyGuards, compile as compile_guards};
 pub use reserve::period;
 pub use settle::retry_pending;
@@ -112,11 +114,8 @@ impl ProxyHttp for Gateway {
             record::write(&self.state, ctx).await;
         }
         let rt = self.state.runtime();
-        let policy = ctx
-            .agent
-            .as_ref()
-            .and_then(|a| rt.config.policies.get(&a.policy));
-        trust::record(&self.state, &rt.config.trust, policy, ctx).await;
+        let policy = ctx.agent.as_ref().map(|a| a.policy.clone());
+        trust::record(&self.state, &rt.config.trust, policy.as_deref(), ctx).await;
         context::finish(&self.state, ctx);
     }
 }
@@ -129,11 +128,8 @@ impl Gateway {
         ctx.endpoint = route.label();
         let agent = auth::authenticate(&self.state, &rt, &header.headers).await?;
         ctx.agent = Some(agent.clone());
-        let policy = rt
-            .config
-            .policies
-            .get(&agent.policy)
-            .ok_or(GateError::Internal)?;
+        let policy = agent.policy.clone();
+        let policy = policy.as_ref();
         if route != Route::Models {
             trust::check(&self.state, &rt.config.trust, &agent, policy, ctx).await?;
         }
@@ -147,6 +143,7 @@ impl Gateway {
             Route::Reserve => decide::reserve(&self.state, &rt, &agent, policy, session, ctx).await,
             Route::Commit(id) => decide::commit(&self.state, &rt, &agent, &id, session, ctx).await,
             Route::Release(id) => decide::release(&self.state, &agent, &id, session, ctx).await,
+            Route::Delegate => delegate::create(&self.state, &rt, &agent, session, ctx).await,
         }
     }
 
@@ -173,7 +170,7 @@ impl Gateway {
             return Err(GateError::ModelNotFound { model: req.model });
         }
         policy::check(&self.state, policy, &req.model, ctx)?;
-        let guards = rt.guards.get(&policy.name).ok_or(GateError::Internal)?;
+        let guards = agent.guards.as_ref();
         guard::input(&self.state, policy, guards, &mut req, ctx)?;
         let est = estimate::estimate(rt, policy, &mut req, ctx)?;
         ctx.estimate = Some(est.clone());

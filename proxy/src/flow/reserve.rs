@@ -41,6 +41,19 @@ pub fn scopes(
             }),
         })
         .collect();
+    // A delegated agent's own budget, carved from its parent's (which is on the path too).
+    if let Some(limit) = agent.own_budget
+        && !out.iter().any(|s| s.scope == agent.scope)
+    {
+        out.push(ScopeBudget {
+            scope: agent.scope.clone(),
+            budget: Some(budget::Budget {
+                limit,
+                period: budget::Period::Total,
+                tz: None,
+            }),
+        });
+    }
     if let (Some(run), Some(limit)) = (run, policy.run_budget_nanos) {
         out.push(ScopeBudget {
             scope: budget::run_scope(&agent.scope, run).map_err(|_| {

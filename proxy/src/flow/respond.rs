@@ -111,11 +111,7 @@ pub async fn error(session: &mut Session, ctx: &mut Ctx, e: GateError) {
 /// `GET /v1/models`: the models this agent's policy allows, as exact names.
 pub async fn models(session: &mut Session, rt: &Runtime, ctx: &mut Ctx) -> Result<(), GateError> {
     let agent = ctx.agent.as_ref().ok_or(GateError::Internal)?;
-    let policy = rt
-        .config
-        .policies
-        .get(&agent.policy)
-        .ok_or(GateError::Internal)?;
+    let policy = agent.policy.as_ref();
     let mut names: Vec<&str> = policy
         .models
         .allow

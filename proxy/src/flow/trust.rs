@@ -111,11 +111,12 @@ pub async fn record(state: &State, trust: &Trust, policy: Option<&Policy>, ctx: 
         .trust_record(&agent.id, p, success, &params(trust))
         .await
     {
-        Ok(score) => state
+        Ok(score) if agent.id == agent.root => state
             .metrics
             .trust_score
             .with_label_values(&[&agent.id])
             .set(score),
+        Ok(_) => {}
         Err(e) => state.store_error("trust_record", &e),
     }
 }
