@@ -130,7 +130,6 @@ async fn shadow_mode_lets_an_over_budget_request_through_and_says_so() {
 }
 
 #[tokio::test]
-#[ignore = "tollgate bug: a shadow_deny request is forwarded and charged in its header but never added to spent"]
 async fn shadow_mode_records_what_the_denied_request_spent() {
     let (_mock, tg) = setup("{ mode: shadow, caps: { min_output_tokens: 20 } }").await;
     let client = tg.client("shadow");

@@ -167,7 +167,6 @@ async fn five_hundred_concurrent_requests_never_overspend_embedded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "tollgate bug: `serve` with store.kind redis panics at start (RedisStore::new spawns outside a tokio runtime)"]
 async fn two_processes_sharing_one_redis_never_overspend() {
     let mock = mock::provider()
         .latency(Duration::from_millis(5))

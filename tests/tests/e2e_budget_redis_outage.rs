@@ -82,7 +82,6 @@ async fn balance_when(
 }
 
 #[tokio::test]
-#[ignore = "tollgate bug: `serve` with store.kind redis panics at start (RedisStore::new spawns outside a tokio runtime)"]
 async fn redis_down_fails_closed_and_redis_back_recovers_without_restart() {
     let mock = mock::provider().spawn().await;
     let mut redis = PrivateRedis::start();
@@ -145,7 +144,7 @@ async fn redis_down_fails_closed_and_redis_back_recovers_without_restart() {
 }
 
 #[tokio::test]
-#[ignore = "tollgate bug: a commit that fails while Redis is down is dropped, never retried: a request in flight during the outage is never charged (and serve panics with a Redis store)"]
+#[ignore = "tollgate bug: a commit that fails while Redis is down is dropped, never retried: a request in flight during the outage is never charged"]
 async fn a_request_in_flight_when_redis_dies_is_charged_once_it_returns() {
     let mock = mock::provider()
         .chunk_delay(Duration::from_millis(10))
@@ -198,7 +197,6 @@ async fn a_request_in_flight_when_redis_dies_is_charged_once_it_returns() {
 }
 
 #[tokio::test]
-#[ignore = "tollgate bug: `serve` with store.kind redis panics at start (RedisStore::new spawns outside a tokio runtime)"]
 async fn with_on_error_allow_requests_pass_while_redis_is_down() {
     let mock = mock::provider().spawn().await;
     let mut redis = PrivateRedis::start();
