@@ -1,7 +1,7 @@
 //! Reading the Grafana dashboards: every panel's PromQL and every template variable's
 //! `label_values()` query, structural mistakes, and the variables filled in as Grafana would.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -63,6 +63,10 @@ pub fn load_dashboards() -> Dashboards {
                 .push(format!("{name}: missing or duplicate uid {uid:?}"));
         }
         uids.push(uid);
+        if dash["schemaVersion"].as_u64().is_none_or(|v| v < 36) {
+            out.problems
+                .push(format!("{name}: schemaVersion below 36 (Grafana 9)"));
+        }
         read_variables(&name, &dash, &mut out);
         let mut ids = Vec::new();
         read_panels(
@@ -72,7 +76,32 @@ pub fn load_dashboards() -> Dashboards {
             &mut out,
         );
     }
+    check_provisioning(&mut out.problems);
     out
+}
+
+fn yaml(path: &Path) -> serde_norway::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The provisioning files point Grafana at a Prometheus and at this directory's JSON files.
+fn check_provisioning(problems: &mut Vec<String>) {
+    let dir = dashboards_dir().join("provisioning");
+    let ds = yaml(&dir.join("datasources/tollgate-prometheus.yml"));
+    let source = &ds["datasources"][0];
+    if ds["apiVersion"] != 1 || source["type"] != "prometheus" || source["url"] != "$PROMETHEUS_URL"
+    {
+        problems.push(format!("datasource provisioning: {source:?}"));
+    }
+    let dash = yaml(&dir.join("dashboards/tollgate.yml"));
+    let provider = &dash["providers"][0];
+    if dash["apiVersion"] != 1
+        || provider["type"] != "file"
+        || provider["options"]["path"] != "$TOLLGATE_DASHBOARDS"
+    {
+        problems.push(format!("dashboard provisioning: {provider:?}"));
+    }
 }
 
 fn read_variables(name: &str, dash: &Value, out: &mut Dashboards) {
