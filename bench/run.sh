@@ -54,8 +54,14 @@ cleanup() {
             | xargs -r redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
     fi
     if ((status != 0)); then
-        log "failed; logs of the processes:"
-        tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true
+        log "failed; the start of each process's log, and its panics:"
+        local f
+        for f in "$WORK"/*.log; do
+            [[ -e $f ]] || continue
+            printf '==> %s <==\n' "$(basename "$f")" >&2
+            head -n 8 "$f" >&2
+            grep -A1 'panicked' "$f" | head -n 6 >&2 || true
+        done
     fi
     rm -rf "$WORK"
     exit "$status"
@@ -251,6 +257,10 @@ else
     PIN_NOTE="no pinning: the load generator, the mock and the proxy share all $(nproc) cores"
 fi
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+DIRTY_NOTE=""
+if [[ $REVISION == *-dirty ]]; then
+    DIRTY_NOTE=", with the work tree's uncommitted changes"
+fi
 "$BIN/report" --results "$RESULTS" --doc "$DOC" --command "$COMMAND" \
     --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
     --note "Each scenario: ${WARMUP} s warm-up, then ${DURATION} s measured; N keep-alive \
@@ -259,10 +269,11 @@ connections, each with one request in flight; latencies recorded in an HDR histo
     --note "Load generator, mock and proxy run on the same machine: $PIN_NOTE. Absolute \
 numbers are therefore lower bounds for a real deployment; the differences are the point." \
     --note "Mock: \`tollgate-mock\` with no added latency, 16-token answers. tollgate: default \
-threads (one per core), audit to a file, $REDIS_NOTE. Passthrough: \`bench/src/bin/passthrough.rs\`, \
+threads (one per core); the audit trail goes to a file with the embedded store and to the \
+Redis stream with the Redis store; $REDIS_NOTE. Passthrough: \`bench/src/bin/passthrough.rs\`, \
 Pingora $(grep -A1 '^name = "pingora-proxy"' "$SRC/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p'), \
 same thread count." \
-    --note "Built from \`$REVISION\` (\`-dirty\`: with uncommitted changes in the work tree)." \
+    --note "Built from \`$REVISION\`${DIRTY_NOTE}." \
     --note "Load average (1/5/15 min) at the start: $LOADAVG; at the end: $LOADAVG_END. Other \
 work on the machine shows up as noise, mostly in p99 and max; server CPU per request is the \
 steadier measure."
