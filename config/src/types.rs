@@ -61,6 +61,12 @@ impl Globs {
     pub fn is_match(&self, name: &str) -> bool {
         self.set.is_match(name)
     }
+
+    /// The first pattern (in listed order) that matches `name`.
+    pub fn first_match(&self, name: &str) -> Option<&str> {
+        let i = self.set.matches(name).into_iter().min()?;
+        self.patterns.get(i).map(String::as_str)
+    }
     pub fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }

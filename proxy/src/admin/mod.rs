@@ -1,6 +1,7 @@
 //! The operator API on `server.admin_listen`: health, metrics, and `/admin/*` behind the
 //! admin token.
 
+pub mod approvals;
 pub mod audit;
 pub mod budgets;
 pub mod keys;
@@ -234,6 +235,13 @@ impl Admin {
                 (200, serde_json::json!({ "budgets": rows }))
             }
             ("POST", ["budgets"]) => (200, budgets::set(state, body).await?),
+            ("GET", ["approvals"]) => (200, approvals::list(state, query).await?),
+            ("POST", ["approvals", id, "approve"]) => {
+                (200, approvals::decide(state, id, true).await?)
+            }
+            ("POST", ["approvals", id, "deny"]) => {
+                (200, approvals::decide(state, id, false).await?)
+            }
             ("GET", ["audit", "verify"]) => (200, audit::verify(state).await?),
             ("GET", ["agents", id, "stats"]) => (200, self.agent_stats(id).await?),
             ("POST", ["agents", id, "trust", "reset"]) => {

@@ -16,7 +16,10 @@ use tollgate_budget::{CommitOutcome, Decision, ReleaseOutcome, ReserveAnswer, Re
 use tollgate_config::units::{format_usd, parse_duration, usd_to_nanos};
 use tollgate_config::{Mode, Policy};
 
+use tollgate_toolcalls::{CallKind, Outcome, ProposedCall};
+
 use super::context::{Agent, Ctx};
+use super::tools::Gate;
 use super::{parse, reserve, respond};
 use crate::error::GateError;
 use crate::state::{Runtime, State};
@@ -122,7 +125,11 @@ fn request(
 
 fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateError {
     state.store_error(op, &e);
-    GateError::StoreUnavailable
+    match e {
+        tollgate_budget::StoreError::Unavailable(_) => GateError::StoreUnavailable,
+        tollgate_budget::StoreError::Invalid(m) => GateError::invalid(m, None),
+        _ => GateError::Internal,
+    }
 }
 
 fn answer_json(a: &ReserveAnswer, policy: &Policy) -> Value {
@@ -153,7 +160,62 @@ async fn reply(
     Ok(())
 }
 
+/// The tool part of a decision: the same policy the LLM path applies to proposed calls.
+async fn decide_tool(
+    state: &State,
+    rt: &Runtime,
+    agent: &Agent,
+    run: Option<&str>,
+    tool: &Value,
+    ctx: &mut Ctx,
+) -> Result<Value, GateError> {
+    let name = tool["name"].as_str().ok_or_else(|| {
+        GateError::invalid(
+            "Missing required parameter: 'tool.name'.",
+            Some("tool.name"),
+        )
+    })?;
+    let arguments = match &tool["arguments"] {
+        Value::Null => "{}".to_string(),
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let call = ProposedCall {
+        id: ctx.request_id.clone(),
+        index: 0,
+        choice: 0,
+        name: name.to_string(),
+        arguments,
+        kind: CallKind::Function,
+    };
+    let gate = Gate {
+        state,
+        rt,
+        agent,
+        guards: &agent.guards,
+        run,
+    };
+    let outcome = gate
+        .decide(crate::api::Api::ChatCompletions, &call, ctx)
+        .await;
+    let recorded = ctx.tools.last().cloned();
+    let approval = recorded.as_ref().and_then(|t| t.approval_id.clone());
+    let decision = match (&outcome, recorded.map(|t| t.decision)) {
+        (Outcome::Pass, Some(tollgate_audit::Decision::ShadowDeny)) => "DENY",
+        (Outcome::Pass, _) => "ALLOW",
+        (Outcome::Remove { .. }, Some(tollgate_audit::Decision::Escalate)) => "ESCALATE",
+        (Outcome::Remove { .. }, _) => "DENY",
+    };
+    let explanation = match outcome {
+        Outcome::Remove { explanation } => Some(explanation),
+        Outcome::Pass => None,
+    };
+    Ok(json!({ "decision": decision, "approval_id": approval, "explanation": explanation }))
+}
+
 /// `POST /v1/tollgate/decide`: what a reservation would answer now; nothing is held.
+/// With `tool: {name, arguments}` the tool policy decides too (an escalation creates the
+/// approval request, as on the LLM path); the stricter of the two answers.
 pub async fn decide(
     state: &State,
     rt: &Runtime,
@@ -164,19 +226,48 @@ pub async fn decide(
 ) -> Result<(), GateError> {
     let body = read(session, rt).await?;
     let ask = ask(session, &body, agent, rt)?;
+    let tool = match body.get("tool") {
+        Some(t) if t.is_object() => {
+            Some(decide_tool(state, rt, agent, ask.run.as_deref(), t, ctx).await?)
+        }
+        Some(_) => {
+            return Err(GateError::invalid(
+                "'tool' must be an object with a name",
+                Some("tool"),
+            ));
+        }
+        None => None,
+    };
     let req = request(rt, agent, policy, &ask, ctx.request_id.clone())?;
     let answer = state
         .store
         .decide(&req)
         .await
         .map_err(|e| store_down(state, "decide", e))?;
-    let v = answer_json(&answer, policy);
+    let mut v = answer_json(&answer, policy);
     ctx.decision = match &answer.decision {
         Decision::Allow => "allow",
         Decision::AllowWithCaps => "allow_with_caps",
         Decision::Deny { .. } if policy.mode == Mode::Shadow => "shadow_deny",
         Decision::Deny { .. } => "deny",
     };
+    if let Some(tool) = tool {
+        let rank = |d: &str| {
+            ["ALLOW", "ALLOW_WITH_CAPS", "ESCALATE", "DENY"]
+                .iter()
+                .position(|x| *x == d)
+                .unwrap_or(3)
+        };
+        let budget = v["decision"].as_str().unwrap_or("DENY").to_string();
+        let by_tool = tool["decision"].as_str().unwrap_or("DENY").to_string();
+        if rank(&by_tool) > rank(&budget) {
+            if by_tool == "DENY" && policy.mode == Mode::Enforce {
+                ctx.decision = "deny";
+            }
+            v["decision"] = Value::String(by_tool);
+        }
+        v["tool"] = tool;
+    }
     reply(session, ctx, 200, v).await
 }
 

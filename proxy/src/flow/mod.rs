@@ -35,6 +35,7 @@ mod reserve;
 mod respond;
 mod settle;
 mod stream;
+mod tools;
 mod trust;
 
 use std::sync::Arc;
@@ -172,6 +173,7 @@ impl Gateway {
         policy::check(&self.state, policy, &req.model, ctx)?;
         let guards = agent.guards.as_ref();
         guard::input(&self.state, policy, guards, &mut req, ctx)?;
+        tools::check_request(&self.state, policy, &mut req, ctx)?;
         let est = estimate::estimate(rt, policy, &mut req, ctx)?;
         ctx.estimate = Some(est.clone());
         let tokens = est.input_tokens
@@ -198,8 +200,13 @@ impl Gateway {
             }
         };
         let out = relay::Output {
-            policy,
-            guards,
+            gate: tools::Gate {
+                state: &self.state,
+                rt,
+                agent,
+                guards,
+                run: run.as_deref(),
+            },
             strip_usage,
         };
         relay::respond(&self.state, session, &req, upstream, &out, ctx).await

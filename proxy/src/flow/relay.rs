@@ -14,14 +14,16 @@ use pingora_proxy::Session;
 use serde_json::Value;
 
 use tollgate_config::Policy;
+use tollgate_toolcalls::Outcome;
 
 use super::context::Ctx;
 use super::forward::Upstream;
-use super::guard::{self, PolicyGuards};
+use super::guard;
 use super::record;
 use super::respond;
 use super::settle;
-use super::stream::{End, StreamProcessor};
+use super::stream::{End, Pushed, StreamProcessor};
+use super::tools::Gate;
 use crate::api::Request;
 use crate::error::GateError;
 use crate::state::State;
@@ -31,10 +33,16 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// What stage 9 applies to the answer.
 pub struct Output<'a> {
-    pub policy: &'a Policy,
-    pub guards: &'a PolicyGuards,
+    /// Decides the tool calls the model proposes (and carries the agent's guards).
+    pub gate: Gate<'a>,
     /// tollgate asked for stream usage itself: the usage-only chunk is not the client's.
     pub strip_usage: bool,
+}
+
+impl Output<'_> {
+    fn policy(&self) -> &Policy {
+        &self.gate.agent.policy
+    }
 }
 
 pub async fn respond(
@@ -88,7 +96,27 @@ pub async fn respond(
     let usage = tollgate_pricing::usage_from_response(req.api, &json)
         .unwrap_or_else(|| settle::counted(ctx, &req.model, &settle::output_text(&json)));
     settle::commit(state, ctx, usage).await;
-    let body = if guard::output(state, out.policy, out.guards, req.api, &mut json, ctx)? {
+    let calls = tollgate_toolcalls::proposed_calls(req.api, &json);
+    let mut decisions = Vec::with_capacity(calls.len());
+    for call in calls {
+        let outcome = out.gate.decide(req.api, &call, ctx).await;
+        decisions.push((call, outcome));
+    }
+    let removed = decisions
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Remove { .. }));
+    if removed {
+        tollgate_toolcalls::apply_decisions(req.api, &mut json, &decisions);
+    }
+    let redacted = guard::output(
+        state,
+        out.policy(),
+        out.gate.guards,
+        req.api,
+        &mut json,
+        ctx,
+    )?;
+    let body = if removed || redacted {
         Bytes::from(json.to_string())
     } else {
         body
@@ -158,8 +186,15 @@ async fn stream(
 ) -> Result<(), GateError> {
     let header = respond::from_upstream(&up.header, ctx, None);
     ctx.status = up.status();
-    let mut processor =
-        StreamProcessor::new(req.api, &req.model, out.strip_usage, &out.guards.output);
+    let mut processor = StreamProcessor::new(
+        req.api,
+        &req.model,
+        out.strip_usage,
+        &out.gate.guards.output,
+    );
+    if declares_tools(&req.body) {
+        processor = processor.with_tool_gate(&out.gate.guards.tool_args);
+    }
     if session
         .write_response_header(Box::new(header), false)
         .await
@@ -183,12 +218,10 @@ async fn stream(
         ctx.upstream_time += waited.elapsed();
         match read {
             Ok(Some(chunk)) => {
-                let bytes = processor.push(&chunk);
-                if !bytes.is_empty()
-                    && session
-                        .write_response_body(Some(bytes), false)
-                        .await
-                        .is_err()
+                let pushed = processor.push(&chunk);
+                if deliver(session, &mut processor, pushed, out, req.api, ctx)
+                    .await
+                    .is_err()
                 {
                     break End::ClientGone;
                 }
@@ -196,7 +229,19 @@ async fn stream(
                     break End::Blocked;
                 }
             }
-            Ok(None) => break processor.end_of_upstream(),
+            Ok(None) => {
+                let end = processor.end_of_upstream();
+                if end == End::Complete {
+                    let pushed = processor.close_gate();
+                    if deliver(session, &mut processor, pushed, out, req.api, ctx)
+                        .await
+                        .is_err()
+                    {
+                        break End::ClientGone;
+                    }
+                }
+                break end;
+            }
             Err(_) => break End::Cut,
         }
     };
@@ -204,7 +249,7 @@ async fn stream(
     settle::commit(state, ctx, processor.usage(input)).await;
     guard::record(
         state,
-        &out.policy.name,
+        &out.policy().name,
         "output",
         &processor.findings(),
         ctx,
@@ -261,4 +306,44 @@ async fn stream(
         End::ClientGone => ctx.client_gone = true,
     }
     Ok(())
+}
+
+/// Whether the request declares tools the model could call.
+fn declares_tools(body: &Value) -> bool {
+    ["tools", "functions"].iter().any(|k| {
+        body.get(*k)
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    })
+}
+
+/// Writes what a push produced, then decides each call it announced (in order), writing
+/// what each decision releases. `Err` when the agent is gone.
+async fn deliver(
+    session: &mut Session,
+    processor: &mut StreamProcessor,
+    pushed: Pushed,
+    out: &Output<'_>,
+    api: crate::api::Api,
+    ctx: &mut Ctx,
+) -> Result<(), ()> {
+    let mut queue = std::collections::VecDeque::from(pushed.decide);
+    let mut bytes = pushed.bytes;
+    loop {
+        if !bytes.is_empty()
+            && session
+                .write_response_body(Some(bytes), false)
+                .await
+                .is_err()
+        {
+            return Err(());
+        }
+        let Some(call) = queue.pop_front() else {
+            return Ok(());
+        };
+        let outcome = out.gate.decide(api, &call, ctx).await;
+        let next = processor.resolve(&call.id, outcome);
+        queue.extend(next.decide);
+        bytes = next.bytes;
+    }
 }

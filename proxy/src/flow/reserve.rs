@@ -66,6 +66,14 @@ pub fn scopes(
             }),
         });
     }
+    // The store names reservations by tenant: a path with no budget still carries its
+    // agent scope (with no limit), so the tenant is known.
+    if out.is_empty() {
+        out.push(ScopeBudget {
+            scope: agent.scope.clone(),
+            budget: None,
+        });
+    }
     Ok(out)
 }
 
@@ -118,7 +126,7 @@ pub async fn reserve(
         min_amount = min_amount.min(amount);
     }
     let scopes = scopes(&rt.config, agent, policy, run)?;
-    let granted = if scopes.is_empty() {
+    let granted = if scopes.iter().all(|s| s.budget.is_none()) {
         amount
     } else {
         ctx.spend_scopes = scopes.clone();

@@ -48,7 +48,24 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
                 .await
             {
                 state.store_error("record_spend", &e);
-                ctx.reasons.push("spend_unrecorded".into());
+                if e.is_unavailable() {
+                    // Recorded once the store is back: the retry finds no hold and records
+                    // the spend on its own.
+                    ctx.reasons.push("spend_deferred".into());
+                    let tenant = tollgate_budget::tenant_of(&ctx.spend_scopes[0].scope).to_string();
+                    state
+                        .pending_commits
+                        .lock()
+                        .expect("pending commits")
+                        .push(PendingCommit {
+                            tenant,
+                            id: ctx.request_id.clone(),
+                            actual,
+                            scopes: ctx.spend_scopes.clone(),
+                        });
+                } else {
+                    ctx.reasons.push("spend_unrecorded".into());
+                }
             }
         }
         None => {}

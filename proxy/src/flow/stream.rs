@@ -10,6 +10,8 @@ use serde_json::Value;
 use tollgate_guardrails::{FindingCount, Guard};
 use tollgate_pricing::{self as pricing, Api, StreamAccounting, Usage};
 
+use tollgate_toolcalls::{Outcome, ProposedCall, Step, StreamGate};
+
 use super::redact::StreamGuard;
 use crate::sse;
 
@@ -37,6 +39,16 @@ pub struct StreamProcessor {
     held: BytesMut,
     terminal_seen: bool,
     guard: Option<StreamGuard>,
+    /// Holds tool-call deltas until their call is decided (requests that declare tools).
+    gate: Option<StreamGate>,
+    tool_args: Guard,
+}
+
+/// What one step of the processor produced: bytes to send now, and calls to decide
+/// before the rest of their choice may go out.
+pub struct Pushed {
+    pub bytes: Bytes,
+    pub decide: Vec<ProposedCall>,
 }
 
 impl StreamProcessor {
@@ -49,7 +61,19 @@ impl StreamProcessor {
             held: BytesMut::new(),
             terminal_seen: false,
             guard: StreamGuard::new(api, output),
+            gate: None,
+            tool_args: Guard::off(),
         }
+    }
+
+    /// Gates tool calls: their deltas are held until decided, and their arguments pass the
+    /// `tool_args` guard.
+    pub fn with_tool_gate(mut self, tool_args: &Guard) -> StreamProcessor {
+        if self.api != Api::Completions && self.api != Api::Embeddings {
+            self.gate = Some(StreamGate::new(self.api));
+            self.tool_args = tool_args.clone();
+        }
+        self
     }
 
     /// Whether an output guardrail blocked the stream.
@@ -65,21 +89,23 @@ impl StreamProcessor {
             .unwrap_or_default()
     }
 
-    fn is_terminal(&self, event: &sse::Event) -> bool {
+    fn is_terminal(&self, name: Option<&str>, data: Option<&str>) -> bool {
         match self.api {
-            Api::ChatCompletions | Api::Completions => event.data.as_deref() == Some("[DONE]"),
+            Api::ChatCompletions | Api::Completions => data == Some("[DONE]"),
             Api::Responses => matches!(
-                event.name.as_deref(),
+                name,
                 Some("response.completed" | "response.incomplete" | "response.failed")
             ),
-            Api::AnthropicMessages => event.name.as_deref() == Some("message_stop"),
+            Api::AnthropicMessages => name == Some("message_stop"),
             Api::Embeddings => false,
         }
     }
 
-    /// Takes one upstream read; returns what to send the agent now.
-    pub fn push(&mut self, bytes: &[u8]) -> Bytes {
+    /// Takes one upstream read; returns what to send the agent now and the tool calls
+    /// that became complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Pushed {
         let mut out = BytesMut::new();
+        let mut decide = Vec::new();
         for event in self.parser.push(bytes) {
             let json = event
                 .data
@@ -92,29 +118,121 @@ impl StreamProcessor {
                     continue;
                 }
             }
-            let terminal = self.is_terminal(&event) || self.terminal_seen;
-            self.terminal_seen = terminal;
-            // Terminal events wait for the commit; they are redacted like any other, since
-            // some repeat the whole answer (`response.completed`).
-            let sink = if terminal { &mut self.held } else { &mut out };
-            match (&mut self.guard, json) {
-                (Some(guard), Some(json)) => {
-                    for ev in guard.event(event.name.as_deref(), json) {
-                        // Named events (Responses, Anthropic) repeat their name as `type`.
-                        let name = event
-                            .name
-                            .as_ref()
-                            .map(|n| ev.get("type").and_then(Value::as_str).unwrap_or(n));
-                        sink.extend_from_slice(&sse::Event::write(name, &ev.to_string()));
-                    }
-                    if guard.blocked() {
-                        break;
-                    }
+            let named = event.name.is_some();
+            // With no guard and no gate an event is passed on byte for byte.
+            let untouched = self.guard.is_none() && self.gate.is_none();
+            match json.filter(|_| !untouched) {
+                Some(json) => {
+                    let steps = match &mut self.gate {
+                        Some(gate) => gate.push(&json),
+                        None => vec![Step::Emit(json)],
+                    };
+                    self.steps(steps, named, true, &mut out, &mut decide);
                 }
-                _ => sink.extend_from_slice(&event.raw),
+                None => {
+                    let terminal = self.is_terminal(event.name.as_deref(), event.data.as_deref())
+                        || self.terminal_seen;
+                    self.terminal_seen |= terminal;
+                    let sink = if terminal { &mut self.held } else { &mut out };
+                    sink.extend_from_slice(&event.raw);
+                }
+            }
+            if self.blocked() {
+                break;
             }
         }
-        out.freeze()
+        Pushed {
+            bytes: out.freeze(),
+            decide,
+        }
+    }
+
+    /// Sends gate steps on: emitted events through the output guard and the `tool_args`
+    /// guard, terminal ones into the held buffer; calls to decide are collected.
+    fn steps(
+        &mut self,
+        steps: Vec<Step>,
+        named: bool,
+        upstream: bool,
+        out: &mut BytesMut,
+        decide: &mut Vec<ProposedCall>,
+    ) {
+        for step in steps {
+            let ev = match step {
+                Step::Decide(call) => {
+                    decide.push(call);
+                    continue;
+                }
+                Step::Emit(ev) => ev,
+            };
+            let kind = ev
+                .get("type")
+                .and_then(Value::as_str)
+                .filter(|_| named)
+                .map(str::to_string);
+            let events = match &mut self.guard {
+                Some(guard) => guard.event(kind.as_deref(), ev),
+                None => vec![ev],
+            };
+            for mut ev in events {
+                self.redact_tool_args(&mut ev);
+                let name = if named {
+                    ev.get("type").and_then(Value::as_str).map(str::to_string)
+                } else {
+                    None
+                };
+                // Terminal events wait for the commit; they pass the guards like any other,
+                // since some repeat the whole answer (`response.completed`).
+                let terminal =
+                    self.is_terminal(name.as_deref(), None) || (upstream && self.terminal_seen);
+                self.terminal_seen |= terminal;
+                let sink = if terminal { &mut self.held } else { &mut *out };
+                sink.extend_from_slice(&sse::Event::write(name.as_deref(), &ev.to_string()));
+            }
+        }
+    }
+
+    /// Tool-call arguments in an emitted event, through the `tool_args` guard.
+    fn redact_tool_args(&self, ev: &mut Value) {
+        if self.tool_args.is_off() {
+            return;
+        }
+        let off = Guard::off();
+        let _ = tollgate_guardrails::json::apply_response(
+            super::guard::json_api(self.api),
+            ev,
+            &off,
+            &self.tool_args,
+        );
+    }
+
+    /// The agent's decision on a call the last push announced; returns what to send now
+    /// and any further calls now complete.
+    pub fn resolve(&mut self, call_id: &str, outcome: Outcome) -> Pushed {
+        let (mut out, mut decide) = (BytesMut::new(), Vec::new());
+        let named = matches!(self.api, Api::Responses | Api::AnthropicMessages);
+        if let Some(gate) = &mut self.gate {
+            let steps = gate.resolve(call_id, outcome);
+            self.steps(steps, named, false, &mut out, &mut decide);
+        }
+        Pushed {
+            bytes: out.freeze(),
+            decide,
+        }
+    }
+
+    /// The end of the upstream stream: calls still held are announced for decision.
+    pub fn close_gate(&mut self) -> Pushed {
+        let (mut out, mut decide) = (BytesMut::new(), Vec::new());
+        let named = matches!(self.api, Api::Responses | Api::AnthropicMessages);
+        if let Some(gate) = &mut self.gate {
+            let steps = gate.finish();
+            self.steps(steps, named, false, &mut out, &mut decide);
+        }
+        Pushed {
+            bytes: out.freeze(),
+            decide,
+        }
     }
 
     /// How the stream ended when the provider closed it.
@@ -171,7 +289,7 @@ mod tests {
     fn the_injected_usage_chunk_is_charged_but_never_shown() {
         let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", true, &Guard::off());
         let stream = format!("{}{}{USAGE}data: [DONE]\n\n", chunk("a"), chunk("b"));
-        let shown = p.push(stream.as_bytes());
+        let shown = p.push(stream.as_bytes()).bytes;
         assert_eq!(
             String::from_utf8_lossy(&shown),
             format!("{}{}", chunk("a"), chunk("b"))
@@ -184,7 +302,7 @@ mod tests {
     #[test]
     fn a_usage_chunk_the_client_asked_for_passes() {
         let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false, &Guard::off());
-        let shown = p.push(format!("{}{USAGE}", chunk("a")).as_bytes());
+        let shown = p.push(format!("{}{USAGE}", chunk("a")).as_bytes()).bytes;
         assert!(String::from_utf8_lossy(&shown).contains("prompt_tokens"));
     }
 
