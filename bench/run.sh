@@ -6,6 +6,9 @@
 #   bench/run.sh                      # everything, about 3 minutes
 #   BENCH_DURATION=3 bench/run.sh     # quicker, noisier
 #
+# The embedded store and the audit file live in a temp dir (TMPDIR) that is removed at the
+# end; with the store's WAL growing during a run, that can take a few GB meanwhile.
+#
 # Settings (environment): BENCH_DURATION (measured seconds per scenario, default 8),
 # BENCH_WARMUP (seconds, default 1), BENCH_REDIS_URL (default redis://127.0.0.1:6379/0;
 # "none" skips the Redis variant), BENCH_PIN (1 = pin the load generator to its own core),
@@ -257,6 +260,7 @@ else
     PIN_NOTE="no pinning: the load generator, the mock and the proxy share all $(nproc) cores"
 fi
 LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+STORE_DISK="$(du -sm "$WORK/embedded-data" 2>/dev/null | cut -f1) MiB"
 DIRTY_NOTE=""
 if [[ $REVISION == *-dirty ]]; then
     DIRTY_NOTE=", with the work tree's uncommitted changes"
@@ -275,7 +279,9 @@ Pingora $(grep -A1 '^name = "pingora-proxy"' "$SRC/Cargo.lock" | sed -n 's/versi
 same thread count." \
     --note "Built from \`$REVISION\`${DIRTY_NOTE}." \
     --note "Load average (1/5/15 min) at the start: $LOADAVG; at the end: $LOADAVG_END. Other \
-work on the machine shows up as noise, mostly in p99 and max; server CPU per request is the \
-steadier measure."
+work on the machine shows up as noise, mostly in p99 and max, and less so in server CPU per \
+request." \
+    --note "The embedded store's files (database, WAL and shared memory) took $STORE_DISK on \
+disk at the end of the run."
 cp "$RESULTS" "$TARGET_DIR/bench-results.jsonl"
 log "results: $TARGET_DIR/bench-results.jsonl; section rewritten in ${DOC#"$ROOT"/}"

@@ -175,11 +175,14 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
         tickets: AtomicU64::new(tickets),
         config,
     });
-    let cpu_at_warm_end = plan.config.server_pid.map(|pid| {
-        tokio::spawn(async move {
-            tokio::time::sleep_until(warm_end.into()).await;
-            cpu::used(pid)
-        })
+    // The server's CPU and this process's own, sampled when measuring starts.
+    let server_pid = plan.config.server_pid;
+    let cpu_at_warm_end = tokio::spawn(async move {
+        tokio::time::sleep_until(warm_end.into()).await;
+        (
+            server_pid.and_then(cpu::used),
+            cpu::used(std::process::id()),
+        )
     });
     let tasks: Vec<_> = conns
         .into_iter()
@@ -189,15 +192,16 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
     for task in tasks {
         total.merge(task.await?);
     }
-    let cpu = match (cpu_at_warm_end, plan.config.server_pid) {
-        (Some(before), Some(pid)) => before.await?.zip(cpu::used(pid)),
-        _ => None,
-    };
+    let (server_before, client_before) = cpu_at_warm_end.await?;
+    let server_after = server_pid.and_then(cpu::used);
+    let client_after = cpu::used(std::process::id());
     let mut result = summarise(&plan, total)?;
-    result.server_cpu_us_per_request = cpu.and_then(|(before, after)| {
-        let spent = after.checked_sub(before)?;
-        (result.requests > 0).then(|| spent.as_secs_f64() * 1e6 / result.requests as f64)
+    let spent = |before: Option<Duration>, after: Option<Duration>| after?.checked_sub(before?);
+    result.server_cpu_us_per_request = spent(server_before, server_after).and_then(|d| {
+        (result.requests > 0).then(|| d.as_secs_f64() * 1e6 / result.requests as f64)
     });
+    result.client_cpu_share = spent(client_before, client_after)
+        .and_then(|d| (result.seconds > 0.0).then(|| d.as_secs_f64() / result.seconds));
     Ok(result)
 }
 
@@ -239,6 +243,7 @@ fn summarise(plan: &Plan, total: Tally) -> Result<LoadResult, LoadError> {
         latency: Percentiles::of(&total.latency),
         ttfb: stream.then(|| Percentiles::of(&total.ttfb)),
         server_cpu_us_per_request: None,
+        client_cpu_share: None,
     })
 }
 

@@ -111,14 +111,17 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
          Latencies are in milliseconds; for streams *latency* is the time to the last byte and \
          *TTFB* the time to the first body byte. *Server CPU* is the user + system time the \
          called process spent per request (the mock's for direct calls, the proxy's alone \
-         otherwise): on a shared machine it is steadier than latency.\n\n",
+         otherwise): other work on a shared machine disturbs it less than latency, though \
+         not entirely. *Load gen CPU* is the load generator's own CPU over the window in \
+         percent of one core; it runs on one thread, so well under 100 % means it was not \
+         the bottleneck.\n\n",
     );
     summary(&mut out, &groups);
     out.push_str("### Results\n\n");
     out.push_str(
         "| mode | conns | target | p50 | p90 | p99 | max | TTFB p50 | TTFB p99 | req/s | errors | \
-         server CPU µs/req |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         server CPU µs/req | load gen CPU |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for ((mode, conns), runs) in &groups {
         for r in runs {
@@ -127,7 +130,7 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
             });
             let _ = writeln!(
                 out,
-                "| {} | {conns} | {} | {} | {} | {} | {} | {t50} | {t99} | {:.0} | {} | {} |",
+                "| {} | {conns} | {} | {} | {} | {} | {} | {t50} | {t99} | {:.0} | {} | {} | {} |",
                 mode.label(),
                 target_name(&r.target),
                 ms(r.latency.p50_us),
@@ -138,6 +141,8 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
                 r.errors,
                 r.server_cpu_us_per_request
                     .map_or("—".into(), |c| format!("{c:.0}")),
+                r.client_cpu_share
+                    .map_or("—".into(), |c| format!("{:.0} %", c * 100.0)),
             );
         }
     }

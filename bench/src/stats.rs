@@ -70,6 +70,10 @@ pub struct LoadResult {
     /// the mock's for `direct`, the proxy's alone otherwise.
     #[serde(default)]
     pub server_cpu_us_per_request: Option<f64>,
+    /// CPU time the load generator itself spent over the window, in cores (1.0 = one core
+    /// busy throughout): well below its thread count, it was not the bottleneck.
+    #[serde(default)]
+    pub client_cpu_share: Option<f64>,
 }
 
 /// Memory of one server process, read from `/proc/PID/status` after its 64-connection runs.
@@ -121,6 +125,7 @@ mod tests {
                 latency: Percentiles::default(),
                 ttfb: Some(Percentiles::default()),
                 server_cpu_us_per_request: Some(120.5),
+                client_cpu_share: Some(0.25),
             }),
             Record::Memory(MemoryResult {
                 target: "tollgate-embedded".into(),

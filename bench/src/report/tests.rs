@@ -25,6 +25,7 @@ fn load(target: &str, mode: Mode, connections: usize, p50_us: u64, rps: f64) -> 
             max_us: p50_us,
         }),
         server_cpu_us_per_request: Some(p50_us as f64 / 2.0),
+        client_cpu_share: Some(0.125),
     })
 }
 
@@ -84,7 +85,7 @@ fn results_rows_are_grouped_and_baselines_come_first() {
     );
     assert_eq!(
         results[0],
-        "| non-stream | 1 | mock, called directly | 0.100 | 0.110 | 0.200 | 0.300 | — | — | 10000 | 0 | 50 |"
+        "| non-stream | 1 | mock, called directly | 0.100 | 0.110 | 0.200 | 0.300 | — | — | 10000 | 0 | 50 | 12 % |"
     );
     assert!(results[3].contains("| 1.000 | 2.000 |"), "{}", results[3]);
 }
