@@ -249,7 +249,6 @@ async fn quiet_alerts(prom: &Prometheus) -> Vec<String> {
 }
 
 #[tokio::test]
-#[ignore = "waits for tool/trust metrics: tollgate_tool_calls_total is not exported yet"]
 async fn every_dashboard_query_and_alert_rule_works_against_a_real_prometheus() {
     let started = Instant::now();
     require_prometheus();
