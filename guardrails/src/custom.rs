@@ -264,7 +264,8 @@ mod tests {
 
     #[test]
     fn word_lists_match_case_insensitively_as_whole_words() {
-        let cases: &[(&[&str], &str, &[(usize, usize)])] = &[
+        type Case<'a> = (&'a [&'a str], &'a str, &'a [(usize, usize)]);
+        let cases: &[Case] = &[
             (&["falcon"], "the FALCON flies", &[(4, 10)]),
             (&["falcon"], "falconry is not it", &[]),
             (
