@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use super::{IPV4, IPV6};
 use crate::Category;
 use crate::engine::{Ctx, Hit};
-use crate::text::{Hay, is_alnum, is_hex};
+use crate::text::{Hay, contains_ci, is_alnum, is_hex};
 
 pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     let b = hay.b;
@@ -18,10 +18,9 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     }
     // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
     let before = &b[t.saturating_sub(24)..t];
-    let lower: Vec<u8> = before.iter().map(u8::to_ascii_lowercase).collect();
     if ["version", "upgrade", "release", "build", "ver."]
         .iter()
-        .any(|w| memchr::memmem::find(&lower, w.as_bytes()).is_some())
+        .any(|w| contains_ci(before, w.as_bytes()))
     {
         return None;
     }

@@ -8,7 +8,7 @@
 use super::Secrets;
 use crate::Category;
 use crate::engine::{Ctx, Hit};
-use crate::text::{Hay, entropy, is_b64, is_placeholder};
+use crate::text::{Hay, contains, entropy, is_b64, is_placeholder};
 
 pub(crate) const PASSWORD: &str = "password";
 pub(crate) const GENERIC: &str = "generic_secret";
@@ -46,7 +46,7 @@ fn classify(key: &[u8]) -> Option<KeyClass> {
         }
     }
     let key = &buf[..k];
-    let has = |w: &[u8]| memchr::memmem::find(key, w).is_some();
+    let has = |w: &[u8]| contains(key, w);
     if key.ends_with(b"accountkey") || key.ends_with(b"sharedaccesskey") {
         Some(KeyClass::AzureStorage)
     } else if has(b"secretaccesskey") || has(b"awssecretkey") {
@@ -224,10 +224,10 @@ pub(crate) fn plausible(val: &[u8], quoted: bool, password: bool) -> bool {
     ) {
         return false;
     }
-    if val.iter().any(|c| b"()[]{}<> ".contains(c)) || memchr::memmem::find(val, b"::").is_some() {
+    if val.iter().any(|c| b"()[]{}<> ".contains(c)) || contains(val, b"::") {
         return false;
     }
-    if memchr::memmem::find(val, b"://").is_some() {
+    if contains(val, b"://") {
         return false;
     }
     let letters = val.iter().filter(|c| c.is_ascii_alphabetic()).count();

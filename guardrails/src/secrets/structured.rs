@@ -5,7 +5,7 @@ use super::Det;
 use super::tokens::is_filler;
 use crate::Category;
 use crate::engine::{Ctx, Hit};
-use crate::text::{Hay, entropy, is_alnum, is_b64url, is_lower_hex};
+use crate::text::{Hay, contains, entropy, is_alnum, is_b64url, is_lower_hex};
 
 pub(crate) const OPENAI: &str = "openai_api_key";
 pub(crate) const ANTHROPIC: &str = "anthropic_api_key";
@@ -98,7 +98,9 @@ fn pem(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<Hit> {
         c.is_ascii_uppercase() || c.is_ascii_digit() || c == b' '
     });
     let label_bytes = &b[pend + 1..pend + 1 + label];
-    memchr::memmem::find(label_bytes, b"PRIVATE KEY")?;
+    if !contains(label_bytes, b"PRIVATE KEY") {
+        return None;
+    }
     let mut i = pend + 1 + label;
     if !hay.starts_with(i, b"-----") {
         return None;
@@ -248,8 +250,7 @@ pub(super) fn url(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
         return None;
     }
     let pw = &b[ps..ps + pl];
-    let lower: Vec<u8> = pw.iter().map(u8::to_ascii_lowercase).collect();
-    let weak = WEAK_PASSWORDS.contains(&&lower[..])
+    let weak = WEAK_PASSWORDS.iter().any(|w| w.eq_ignore_ascii_case(pw))
         || matches!(pw[0], b'$' | b'{' | b'[' | b'<' | b'*')
         || pw.iter().all(|&c| c == pw[0])
         || (pl >= 5 && is_filler(pw) && entropy(pw) < 1.5);

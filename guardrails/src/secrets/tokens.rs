@@ -2,7 +2,7 @@
 
 use crate::Category;
 use crate::engine::Hit;
-use crate::text::{Hay, entropy, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex};
+use crate::text::{Hay, contains_ci, entropy, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex};
 
 /// A prefix-and-body token rule.
 pub(crate) struct Spec {
@@ -240,10 +240,9 @@ pub(crate) fn is_filler(body: &[u8]) -> bool {
     if body.windows(5).any(|w| w.iter().all(|&c| c == w[0])) {
         return true;
     }
-    let lower: Vec<u8> = body.iter().map(u8::to_ascii_lowercase).collect();
     ["xxxx", "example", "your_", "your-", "placeholder"]
         .iter()
-        .any(|p| memchr::memmem::find(&lower, p.as_bytes()).is_some())
+        .any(|p| contains_ci(body, p.as_bytes()))
         || entropy(body) < min_entropy(body.len())
 }
 
