@@ -35,6 +35,7 @@ pub struct Metrics {
     pub trust_score: GaugeVec,
     pub audit_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub store_up: prometheus::IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -75,7 +76,15 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(cost_usd.clone()))
             .expect("unique metric");
+        let store_up = prometheus::IntGauge::new(
+            "tollgate_store_up",
+            "1 when the policy store answered its last check.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(store_up.clone()))
+            .expect("unique metric");
         Metrics {
+            store_up,
             requests: counter(
                 &r,
                 "tollgate_requests_total",

@@ -207,6 +207,7 @@ impl Upkeep {
     }
 
     async fn tick(&self) {
+        self.state.ping_store().await;
         let store = &self.state.store;
         match store.reap_expired(store.now()).await {
             Ok(0) => {}

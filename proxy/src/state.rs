@@ -129,17 +129,63 @@ impl State {
         audit: AuditSink,
         config_path: Option<PathBuf>,
     ) -> State {
+        let metrics = Metrics::new();
+        // Series that alerts watch exist from the start at zero, so their first increase
+        // is visible to rate() and increase().
+        let sink = match audit {
+            AuditSink::File(_) => "file",
+            AuditSink::Redis(_) => "redis",
+        };
+        metrics.audit_errors.with_label_values(&[sink]);
+        for op in [
+            "key_lookup",
+            "reserve",
+            "commit",
+            "release",
+            "acquire",
+            "ping",
+        ] {
+            metrics.store_errors.with_label_values(&[op]);
+        }
+        for result in ["ok", "invalid"] {
+            metrics.config_reloads.with_label_values(&[result]);
+        }
         State {
             runtime: ArcSwap::from_pointee(runtime),
             pending_commits: std::sync::Mutex::new(Vec::new()),
             store,
             audit,
             config_path,
-            metrics: Metrics::new(),
+            metrics,
             upstreams: Upstreams::default(),
             agent_stats: Default::default(),
             delegated: Default::default(),
         }
+    }
+
+    /// Appends an audit record; a failure is counted (by sink) and logged, never fatal.
+    pub async fn append_audit(&self, record: &mut tollgate_audit::Record) {
+        if let Err(e) = self.audit.append(record).await {
+            let sink = match self.audit {
+                AuditSink::File(_) => "file",
+                AuditSink::Redis(_) => "redis",
+            };
+            self.metrics.audit_errors.with_label_values(&[sink]).inc();
+            tracing::error!(request_id = %record.request_id, error = %e, "audit record not written");
+        }
+    }
+
+    /// Checks the store, keeping `tollgate_store_up` current.
+    pub async fn ping_store(&self) -> bool {
+        let up = match self.store.ping().await {
+            Ok(()) => true,
+            Err(e) => {
+                self.store_error("ping", &e);
+                false
+            }
+        };
+        self.metrics.store_up.set(i64::from(up));
+        up
     }
 
     /// Counts a failed store operation.

@@ -98,12 +98,6 @@ pub async fn decide(state: &State, id: &str, approve: bool) -> Result<Value, Gat
         decision,
         approval_id: Some(id.to_string()),
     }];
-    if let Err(e) = state.audit.append(&mut audit).await {
-        state
-            .metrics
-            .audit_errors
-            .with_label_values(&[e.kind()])
-            .inc();
-    }
+    state.append_audit(&mut audit).await;
     Ok(describe(&record, state.store.now()))
 }

@@ -136,13 +136,7 @@ impl Admin {
             listen
         };
         let listener = tokio::net::TcpStream::connect(target).await.is_ok();
-        let store = match self.state.store.ping().await {
-            Ok(()) => true,
-            Err(e) => {
-                self.state.store_error("ping", &e);
-                false
-            }
-        };
+        let store = self.state.ping_store().await;
         let status = if listener && store { 200 } else { 503 };
         json(
             status,

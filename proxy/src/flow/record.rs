@@ -84,14 +84,7 @@ pub async fn write(state: &State, ctx: &mut Ctx) {
     }
     ctx.audited = true;
     let mut record = build(ctx);
-    if let Err(e) = state.audit.append(&mut record).await {
-        state
-            .metrics
-            .audit_errors
-            .with_label_values(&[e.kind()])
-            .inc();
-        tracing::error!(request_id = %ctx.request_id, error = %e, "audit record not written");
-    }
+    state.append_audit(&mut record).await;
 }
 
 /// The part of a body that is the prompt, for policies that log prompts.
