@@ -16,6 +16,12 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     if t > 0 && (b[t - 1] == b'.' || b[t - 1] == b'v' || b[t - 1] == b'V') {
         return None;
     }
+    // Most digits start no dotted quad: without a dot in the next three bytes the parse
+    // below fails without reading past them, so it can be skipped (the end of input,
+    // which a stream must know was looked at, is left to the parse).
+    if b.len() >= t + 4 && !b[t + 1..t + 4].contains(&b'.') {
+        return None;
+    }
     // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
     let before = &b[t.saturating_sub(24)..t];
     if ["version", "upgrade", "release", "build", "ver."]

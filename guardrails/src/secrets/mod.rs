@@ -36,6 +36,9 @@ pub(crate) struct Secrets {
     /// a keyword can start with. A separator at `t` is then looked at as the first
     /// separator of each keyword, at `t - offset`: a fixed, local set of positions.
     sep_starts: Vec<(usize, [bool; 256])>,
+    /// The first two bytes of every keyword, as a bit set per first byte: where they do
+    /// not occur, no keyword does and the anchored search is skipped.
+    pairs: Box<[[u64; 4]; 256]>,
 }
 
 fn table() -> Vec<(&'static str, Det)> {
@@ -81,12 +84,30 @@ impl Secrets {
             sep_starts[i].1[usize::from(k.as_bytes()[0])] = true;
         }
         sep_starts.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
+        let mut pairs = Box::new([[0u64; 4]; 256]);
+        for k in &all {
+            let k = k.as_bytes();
+            assert!(k.len() >= 2, "keywords are at least two bytes");
+            pairs[usize::from(k[0])][usize::from(k[1] >> 6)] |= 1 << (k[1] & 63);
+        }
         Secrets {
             ac,
             ac_rule,
             anchored,
             dets: table.into_iter().map(|(_, d)| d).collect(),
             sep_starts,
+            pairs,
+        }
+    }
+
+    /// Whether a keyword may start at `at`: its first two bytes are some keyword's.
+    #[inline]
+    fn may_start(&self, b: &[u8], at: usize) -> bool {
+        match b.get(at..at + 2) {
+            Some(&[c0, c1]) => {
+                self.pairs[usize::from(c0)][usize::from(c1 >> 6)] & (1 << (c1 & 63)) != 0
+            }
+            _ => false,
         }
     }
 
@@ -111,9 +132,10 @@ impl Secrets {
 
     /// A keyword rule's hit starting exactly at `at`, if any.
     pub fn specific_at(&self, hay: &Hay, ctx: &Ctx, at: usize) -> Option<Hit> {
-        if let Some(m) = self
-            .anchored
-            .find(Input::new(hay.b).range(at..).anchored(Anchored::Yes))
+        if self.may_start(hay.b, at)
+            && let Some(m) = self
+                .anchored
+                .find(Input::new(hay.b).range(at..).anchored(Anchored::Yes))
             && let Some(h) = self.run_rule(hay, ctx, m.pattern().as_usize(), m.start(), m.end())
         {
             return Some(h);

@@ -200,3 +200,17 @@ fn at_least_forty_secret_types() {
     let n = super::kinds().len();
     assert!(n >= 40, "only {n} secret types");
 }
+
+#[test]
+fn keyword_pair_filter_admits_every_keyword_and_only_their_starts() {
+    let s = super::shared();
+    for (k, _) in super::table() {
+        let text = format!("x {k}");
+        assert!(s.may_start(text.as_bytes(), 2), "{k}");
+        // Where fewer than two bytes remain no keyword fits.
+        assert!(!s.may_start(&k.as_bytes()[..1], 0), "{k}");
+    }
+    for text in ["the", "  ", "zz", "1234", "__"] {
+        assert!(!s.may_start(text.as_bytes(), 0), "{text}");
+    }
+}
