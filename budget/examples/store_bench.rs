@@ -1,8 +1,12 @@
 //! Reserve+commit throughput and latency of each backend, alone and under concurrency.
 //!
-//! `cargo run --release -p tollgate-budget --example store_bench -- [OPS] [REDIS_URL]`
-//! runs OPS reserve+commit pairs (default 20000) per configuration: embedded and Redis,
-//! 1 and 64 concurrent tasks. It also reads Redis's `INFO commandstats` to show how many
+//! `cargo run --release -p tollgate-budget --example store_bench -- [OPS] [REDIS_URL|none]`
+//! runs OPS reserve+commit pairs (default 20000) per configuration: embedded and Redis
+//! (skipped with `none`), 1 and 64 concurrent tasks. *CPU µs* is this process's CPU time
+//! (all threads, from `/proc/self/task/*/schedstat`) per pair: on a shared machine it moves
+//! less with other load than the rate does (the Redis server's own CPU is not in it).
+//! Embedded rows also show how large the write-ahead log file was at the end of the run. `REAP_ON_RESERVE=N` overrides how many
+//! lapsed holds a reserve may reap (default 16; 0 shows what reaping on reserve costs). It also reads Redis's `INFO commandstats` to show how many
 //! EVALSHA calls one reserve+commit cost. Prints a markdown table.
 //!
 //! A second table measures rate limiting: one `acquire` with 3 windows (agent rpm and tpm,
@@ -67,6 +71,7 @@ fn acquire_request(task: usize, i: usize) -> AcquireRequest {
 
 async fn run_acquire(store: Arc<dyn Store>, ops: usize, tasks: usize) -> Run {
     let per_task = ops / tasks;
+    let cpu = process_cpu_ns();
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
@@ -92,7 +97,7 @@ async fn run_acquire(store: Arc<dyn Store>, ops: usize, tasks: usize) -> Run {
     for h in handles {
         lat.extend(h.await.expect("task"));
     }
-    summarize(lat, started.elapsed())
+    summarize(lat, started.elapsed(), process_cpu_ns().saturating_sub(cpu))
 }
 
 struct Run {
@@ -100,10 +105,23 @@ struct Run {
     pairs_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
+    cpu_us: f64,
+}
+
+/// CPU time of every live thread of this process, in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 async fn run(store: Arc<dyn Store>, ops: usize, tasks: usize) -> Run {
     let per_task = ops / tasks;
+    let cpu = process_cpu_ns();
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
@@ -129,10 +147,10 @@ async fn run(store: Arc<dyn Store>, ops: usize, tasks: usize) -> Run {
     for h in handles {
         lat.extend(h.await.expect("task"));
     }
-    summarize(lat, started.elapsed())
+    summarize(lat, started.elapsed(), process_cpu_ns().saturating_sub(cpu))
 }
 
-fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Run {
+fn summarize(mut lat: Vec<Duration>, elapsed: Duration, cpu_ns: u64) -> Run {
     lat.sort();
     let pct =
         |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e6;
@@ -141,6 +159,7 @@ fn summarize(mut lat: Vec<Duration>, elapsed: Duration) -> Run {
         pairs_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        cpu_us: cpu_ns as f64 / 1e3 / lat.len() as f64,
     }
 }
 
@@ -156,6 +175,18 @@ fn evalsha_calls(url: &str) -> Option<u64> {
     })
 }
 
+/// The stores' options: the defaults, with `REAP_ON_RESERVE` from the environment if set.
+fn store_options() -> StoreOptions {
+    let defaults = StoreOptions::default();
+    StoreOptions {
+        reap_on_reserve: std::env::var("REAP_ON_RESERVE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(defaults.reap_on_reserve),
+        ..defaults
+    }
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -164,23 +195,28 @@ async fn main() {
         .get(2)
         .cloned()
         .unwrap_or_else(|| "redis://127.0.0.1:6379/0".into());
-    println!("| backend | tasks | reserve+commit/s | p50 µs | p99 µs |");
-    println!("|---|---:|---:|---:|---:|");
+    let redis = url != "none";
+    println!("| backend | tasks | reserve+commit/s | p50 µs | p99 µs | CPU µs | WAL MiB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for tasks in [1, 64] {
         // A fresh store per run, on the real disk (not tmpfs), so runs do not share a WAL.
         let dir = tempfile::tempdir_in(".").expect("temp dir");
         let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(dir.path(), StoreOptions::default()).expect("open"));
-        let r = run(store, ops, tasks).await;
+            Arc::new(EmbeddedStore::open(dir.path(), store_options()).expect("open"));
+        let r = run(store.clone(), ops, tasks).await;
+        // Measured while the store is open: closing the last connection removes the WAL.
+        let wal = wal_mib(dir.path());
+        drop(store);
         println!(
-            "| embedded | {tasks} | {:.0} | {:.0} | {:.0} |",
-            r.pairs_per_sec, r.p50_us, r.p99_us
+            "| embedded | {tasks} | {:.0} | {:.0} | {:.0} | {:.1} | {wal:.1} |",
+            r.pairs_per_sec, r.p50_us, r.p99_us, r.cpu_us
         );
     }
-    for tasks in [1, 64] {
+    for tasks in [1, 64].into_iter().filter(|_| redis) {
         let prefix = format!("tgbench-{:x}", std::process::id() * 100 + tasks as u32);
         let opts = RedisOptions {
             prefix: prefix.clone(),
+            store: store_options(),
             ..RedisOptions::new(url.clone())
         };
         let store: Arc<dyn Store> = Arc::new(RedisStore::new(opts).expect("redis store"));
@@ -193,32 +229,34 @@ async fn main() {
             .zip(before)
             .map(|(a, b)| (a - b) as f64 / r.pairs as f64);
         println!(
-            "| redis | {tasks} | {:.0} | {:.0} | {:.0} | EVALSHA per reserve+commit: {} |",
+            "| redis | {tasks} | {:.0} | {:.0} | {:.0} | {:.1} | EVALSHA per reserve+commit: {} |",
             r.pairs_per_sec,
             r.p50_us,
             r.p99_us,
+            r.cpu_us,
             per_pair.map_or("n/a".into(), |p| format!("{p:.3}"))
         );
         cleanup(&url, &prefix);
     }
 
     println!();
-    println!("| backend | tasks | acquire+release/s | acquire p50 µs | acquire p99 µs |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| backend | tasks | acquire+release/s | acquire p50 µs | acquire p99 µs | CPU µs |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for tasks in [1, 64] {
         let dir = tempfile::tempdir_in(".").expect("temp dir");
         let store: Arc<dyn Store> =
-            Arc::new(EmbeddedStore::open(dir.path(), StoreOptions::default()).expect("open"));
+            Arc::new(EmbeddedStore::open(dir.path(), store_options()).expect("open"));
         let r = run_acquire(store, ops, tasks).await;
         println!(
-            "| embedded | {tasks} | {:.0} | {:.0} | {:.0} |",
-            r.pairs_per_sec, r.p50_us, r.p99_us
+            "| embedded | {tasks} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            r.pairs_per_sec, r.p50_us, r.p99_us, r.cpu_us
         );
     }
-    for tasks in [1, 64] {
+    for tasks in [1, 64].into_iter().filter(|_| redis) {
         let prefix = format!("tgbench-rl-{:x}", std::process::id() * 100 + tasks as u32);
         let opts = RedisOptions {
             prefix: prefix.clone(),
+            store: store_options(),
             ..RedisOptions::new(url.clone())
         };
         let store: Arc<dyn Store> = Arc::new(RedisStore::new(opts).expect("redis store"));
@@ -229,14 +267,21 @@ async fn main() {
             .zip(before)
             .map(|(a, b)| (a - b) as f64 / r.pairs as f64);
         println!(
-            "| redis | {tasks} | {:.0} | {:.0} | {:.0} | EVALSHA per acquire+release: {} |",
+            "| redis | {tasks} | {:.0} | {:.0} | {:.0} | {:.1} | EVALSHA per acquire+release: {} |",
             r.pairs_per_sec,
             r.p50_us,
             r.p99_us,
+            r.cpu_us,
             per_pair.map_or("n/a".into(), |p| format!("{p:.3}"))
         );
         cleanup(&url, &prefix);
     }
+}
+
+/// Size of the store's write-ahead log file, in MiB (0 when there is none).
+fn wal_mib(dir: &std::path::Path) -> f64 {
+    let wal = dir.join(format!("{}-wal", tollgate_budget::DB_FILE));
+    std::fs::metadata(wal).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
 }
 
 fn cleanup(url: &str, prefix: &str) {
