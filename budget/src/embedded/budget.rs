@@ -436,6 +436,11 @@ pub(super) fn extend(
     }
 }
 
+/// The lapsed holds, earliest first. It walks the partial index of active expiries from its
+/// start, so when nothing has lapsed (the common case on every reserve) it reads one entry.
+const REAP_LAPSED: &str = "SELECT tenant, id, granted, lines FROM reservations
+     WHERE state = 'active' AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2";
+
 /// Gives back up to `limit` lapsed holds; with `forget`, also forgets settled reservations
 /// (and their idempotency keys) and idle run windows past the options' retentions.
 pub(super) fn reap(
@@ -445,10 +450,7 @@ pub(super) fn reap(
     forget: Option<&StoreOptions>,
 ) -> Sql<usize> {
     let lapsed: Vec<(String, String, Nanos, String)> = c
-        .prepare_cached(
-            "SELECT tenant, id, granted, lines FROM reservations
-             WHERE state = 'active' AND expires_ms <= ?1 ORDER BY expires_ms LIMIT ?2",
-        )
+        .prepare_cached(REAP_LAPSED)
         .map_err(sql_error)?
         .query_map(
             params![millis(now), i64::try_from(limit).unwrap_or(i64::MAX)],
@@ -484,4 +486,42 @@ pub(super) fn reap(
             .map_err(sql_error)?;
     }
     Ok(lapsed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::StatementStatus;
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = super::super::schema::open(&dir.path().join("t.db")).expect("open");
+        (dir, conn)
+    }
+
+    #[test]
+    fn reaping_with_nothing_lapsed_reads_the_expiry_index_and_is_never_replanned() {
+        let (_dir, c) = store();
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {REAP_LAPSED}"))
+            .unwrap()
+            .query_map(params![0, 16], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH reservations USING INDEX reservations_active (expires_ms<?)"],
+            "{plan:?}"
+        );
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        for i in 0..5 {
+            let now = t0 + TimeDelta::seconds(i);
+            assert_eq!(reap(&c, now, 16 + i as usize, None).unwrap(), 0);
+        }
+        let stmt = c.prepare_cached(REAP_LAPSED).unwrap();
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+        assert_eq!(stmt.get_status(StatementStatus::FullscanStep), 0);
+    }
 }

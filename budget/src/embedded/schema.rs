@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 
 use super::sql_error;
 use crate::StoreError;
@@ -152,8 +153,19 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
+    plan_once(&conn)?;
     conn.execute_batch(SCHEMA).map_err(sql_error)?;
     Ok(conn)
+}
+
+/// Keeps every cached statement on the plan it was prepared with. Without the query planner
+/// stability guarantee SQLite re-prepares a statement whenever a new value is bound to a
+/// parameter its plan looked at — any `LIMIT ?` (the reap on every reserve, the acquisition
+/// tidy-up on every acquire) — which cost more than running those statements.
+fn plan_once(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(sql_error)?;
+    Ok(())
 }
 
 /// How often the WAL is copied back into the database file.
@@ -168,6 +180,7 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "query_only", true)
         .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(32);
+    plan_once(&conn)?;
     Ok(conn)
 }
 
