@@ -244,3 +244,80 @@ async fn disallowed_tool_definitions_are_stripped_and_forcing_one_is_refused() {
             .is_some_and(|id| id.starts_with("apr_"))
     );
 }
+
+/// Responses and Anthropic answers are gated too, whole and streamed: a denied call never
+/// reaches the client, an allowed one does, and the explanation is in the text.
+#[tokio::test]
+async fn responses_and_anthropic_tool_calls_are_gated() {
+    let mock = mock::provider().spawn().await;
+    let tg = harness::tollgate()
+        .env("ANT", "ant-key")
+        .config(&format!(
+            r#"
+providers:
+  - {{ name: claude, kind: anthropic, base_url: "{root}/v1", api_key_env: ANT, models: ["claude-*"] }}
+  - {{ name: mock, kind: openai, base_url: "{root}/v1", models: ["*"] }}
+pricing: {{ overrides: {{ mock-1: {{ input_per_mtok: 1, output_per_mtok: 2, max_output_tokens: 512 }},
+                         claude-test: {{ input_per_mtok: 1, output_per_mtok: 2, max_output_tokens: 512 }} }} }}
+policies: {{ p: {{ tools: {{ deny: ["delete_*"] }} }} }}
+agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
+"#,
+            root = mock.root_url()
+        ))
+        .spawn()
+        .await;
+    let c = tg.client("a1");
+    let script = "CALL: delete_repo {\"name\": \"prod\"}\nCALL: read_file {\"path\": \"a\"}";
+    for stream in [false, true] {
+        let r = c
+            .post(
+                "/v1/responses",
+                &json!({"model": "mock-1", "stream": stream, "input": script,
+                        "tools": [{"type": "function", "name": "delete_repo", "parameters": {"type": "object"}},
+                                  {"type": "function", "name": "read_file", "parameters": {"type": "object"}}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        assert!(
+            !text.contains("\\\"prod\\\"") && !text.contains("\"prod\""),
+            "stream={stream}: denied arguments leaked: {text}"
+        );
+        assert!(
+            text.contains("read_file"),
+            "stream={stream}: the allowed call is missing"
+        );
+        assert!(
+            text.contains("delete_repo` was removed"),
+            "stream={stream}: no explanation: {text}"
+        );
+
+        let m = c
+            .post(
+                "/v1/messages",
+                &json!({"model": "claude-test", "max_tokens": 256, "stream": stream,
+                        "messages": [{"role": "user", "content": script}],
+                        "tools": [{"name": "delete_repo", "input_schema": {"type": "object"}},
+                                  {"name": "read_file", "input_schema": {"type": "object"}}]}),
+            )
+            .await;
+        assert_eq!(m.status, 200, "{}", m.text());
+        let text = m.text();
+        assert!(
+            !text.contains("prod"),
+            "stream={stream}: denied arguments leaked: {text}"
+        );
+        assert!(text.contains("read_file"), "stream={stream}");
+        if !stream {
+            let body = m.json();
+            assert!(
+                body["content"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|b| b["name"] != "delete_repo"),
+                "{body}"
+            );
+        }
+    }
+}
