@@ -141,6 +141,11 @@ pub fn table(rows: &[Value], columns: &[&str]) {
     let cell = |v: &Value, c: &str| match &v[c] {
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
+        // Amounts are exact decimals on the wire: print them as decimals, not 5.25e-6.
+        Value::Number(n) if n.is_f64() => {
+            let text = format!("{:.9}", n.as_f64().unwrap_or_default());
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
         other => other.to_string(),
     };
     let widths: Vec<usize> = columns

@@ -6,7 +6,7 @@
 use tollgate_config::Policy;
 use tollgate_pricing::{self as pricing, Price};
 
-use super::context::{Ctx, Estimate};
+use super::context::Estimate;
 use crate::api::Request;
 use crate::error::GateError;
 use crate::state::Runtime;
@@ -14,12 +14,34 @@ use crate::state::Runtime;
 /// Output tokens assumed for a model whose maximum output is not published.
 pub const DEFAULT_MAX_OUTPUT: u64 = 16_384;
 
-pub fn price_of(rt: &Runtime, model: &str, ctx: &mut Ctx) -> Result<Price, GateError> {
+/// The model's name for metrics and the audit record: the price table's name, or the
+/// request's model when the config names it exactly, else `unpriced`. Never free request
+/// text beyond that, so labels stay bounded and nothing a client typed lands in the trail.
+pub fn model_label(rt: &Runtime, model: &str) -> String {
     if let Some(found) = rt.prices.lookup(model) {
-        ctx.model_label = Some(found.name.to_string());
+        return found.name.to_string();
+    }
+    let configured = rt
+        .config
+        .providers
+        .iter()
+        .any(|p| p.models.literals().any(|m| m == model))
+        || rt
+            .config
+            .policies
+            .values()
+            .any(|p| p.models.allow.literals().any(|m| m == model));
+    if configured {
+        model.to_string()
+    } else {
+        "unpriced".to_string()
+    }
+}
+
+pub fn price_of(rt: &Runtime, model: &str) -> Result<Price, GateError> {
+    if let Some(found) = rt.prices.lookup(model) {
         return Ok(found.price.clone());
     }
-    ctx.model_label = Some("unpriced".to_string());
     rt.unknown_price
         .clone()
         .ok_or_else(|| GateError::ModelNotAllowed {
@@ -27,13 +49,8 @@ pub fn price_of(rt: &Runtime, model: &str, ctx: &mut Ctx) -> Result<Price, GateE
         })
 }
 
-pub fn estimate(
-    rt: &Runtime,
-    policy: &Policy,
-    req: &mut Request,
-    ctx: &mut Ctx,
-) -> Result<Estimate, GateError> {
-    let price = price_of(rt, &req.model, ctx).map_err(|_| {
+pub fn estimate(rt: &Runtime, policy: &Policy, req: &mut Request) -> Result<Estimate, GateError> {
+    let price = price_of(rt, &req.model).map_err(|_| {
         GateError::invalid(
             format!(
                 "tollgate has no price for the model `{}`, and pricing.unknown_model is `deny`: add it to pricing.overrides.",

@@ -163,6 +163,7 @@ impl Gateway {
         let raw = parse::read_body(session, rt.config.server.max_body_bytes).await?;
         let mut req = api::parse(api, deployment.as_deref(), &raw)?;
         ctx.model = Some(req.model.clone());
+        ctx.model_label = Some(estimate::model_label(rt, &req.model));
         ctx.stream = req.stream;
         if policy.log_prompts {
             ctx.prompt = Some(record::prompt_of(&req.body));
@@ -174,7 +175,7 @@ impl Gateway {
         let guards = agent.guards.as_ref();
         guard::input(&self.state, policy, guards, &mut req, ctx)?;
         tools::check_request(&self.state, policy, &mut req, ctx)?;
-        let est = estimate::estimate(rt, policy, &mut req, ctx)?;
+        let est = estimate::estimate(rt, policy, &mut req)?;
         ctx.estimate = Some(est.clone());
         let tokens = est.input_tokens
             + est.output_tokens * tollgate_pricing::output_multiplier(api, &req.body);

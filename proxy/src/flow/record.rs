@@ -24,10 +24,7 @@ fn build(ctx: &Ctx) -> Record {
         r.agent = Some(a.id.clone());
         r.key_id = Some(a.key_id.clone());
     }
-    r.model = ctx
-        .model_label
-        .clone()
-        .or_else(|| ctx.model.as_ref().map(|_| "unpriced".into()));
+    r.model = ctx.model_label.clone();
     r.provider = ctx.provider.clone();
     r.reasons = ctx.reasons.clone();
     r.caps = ctx.caps.clone();
