@@ -22,6 +22,16 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     if b.len() >= t + 4 && !b[t + 1..t + 4].contains(&b'.') {
         return None;
     }
+    // The shape test is cheaper than the look-back below, so it goes first, on a probe
+    // that records its own looks at the end of input: a shape that fails without one
+    // fails the same way on `hay`, whatever the look-back says. Otherwise the order of
+    // the tests (and so what `hay` records) stays: look-back, then shape.
+    let probe = Hay::new(b);
+    let shape = quad(&probe, t);
+    let looked_at_end = probe.take_touched();
+    if shape.is_none() && !looked_at_end {
+        return None;
+    }
     // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
     let before = &b[t.saturating_sub(24)..t];
     if ["version", "upgrade", "release", "build", "ver."]
@@ -30,6 +40,18 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     {
         return None;
     }
+    let i = if looked_at_end { quad(hay, t)? } else { shape? };
+    let ip: Ipv4Addr = std::str::from_utf8(&b[t..i]).ok()?.parse().ok()?;
+    let o = ip.octets();
+    if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || o[0] == 255 {
+        return None;
+    }
+    Some(Hit::new(t, i, IPV4, Category::Pii))
+}
+
+/// The end of the dotted quad starting at `t`, not followed by more of a word or number.
+fn quad(hay: &Hay, t: usize) -> Option<usize> {
+    let b = hay.b;
     let mut i = t;
     for part in 0..4 {
         let n = hay.run(i, 4, |c| c.is_ascii_digit());
@@ -52,12 +74,7 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
         Some(b'.') if hay.at(i + 1).is_some_and(|c| c.is_ascii_digit()) => return None,
         _ => {}
     }
-    let ip: Ipv4Addr = std::str::from_utf8(&b[t..i]).ok()?.parse().ok()?;
-    let o = ip.octets();
-    if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || o[0] == 255 {
-        return None;
-    }
-    Some(Hit::new(t, i, IPV4, Category::Pii))
+    Some(i)
 }
 
 fn is_v6(c: u8) -> bool {

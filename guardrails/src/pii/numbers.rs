@@ -12,12 +12,46 @@ use crate::text::{Hay, is_alnum};
 const MAX_GROUPS: usize = 8;
 const MAX_DIGITS: usize = 19;
 
+/// A fixed-capacity list on the stack: the parser runs at every number in the text, so
+/// it must not allocate. Every group and separator holds at least one digit's place, so
+/// `MAX_DIGITS + 1` bounds all three lists.
+struct List<T> {
+    items: [T; MAX_DIGITS + 1],
+    len: usize,
+}
+
+impl<T: Copy + Default> List<T> {
+    fn new() -> List<T> {
+        List {
+            items: [T::default(); MAX_DIGITS + 1],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, x: T) {
+        self.items[self.len] = x;
+        self.len += 1;
+    }
+
+    fn extend_from_slice(&mut self, xs: &[T]) {
+        self.items[self.len..self.len + xs.len()].copy_from_slice(xs);
+        self.len += xs.len();
+    }
+}
+
+impl<T> std::ops::Deref for List<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+}
+
 struct Seq {
     start: usize,
     end: usize,
-    digits: Vec<u8>,
-    groups: Vec<usize>,
-    seps: Vec<u8>,
+    digits: List<u8>,
+    groups: List<usize>,
+    seps: List<u8>,
     plus: bool,
     paren: bool,
 }
@@ -34,9 +68,9 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
     let mut seq = Seq {
         start: t,
         end: t,
-        digits: Vec::with_capacity(20),
-        groups: Vec::with_capacity(MAX_GROUPS),
-        seps: Vec::with_capacity(MAX_GROUPS),
+        digits: List::new(),
+        groups: List::new(),
+        seps: List::new(),
         plus: false,
         paren: false,
     };
@@ -146,7 +180,8 @@ pub(super) fn detect(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
 }
 
 fn ssn(s: &Seq) -> Option<Hit> {
-    if s.plus || s.paren || s.groups != [3, 2, 4] || !matches!(s.uniform_sep(), Some(b'-' | b' ')) {
+    if s.plus || s.paren || *s.groups != [3, 2, 4] || !matches!(s.uniform_sep(), Some(b'-' | b' '))
+    {
         return None;
     }
     ssn_valid(&s.digits).then(|| Hit::new(s.start, s.end, US_SSN, Category::Pii))
