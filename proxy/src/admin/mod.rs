@@ -108,7 +108,10 @@ impl ServeHttp for Admin {
         let method = session.req_header().method.as_str().to_string();
         let path = session.req_header().uri.path().to_string();
         match (method.as_str(), path.as_str()) {
-            ("GET", "/healthz") => json(200, serde_json::json!({ "status": "ok" })),
+            ("GET", "/healthz") => json(
+                200,
+                serde_json::json!({ "status": "ok", "pid": std::process::id() }),
+            ),
             ("GET", "/readyz") => self.readiness().await,
             ("GET", "/metrics") => reply(
                 200,
@@ -140,7 +143,12 @@ impl Admin {
         let status = if listener && store { 200 } else { 503 };
         json(
             status,
-            serde_json::json!({ "status": if status == 200 { "ready" } else { "not_ready" }, "listener": listener, "store": store }),
+            serde_json::json!({
+                "status": if status == 200 { "ready" } else { "not_ready" },
+                "listener": listener,
+                "store": store,
+                "pid": std::process::id(),
+            }),
         )
     }
 

@@ -263,11 +263,33 @@ impl Tollgate {
         self.write_config(yaml, None);
         self.addr = addr;
         self.admin = admin;
+        self.set_ports();
+    }
+
+    async fn start(&mut self) {
+        // A port that was free when picked can be taken before tollgate binds it (another
+        // test picked it too): then pick new ports and start again, a few times.
+        for attempt in 0.. {
+            self.spawn_process();
+            match self.wait_ready().await {
+                Ok(()) => return,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    self.addr.set_port(free_port());
+                    self.admin.set_port(free_port());
+                    self.set_ports();
+                }
+                Err(log) => panic!("tollgate did not start:\n{log}"),
+            }
+        }
+    }
+
+    /// Points the config file at `self.addr` and `self.admin`.
+    fn set_ports(&self) {
         let text = std::fs::read_to_string(&self.config_path).expect("config");
         let mut root: Mapping = serde_norway::from_str(&text).expect("yaml");
         let mut server = section(&mut root, "server");
-        server.insert("listen".into(), Value::from(addr.to_string()));
-        server.insert("admin_listen".into(), Value::from(admin.to_string()));
+        server.insert("listen".into(), Value::from(self.addr.to_string()));
+        server.insert("admin_listen".into(), Value::from(self.admin.to_string()));
         root.insert("server".into(), Value::Mapping(server));
         std::fs::write(
             &self.config_path,
@@ -276,7 +298,7 @@ impl Tollgate {
         .expect("write");
     }
 
-    async fn start(&mut self) {
+    fn spawn_process(&mut self) {
         self.log = self
             .dir()
             .join(format!("tollgate-{}.log", self.admin.port()));
@@ -294,33 +316,38 @@ impl Tollgate {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("start tollgate"));
-        self.wait_ready().await;
     }
 
-    async fn wait_ready(&mut self) {
+    /// Ready means `/readyz` answers 200 from this very process (its pid), not from some
+    /// other instance that holds the port.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("http://{}/readyz", self.admin);
+        let pid = self.pid();
         loop {
             if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "tollgate exited with {status} before it was ready:\n{}",
                     self.logs()
-                );
+                ));
             }
+            // Another process answering on our admin port (its pid differs) is not ours:
+            // ours will fail to bind, and the exit above says so.
             if let Ok(r) = reqwest::get(&url).await
                 && r.status().is_success()
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && v["pid"].as_u64() == Some(u64::from(pid))
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "tollgate not ready in 30s:\n{}",
-                self.logs()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("tollgate not ready in 30s:\n{}", self.logs()));
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
