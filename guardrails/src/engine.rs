@@ -6,7 +6,7 @@ use aho_corasick::Input;
 use crate::Category;
 use crate::pii;
 use crate::secrets::Secrets;
-use crate::text::{Hay, next_trigger, run_start};
+use crate::text::{Hay, Triggers, run_start};
 
 /// A validated match of a built-in detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,18 +57,6 @@ enum Event {
 impl Engine {
     pub fn is_empty(&self) -> bool {
         !self.pii && self.secrets.is_none()
-    }
-
-    fn find_trigger(&self, b: &[u8], at: usize) -> Option<usize> {
-        if at >= b.len() {
-            return None;
-        }
-        match (self.pii, self.secrets.is_some()) {
-            (true, true) => next_trigger::<true, true>(b, at),
-            (true, false) => next_trigger::<true, false>(b, at),
-            (false, true) => next_trigger::<false, true>(b, at),
-            (false, false) => None,
-        }
     }
 
     fn find_keyword(&self, b: &[u8], at: usize) -> Option<Event> {
@@ -134,7 +122,8 @@ impl Engine {
         let hay = Hay::new(b);
         let mut cursor = from;
         let mut kw = self.find_keyword(b, from);
-        let mut trig = self.find_trigger(b, from);
+        let mut triggers = Triggers::new(self.pii, self.secrets.is_some());
+        let mut trig = triggers.next(b, from);
         loop {
             let event = match (kw, trig) {
                 (None, None) => return None,
@@ -178,11 +167,11 @@ impl Engine {
                 Event::Keyword { .. } => {
                     kw = self.find_keyword(b, next);
                     if trig.is_some_and(|t| t < cursor) {
-                        trig = self.find_trigger(b, cursor);
+                        trig = triggers.next(b, cursor);
                     }
                 }
                 Event::Trigger(_) => {
-                    trig = self.find_trigger(b, next);
+                    trig = triggers.next(b, next);
                     if let Some(Event::Keyword { start, .. }) = kw
                         && start < cursor
                     {

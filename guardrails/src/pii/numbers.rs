@@ -50,30 +50,35 @@ struct Seq {
     start: usize,
     end: usize,
     digits: List<u8>,
-    groups: List<usize>,
+    groups: List<u8>,
     seps: List<u8>,
     plus: bool,
     paren: bool,
 }
 
 impl Seq {
+    fn new(t: usize) -> Seq {
+        Seq {
+            start: t,
+            end: t,
+            digits: List::new(),
+            groups: List::new(),
+            seps: List::new(),
+            plus: false,
+            paren: false,
+        }
+    }
+
     fn uniform_sep(&self) -> Option<u8> {
         let first = *self.seps.first()?;
         self.seps.iter().all(|&s| s == first).then_some(first)
     }
 }
 
-fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
+/// Reads the number at `t` into `seq` (filled in place: it is large, and moving it out
+/// cost more than the parse).
+fn parse(hay: &Hay, ctx: &Ctx, t: usize, seq: &mut Seq) -> Option<()> {
     let b = hay.b;
-    let mut seq = Seq {
-        start: t,
-        end: t,
-        digits: List::new(),
-        groups: List::new(),
-        seps: List::new(),
-        plus: false,
-        paren: false,
-    };
     let mut open_paren = false;
     // A later group of a number already looked at is not a number of its own.
     if t >= 2 && matches!(b[t - 1], b' ' | b'-' | b'.') && b[t - 2].is_ascii_digit() {
@@ -100,7 +105,8 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
             return None;
         }
         seq.digits.extend_from_slice(&b[i..i + n]);
-        seq.groups.push(n);
+        seq.groups
+            .push(u8::try_from(n).expect("at most MAX_DIGITS + 1"));
         i += n;
         seq.end = i;
         if open_paren && seq.groups.len() == 1 && seq.paren && hay.at(i) != Some(b')') {
@@ -162,11 +168,12 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Seq> {
     {
         return None;
     }
-    Some(seq)
+    Some(())
 }
 
 pub(super) fn detect(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
-    let seq = parse(hay, ctx, t)?;
+    let mut seq = Seq::new(t);
+    parse(hay, ctx, t, &mut seq)?;
     let glued_x = hay.at(seq.end) == Some(b'x');
     if !glued_x {
         if let Some(h) = ssn(&seq) {

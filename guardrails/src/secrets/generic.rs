@@ -46,6 +46,20 @@ fn classify(key: &[u8]) -> Option<KeyClass> {
         }
     }
     let key = &buf[..k];
+    // Every name below contains one of these; most keys (`x`, `self.len`, `type`) do not,
+    // and one pass rejects them.
+    let stems: [&[u8]; 7] = [
+        b"key",
+        b"auth",
+        b"pass",
+        b"pwd",
+        b"secret",
+        b"token",
+        b"credential",
+    ];
+    if !(0..k).any(|i| stems.iter().any(|s| key[i..].starts_with(s))) {
+        return None;
+    }
     let has = |w: &[u8]| contains(key, w);
     if key.ends_with(b"accountkey") || key.ends_with(b"sharedaccesskey") {
         Some(KeyClass::AzureStorage)
