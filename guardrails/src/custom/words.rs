@@ -100,34 +100,38 @@ impl Prefilter {
             first[usize::from(c.to_ascii_lowercase())] = true;
             first[usize::from(c.to_ascii_uppercase())] = true;
         }
-        for len in (1..=MAX_WINDOW).rev() {
-            let mut spellings: BTreeSet<Vec<u8>> = BTreeSet::new();
-            let mut max_off = 0;
-            for w in words {
-                let (off, window) = rarest_window(w.as_bytes(), len);
-                max_off = max_off.max(off);
-                spellings.extend(case_spellings(window));
-            }
-            // Teddy's own limits: 64 patterns, and 16 when one is a single byte.
-            let limit = if spellings.iter().any(|s| s.len() == 1) {
-                16
-            } else {
-                64
-            };
-            if spellings.len() <= limit {
-                let windows = packed::Config::new()
-                    .match_kind(packed::MatchKind::LeftmostFirst)
-                    .builder()
-                    .extend(&spellings)
-                    .build()?;
-                return Some(Prefilter {
-                    windows,
-                    max_off,
-                    first,
-                });
-            }
-        }
-        None
+        let choices: Vec<(BTreeSet<Vec<u8>>, usize)> = (1..=MAX_WINDOW)
+            .rev()
+            .map(|len| {
+                let mut spellings = BTreeSet::new();
+                let mut max_off = 0;
+                for w in words {
+                    let (off, window) = rarest_window(w.as_bytes(), len);
+                    max_off = max_off.max(off);
+                    spellings.extend(case_spellings(window));
+                }
+                (spellings, max_off)
+            })
+            .collect();
+        // Teddy's limits are 64 patterns, and 16 when one is a single byte; past 32 it
+        // switches to a variant half as fast. So: the longest windows that fit 32
+        // spellings if they are at least three bytes, else the longest that fit at all.
+        let fits = |(s, _): &&(BTreeSet<Vec<u8>>, usize), limit: usize| {
+            let single = s.iter().any(|w| w.len() == 1);
+            s.len() <= if single { 16 } else { limit }
+        };
+        let slim = choices.iter().take(MAX_WINDOW - 2).find(|c| fits(c, 32));
+        let (spellings, max_off) = slim.or_else(|| choices.iter().find(|c| fits(c, 64)))?;
+        let windows = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(spellings)
+            .build()?;
+        Some(Prefilter {
+            windows,
+            max_off: *max_off,
+            first,
+        })
     }
 }
 
