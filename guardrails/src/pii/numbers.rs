@@ -50,7 +50,9 @@ struct Seq {
     start: usize,
     end: usize,
     digits: List<u8>,
-    groups: List<u8>,
+    // Word-sized: the shape tests read several groups at once, and a wide read of
+    // byte-wide writes stalls store forwarding.
+    groups: List<usize>,
     seps: List<u8>,
     plus: bool,
     paren: bool,
@@ -105,8 +107,7 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize, seq: &mut Seq) -> Option<()> {
             return None;
         }
         seq.digits.extend_from_slice(&b[i..i + n]);
-        seq.groups
-            .push(u8::try_from(n).expect("at most MAX_DIGITS + 1"));
+        seq.groups.push(n);
         i += n;
         seq.end = i;
         if open_paren && seq.groups.len() == 1 && seq.paren && hay.at(i) != Some(b')') {
