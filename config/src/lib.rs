@@ -4,6 +4,8 @@
 //! environment variables named in the file, never from the file itself.
 
 mod error;
+mod infra;
+mod providers;
 mod raw;
 mod section;
 mod types;

@@ -3,9 +3,7 @@
 //! Each map entry and list item is deserialized on its own, so one bad policy does not hide
 //! the problems of the next one: `tollgate check` reports them all at once.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -15,14 +13,15 @@ use crate::error::{ConfigError, ConfigErrors};
 use crate::raw;
 use crate::section::{guardrails, policy_tools};
 use crate::types::*;
-use crate::units::{parse_bytes, parse_duration, usd_to_nanos};
+use crate::units::{parse_duration, usd_to_nanos};
+use crate::{infra, providers};
 
 /// Looks up an environment variable; injected so tests do not touch the process env.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 pub(crate) struct Ctx<'a> {
     errors: Vec<ConfigError>,
-    env: EnvLookup<'a>,
+    pub(crate) env: EnvLookup<'a>,
 }
 
 impl Ctx<'_> {
@@ -184,12 +183,12 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
         ),
     }
     let mut take = |name: &str| sections.remove(name).unwrap_or(Value::Null);
-    let server = server(&mut ctx, take("server"));
-    let trust = trust(&mut ctx, take("trust"));
-    let store = store(&mut ctx, take("store"));
-    let audit = audit(&mut ctx, take("audit"));
-    let providers = providers(&mut ctx, take("providers"));
-    let pricing = pricing(&mut ctx, take("pricing"));
+    let server = infra::server(&mut ctx, take("server"));
+    let trust = infra::trust(&mut ctx, take("trust"));
+    let store = infra::store(&mut ctx, take("store"));
+    let audit = infra::audit(&mut ctx, take("audit"));
+    let providers = providers::providers(&mut ctx, take("providers"));
+    let pricing = providers::pricing(&mut ctx, take("pricing"));
     let scopes = scopes(&mut ctx, take("scopes"));
     let policies = policies(&mut ctx, take("policies"));
     let agents = agents(&mut ctx, take("agents"), &policies);
@@ -244,7 +243,7 @@ fn entries(ctx: &mut Ctx, path: &str, value: Value) -> Vec<(String, Value)> {
     }
 }
 
-fn items(ctx: &mut Ctx, path: &str, value: Value) -> Vec<Value> {
+pub(crate) fn items(ctx: &mut Ctx, path: &str, value: Value) -> Vec<Value> {
     match value {
         Value::Null => Vec::new(),
         Value::Sequence(seq) => seq,
@@ -252,363 +251,6 @@ fn items(ctx: &mut Ctx, path: &str, value: Value) -> Vec<Value> {
             ctx.err(path, "expected a list");
             Vec::new()
         }
-    }
-}
-
-fn socket(ctx: &mut Ctx, path: &str, text: Option<&str>, default: &str) -> SocketAddr {
-    let text = text.unwrap_or(default);
-    text.parse().unwrap_or_else(|_| {
-        ctx.err(
-            path,
-            format!("`{text}` is not an address: expected HOST:PORT like 127.0.0.1:8080"),
-        );
-        default.parse().expect("default address parses")
-    })
-}
-
-fn bytes(ctx: &mut Ctx, path: &str, v: Option<raw::Scalar>, default: u64) -> u64 {
-    match v {
-        None => default,
-        Some(raw::Scalar(s)) => parse_bytes(&s).unwrap_or_else(|e| {
-            ctx.err(path, e);
-            default
-        }),
-    }
-}
-
-fn env_name(ctx: &mut Ctx, path: &str, name: &str) {
-    let ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    if !ok {
-        ctx.err(
-            path,
-            format!("`{name}` is not an environment variable name: expected e.g. OPENAI_API_KEY (secrets are never written in the file)"),
-        );
-    }
-}
-
-fn server(ctx: &mut Ctx, v: Value) -> Server {
-    let raw: raw::Server = ctx.node("server", v).unwrap_or_default();
-    let t = raw.timeouts.unwrap_or_default();
-    let admin_token_env = raw
-        .admin_token_env
-        .unwrap_or_else(|| "TOLLGATE_ADMIN_TOKEN".to_string());
-    env_name(ctx, "server.admin_token_env", &admin_token_env);
-    let admin_token = (ctx.env)(&admin_token_env)
-        .filter(|t| !t.is_empty())
-        .map(Secret::new);
-    if raw.threads == Some(0) {
-        ctx.err("server.threads", "must be at least 1");
-    }
-    Server {
-        listen: socket(ctx, "server.listen", raw.listen.as_deref(), "0.0.0.0:8080"),
-        admin_listen: socket(
-            ctx,
-            "server.admin_listen",
-            raw.admin_listen.as_deref(),
-            "127.0.0.1:9090",
-        ),
-        admin_token_env,
-        admin_token,
-        max_body_bytes: bytes(ctx, "server.max_body_bytes", raw.max_body_bytes, 10 << 20),
-        timeouts: Timeouts {
-            connect: ctx.duration(
-                "server.timeouts.connect",
-                t.connect.as_ref(),
-                Duration::from_secs(5),
-            ),
-            first_byte: ctx.duration(
-                "server.timeouts.first_byte",
-                t.first_byte.as_ref(),
-                Duration::from_secs(120),
-            ),
-            idle: ctx.duration(
-                "server.timeouts.idle",
-                t.idle.as_ref(),
-                Duration::from_secs(300),
-            ),
-        },
-        threads: raw.threads,
-    }
-}
-
-fn trust(ctx: &mut Ctx, v: Value) -> Trust {
-    let raw: raw::Trust = ctx.node("trust", v).unwrap_or_default();
-    let mut t = Trust::default();
-    t.half_life = ctx.duration("trust.half_life", raw.half_life.as_ref(), t.half_life);
-    if t.half_life.is_zero() {
-        ctx.err("trust.half_life", "must be longer than 0s");
-    }
-    if let Some(r) = raw.recovery {
-        if (0.0..1.0).contains(&r) {
-            t.recovery = r;
-        } else {
-            ctx.err("trust.recovery", "must be at least 0 and below 1");
-        }
-    }
-    for (name, weight) in raw.penalties {
-        let path = format!("trust.penalties.{name}");
-        if !(0.0..=10.0).contains(&weight) {
-            ctx.err(&path, "must be between 0 and 10");
-            continue;
-        }
-        match name.as_str() {
-            "policy_violation" => t.policy_violation = weight,
-            "guardrail_block" => t.guardrail_block = weight,
-            "tool_denied" => t.tool_denied = weight,
-            "upstream_error" => t.upstream_error = weight,
-            _ => ctx.err(&path, "unknown event: expected policy_violation, guardrail_block, tool_denied or upstream_error"),
-        }
-    }
-    t
-}
-
-fn store(ctx: &mut Ctx, v: Value) -> Store {
-    let raw: raw::Store = ctx.node("store", v).unwrap_or_default();
-    let kind = ctx.keyword(
-        "store.kind",
-        raw.kind.as_deref(),
-        |t| match t {
-            "embedded" => Some(StoreKind::Embedded),
-            "redis" => Some(StoreKind::Redis),
-            _ => None,
-        },
-        "embedded or redis",
-        StoreKind::Embedded,
-    );
-    let on_error = ctx.keyword(
-        "store.on_error",
-        raw.on_error.as_deref(),
-        |t| match t {
-            "deny" => Some(OnError::Deny),
-            "allow" => Some(OnError::Allow),
-            _ => None,
-        },
-        "deny or allow",
-        OnError::Deny,
-    );
-    let url = raw
-        .url
-        .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        ctx.err(
-            "store.url",
-            format!("`{url}` is not a Redis URL: expected redis://HOST:PORT/DB"),
-        );
-    }
-    let reservation_ttl = ctx.duration(
-        "store.reservation_ttl",
-        raw.reservation_ttl.as_ref(),
-        Duration::from_secs(600),
-    );
-    if reservation_ttl < Duration::from_secs(1) {
-        ctx.err("store.reservation_ttl", "must be at least 1s");
-    }
-    Store {
-        kind,
-        path: PathBuf::from(raw.path.unwrap_or_else(|| "./tollgate-data".to_string())),
-        url,
-        on_error,
-        reservation_ttl,
-        key_prefix: raw.key_prefix.unwrap_or_else(|| "tg".to_string()),
-    }
-}
-
-fn audit(ctx: &mut Ctx, v: Value) -> Audit {
-    let raw: raw::Audit = ctx.node("audit", v).unwrap_or_default();
-    let max_bytes = bytes(ctx, "audit.max_bytes", raw.max_bytes, 100 << 20);
-    if max_bytes < 4096 {
-        ctx.err("audit.max_bytes", "must be at least 4KiB");
-    }
-    Audit {
-        path: PathBuf::from(
-            raw.path
-                .unwrap_or_else(|| "./tollgate-audit.jsonl".to_string()),
-        ),
-        max_bytes,
-        redis_stream: raw.redis_stream,
-    }
-}
-
-fn base_url(ctx: &mut Ctx, path: &str, text: &str) -> BaseUrl {
-    let fallback = BaseUrl {
-        tls: false,
-        host: "invalid".into(),
-        port: 80,
-        path: String::new(),
-    };
-    let Ok(uri) = text.parse::<http::Uri>() else {
-        ctx.err(
-            path,
-            format!("`{text}` is not a URL: expected e.g. https://api.openai.com/v1"),
-        );
-        return fallback;
-    };
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => {
-            ctx.err(
-                path,
-                format!("`{text}` must start with http:// or https://"),
-            );
-            return fallback;
-        }
-    };
-    let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
-        ctx.err(path, format!("`{text}` has no host"));
-        return fallback;
-    };
-    if uri.query().is_some() {
-        ctx.err(path, "must not carry a query string");
-    }
-    BaseUrl {
-        tls,
-        host: host.trim_matches(['[', ']']).to_string(),
-        port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
-        path: uri.path().trim_end_matches('/').to_string(),
-    }
-}
-
-fn providers(ctx: &mut Ctx, v: Value) -> Vec<Provider> {
-    let mut out = Vec::new();
-    for (i, item) in items(ctx, "providers", v).into_iter().enumerate() {
-        let path = format!("providers[{i}]");
-        let Some(raw) = ctx.node::<raw::Provider>(&path, item) else {
-            continue;
-        };
-        let kind = ctx.keyword(
-            &format!("{path}.kind"),
-            Some(&raw.kind),
-            |t| match t {
-                "openai" => Some(ProviderKind::OpenAi),
-                "azure" => Some(ProviderKind::Azure),
-                "anthropic" => Some(ProviderKind::Anthropic),
-                _ => None,
-            },
-            "openai, azure or anthropic",
-            ProviderKind::OpenAi,
-        );
-        let base_url = base_url(ctx, &format!("{path}.base_url"), &raw.base_url);
-        let api_key = match &raw.api_key_env {
-            None => None,
-            Some(name) => {
-                env_name(ctx, &format!("{path}.api_key_env"), name);
-                let value = (ctx.env)(name).filter(|v| !v.is_empty());
-                if value.is_none() {
-                    ctx.err(
-                        format!("{path}.api_key_env"),
-                        format!("environment variable {name} is not set"),
-                    );
-                }
-                value.map(Secret::new)
-            }
-        };
-        if kind == ProviderKind::Azure && raw.api_version.is_none() {
-            ctx.err(
-                format!("{path}.api_version"),
-                "required for kind azure, e.g. 2024-10-21",
-            );
-        }
-        if raw.models.is_empty() {
-            ctx.err(
-                format!("{path}.models"),
-                "list the model globs this provider serves, e.g. [\"gpt-4o*\"]",
-            );
-        }
-        let models = ctx.globs(&format!("{path}.models"), &raw.models);
-        out.push(Provider {
-            name: raw.name,
-            kind,
-            base_url,
-            api_key_env: raw.api_key_env,
-            api_key,
-            models,
-            fallback: raw.fallback,
-            api_version: raw.api_version,
-            deployments: raw.deployments,
-            anthropic_version: raw
-                .anthropic_version
-                .unwrap_or_else(|| "2023-06-01".to_string()),
-        });
-    }
-    let names: BTreeSet<&str> = out.iter().map(|p| p.name.as_str()).collect();
-    let mut seen = BTreeSet::new();
-    let mut problems = Vec::new();
-    for (i, p) in out.iter().enumerate() {
-        if !seen.insert(p.name.as_str()) {
-            problems.push((
-                format!("providers[{i}].name"),
-                format!("duplicate provider name `{}`", p.name),
-            ));
-        }
-        for (j, f) in p.fallback.iter().enumerate() {
-            if f == &p.name {
-                problems.push((
-                    format!("providers[{i}].fallback[{j}]"),
-                    "a provider cannot fall back to itself".to_string(),
-                ));
-            } else if !names.contains(f.as_str()) {
-                problems.push((
-                    format!("providers[{i}].fallback[{j}]"),
-                    format!("unknown provider `{f}`"),
-                ));
-            }
-        }
-    }
-    for (path, message) in problems {
-        ctx.err(path, message);
-    }
-    out
-}
-
-fn price(ctx: &mut Ctx, path: &str, v: Value) -> Option<Price> {
-    let raw: raw::Price = ctx.node(path, v)?;
-    Some(Price {
-        input: ctx.usd(&format!("{path}.input_per_mtok"), Some(raw.input_per_mtok))?,
-        output: ctx.usd(
-            &format!("{path}.output_per_mtok"),
-            Some(raw.output_per_mtok),
-        )?,
-        cached_input: ctx.usd(
-            &format!("{path}.cached_input_per_mtok"),
-            raw.cached_input_per_mtok,
-        ),
-        reasoning: ctx.usd(
-            &format!("{path}.reasoning_per_mtok"),
-            raw.reasoning_per_mtok,
-        ),
-        max_output_tokens: raw.max_output_tokens,
-    })
-}
-
-fn pricing(ctx: &mut Ctx, v: Value) -> Pricing {
-    let raw: raw::Pricing = ctx.node("pricing", v).unwrap_or_default();
-    let mut overrides = BTreeMap::new();
-    for (model, v) in raw.overrides {
-        if let Some(p) = price(ctx, &format!("pricing.overrides.{model}"), v) {
-            overrides.insert(model, p);
-        }
-    }
-    let unknown_model = match raw.unknown_model {
-        None => UnknownModel::Deny,
-        Some(Value::String(s)) if s == "deny" => UnknownModel::Deny,
-        Some(v @ Value::Mapping(_)) => price(ctx, "pricing.unknown_model", v)
-            .map(UnknownModel::Price)
-            .unwrap_or(UnknownModel::Deny),
-        Some(_) => {
-            ctx.err(
-                "pricing.unknown_model",
-                "expected `deny` or { input_per_mtok: N, output_per_mtok: N }",
-            );
-            UnknownModel::Deny
-        }
-    };
-    Pricing {
-        overrides,
-        unknown_model,
     }
 }
 
