@@ -162,24 +162,7 @@ pub async fn reserve(
                         tollgate_config::units::format_usd(min_amount)
                     ),
                 };
-                state
-                    .metrics
-                    .decisions
-                    .with_label_values(&[
-                        policy.name.as_str(),
-                        "reserve",
-                        "deny",
-                        "budget_exceeded",
-                    ])
-                    .inc();
-                return match policy.mode {
-                    tollgate_config::Mode::Enforce => Err(e),
-                    tollgate_config::Mode::Shadow => {
-                        ctx.decision = "shadow_deny";
-                        ctx.reasons.push("shadow:budget_exceeded".into());
-                        Ok(())
-                    }
-                };
+                return policy::deny(state, policy, "reserve", e, ctx);
             }
             Decision::Allow | Decision::AllowWithCaps => {}
         }
