@@ -32,10 +32,13 @@ pub(crate) struct Secrets {
     /// All keywords, anchored: checked where a keyword may start near a trigger byte.
     anchored: AhoCorasick,
     dets: Vec<Det>,
-    /// For keywords with `_` or `-`: the offset of the first separator and the bytes such
-    /// a keyword can start with. A separator at `t` is then looked at as the first
-    /// separator of each keyword, at `t - offset`: a fixed, local set of positions.
-    sep_starts: Vec<(usize, [bool; 256])>,
+    /// For keywords with `_` or `-`: the offsets of their first separator, largest
+    /// first. A separator at `t` is looked at as the first separator of each keyword, at
+    /// `t - offset`: a fixed, local set of positions.
+    sep_offsets: Vec<usize>,
+    /// Per byte, bit `i` set if a keyword whose first separator is at `sep_offsets[i]`
+    /// starts with it: all offsets are tested at once, without a branch per offset.
+    sep_firsts: [u32; 256],
     /// The first two bytes of every keyword, as a bit set per first byte: where they do
     /// not occur, no keyword does and the anchored search is skipped.
     pairs: Box<[[u64; 4]; 256]>,
@@ -71,19 +74,20 @@ impl Secrets {
             .start_kind(StartKind::Anchored)
             .build(&all)
             .expect("secret keywords compile");
-        let mut sep_starts: Vec<(usize, [bool; 256])> = Vec::new();
+        let first_sep = |k: &str| k.find(['_', '-']).expect("has a separator");
+        let mut sep_offsets: Vec<usize> = all
+            .iter()
+            .filter(|k| has_separator(k))
+            .map(|k| first_sep(k))
+            .collect();
+        sep_offsets.sort_unstable_by_key(|&o| std::cmp::Reverse(o));
+        sep_offsets.dedup();
+        assert!(sep_offsets.len() <= 32, "offsets fit the bit set");
+        let mut sep_firsts = [0u32; 256];
         for k in all.iter().filter(|k| has_separator(k)) {
-            let off = k.find(['_', '-']).expect("has a separator");
-            let i = match sep_starts.iter().position(|(o, _)| *o == off) {
-                Some(i) => i,
-                None => {
-                    sep_starts.push((off, [false; 256]));
-                    sep_starts.len() - 1
-                }
-            };
-            sep_starts[i].1[usize::from(k.as_bytes()[0])] = true;
+            let i = sep_offsets.iter().position(|&o| o == first_sep(k));
+            sep_firsts[usize::from(k.as_bytes()[0])] |= 1 << i.expect("listed");
         }
-        sep_starts.sort_by_key(|(o, _)| std::cmp::Reverse(*o));
         let mut pairs = Box::new([[0u64; 4]; 256]);
         for k in &all {
             let k = k.as_bytes();
@@ -95,7 +99,8 @@ impl Secrets {
             ac_rule,
             anchored,
             dets: table.into_iter().map(|(_, d)| d).collect(),
-            sep_starts,
+            sep_offsets,
+            sep_firsts,
             pairs,
         }
     }
@@ -128,6 +133,16 @@ impl Secrets {
         end: usize,
     ) -> Option<Hit> {
         self.run_rule(hay, ctx, self.ac_rule[pattern], start, end)
+    }
+
+    /// False only where [`Secrets::specific_at`] finds nothing at `at` without looking
+    /// past the bytes tested here (so without a look at the end of input either).
+    #[inline]
+    fn may_be_specific(&self, b: &[u8], at: usize) -> bool {
+        self.may_start(b, at)
+            || b.get(at + 5) == Some(&b'~')
+            || b[at..].starts_with(b"SK")
+            || b[at].is_ascii_digit()
     }
 
     /// A keyword rule's hit starting exactly at `at`, if any.
@@ -182,11 +197,20 @@ impl Secrets {
     /// At `_` or `-`: tries the keywords whose first separator this could be.
     fn word(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
         let b = hay.b;
-        for (off, firsts) in &self.sep_starts {
-            if t < ctx.floor + off || !firsts[usize::from(b[t - off])] {
-                continue;
+        let mut cands = 0u32;
+        for (i, &off) in self.sep_offsets.iter().enumerate() {
+            if t >= ctx.floor + off {
+                cands |= self.sep_firsts[usize::from(b[t - off])] & (1 << i);
             }
-            if let Some(h) = self.specific_at(hay, ctx, t - off) {
+        }
+        // Largest offset first, as a keyword there starts earliest.
+        while cands != 0 {
+            let i = cands.trailing_zeros() as usize;
+            cands &= cands - 1;
+            let at = t - self.sep_offsets[i];
+            if self.may_be_specific(b, at)
+                && let Some(h) = self.specific_at(hay, ctx, at)
+            {
                 return (Some(h), h.end);
             }
         }
