@@ -8,7 +8,8 @@
 //! the process being killed; only a power loss can lose the last transactions.
 //! Lookups that only read (agent keys on every request's auth, balances) run on a second
 //! thread with its own connection, so they never queue behind writes; WAL lets it read the
-//! last committed state while the writer works.
+//! last committed state while the writer works. A third thread copies the log back into the
+//! database file (`wal`), and keeps it bounded under sustained writes.
 
 mod admin;
 mod agents;
@@ -17,9 +18,10 @@ mod budget;
 mod keys;
 mod limits;
 mod schema;
+mod wal;
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +41,8 @@ use crate::plan::plan;
 use crate::scope::validate_scope;
 use crate::store::{Store, StoreOptions, check_id, check_reservation_ref, spend_request};
 use crate::trust::{TrustParams, check_params, check_trust};
+pub(crate) use wal::WalLimits;
+use wal::WalState;
 
 /// File name of the database inside the configured `store.path` directory.
 pub const DB_FILE: &str = "tollgate.db";
@@ -57,24 +61,34 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
     reads: mpsc::Sender<ReadJob>,
-    /// Dropping it tells the checkpoint thread to finish.
-    _checkpoints: mpsc::Sender<()>,
     opts: StoreOptions,
 }
 
 impl EmbeddedStore {
     /// Opens (creating if needed) the store in directory `dir`.
     pub fn open(dir: &Path, opts: StoreOptions) -> Result<Self, StoreError> {
+        Self::open_with(dir, opts, WalLimits::DEFAULT)
+    }
+
+    /// `open` with the log's limits chosen (tests use small ones).
+    pub(crate) fn open_with(
+        dir: &Path,
+        opts: StoreOptions,
+        limits: WalLimits,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         let path = dir.join(DB_FILE);
-        let conn = schema::open(&path)?;
+        let mut conn = schema::open(&path)?;
+        let wal = Arc::new(WalState::new(limits));
+        wal.watch(&mut conn)?;
         let reader = schema::open_reader(&path)?;
         let checkpointer = schema::open_reader(&path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let (reads, read_queue) = mpsc::channel::<ReadJob>();
-        let (checkpoints, stop) = mpsc::channel::<()>();
+        // The writer holds the only sender: the checkpoint thread ends after the writer.
+        let (wake, woken) = mpsc::channel::<()>();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -84,7 +98,11 @@ impl EmbeddedStore {
                     StoreError::Unavailable(format!("cannot start the {name} thread: {e}"))
                 })
         };
-        spawn("tollgate-store", Box::new(move || worker(conn, queue)))?;
+        let writer_wal = wal.clone();
+        spawn(
+            "tollgate-store",
+            Box::new(move || worker(conn, queue, &writer_wal, &wake)),
+        )?;
         spawn(
             "tollgate-read",
             Box::new(move || {
@@ -95,14 +113,9 @@ impl EmbeddedStore {
         )?;
         spawn(
             "tollgate-ckpt",
-            Box::new(move || schema::checkpoint_loop(checkpointer, stop)),
+            Box::new(move || wal::checkpoint_loop(checkpointer, &path, wal, woken)),
         )?;
-        Ok(EmbeddedStore {
-            jobs,
-            reads,
-            _checkpoints: checkpoints,
-            opts,
-        })
+        Ok(EmbeddedStore { jobs, reads, opts })
     }
 
     /// Runs `op` on the worker inside a savepoint and waits for the batch to be committed.
@@ -153,7 +166,12 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the embedded store's worker thread has stopped".into())
 }
 
-fn worker(mut conn: Connection, queue: mpsc::Receiver<Job>) {
+fn worker(
+    mut conn: Connection,
+    queue: mpsc::Receiver<Job>,
+    wal: &WalState,
+    wake: &mpsc::Sender<()>,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -178,6 +196,7 @@ fn worker(mut conn: Connection, queue: mpsc::Receiver<Job>) {
                 Err(e) => Err(StoreError::Unavailable(e.to_string())),
             });
         }
+        wal.after_batch(&conn, wake);
     }
 }
 

@@ -149,7 +149,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sql_error)?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(sql_error)?;
-    // Checkpoints (the only fsyncs) run on their own thread, off the request path.
+    // Checkpoints (the only fsyncs) run on their own thread, off the request path; see wal.rs.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(sql_error)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -168,9 +168,6 @@ fn plan_once(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// How often the WAL is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
-
 /// A second connection for reads and checkpoints; `query_only` keeps it from writing rows.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
@@ -182,24 +179,4 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(32);
     plan_once(&conn)?;
     Ok(conn)
-}
-
-/// Checkpoints the WAL every `CHECKPOINT_EVERY` without blocking the writer (PASSIVE), and
-/// once more when the store is dropped, so a clean shutdown leaves a short WAL.
-pub(super) fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
-    use std::sync::mpsc::RecvTimeoutError;
-    let checkpoint = |mode: &str| {
-        if let Err(e) = conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::warn!(error = %e, "embedded store checkpoint failed");
-        }
-    };
-    loop {
-        match stop.recv_timeout(CHECKPOINT_EVERY) {
-            Err(RecvTimeoutError::Timeout) => checkpoint("PASSIVE"),
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                checkpoint("PASSIVE");
-                return;
-            }
-        }
-    }
 }
