@@ -6,7 +6,10 @@
 //! delivers, whatever else competes for it. Prints a Markdown table in decimal MB/s
 //! (10^6 bytes per second).
 //!
-//! `cargo run --release -p tollgate-guardrails --example throughput [SECONDS_PER_INPUT] [INPUT]`
+//! `cargo run --release -p tollgate-guardrails --example throughput [SECONDS] [INPUT] [--builtin]`
+//!
+//! SECONDS per input (default 3); INPUT one of `prose`, `docs`, `code`, `dense` (default
+//! all); `--builtin` scans with the built-in detectors alone (PII and secrets).
 
 #[path = "../benches/support/corpus.rs"]
 mod corpus;
@@ -14,7 +17,7 @@ mod corpus;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use tollgate_guardrails::Guard;
+use tollgate_guardrails::{Action, Guard, GuardConfig};
 
 /// This thread's on-CPU time, if the kernel exposes it.
 fn cpu_time() -> Option<Duration> {
@@ -44,18 +47,24 @@ fn measure(g: &Guard, text: &str, secs: f64) -> (u64, Duration, Option<Duration>
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let only = std::env::args().nth(2);
-    let g = Guard::new(&corpus::policy()).expect("the policy compiles");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let secs: f64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(3.0);
+    let builtin = args.iter().any(|a| a == "--builtin");
+    let only = args
+        .iter()
+        .find(|a| a.parse::<f64>().is_err() && !a.starts_with("--"));
+    let cfg = if builtin {
+        GuardConfig::all(Action::Redact)
+    } else {
+        corpus::policy()
+    };
+    let g = Guard::new(&cfg).expect("the policy compiles");
     let mut sets = corpus::benign();
     sets.push(("dense", corpus::dense()));
     println!("| input | MB | findings | MB/s per CPU-second | MB/s wall |");
     println!("|---|---:|---:|---:|---:|");
     for (name, text) in &sets {
-        if only.as_deref().is_some_and(|o| o != *name) {
+        if only.is_some_and(|o| o != name) {
             continue;
         }
         if text.is_empty() {
