@@ -274,7 +274,6 @@ async fn a_shadowed_tool_denial_marks_the_answer_shadow_deny() {
 /// Dashboards count `shadow_deny` to show what enforcing would refuse; a budget denial let
 /// through must be counted as one, not as `deny`.
 #[tokio::test]
-#[ignore = "tollgate bug: a shadowed budget denial is counted as tollgate_decisions_total{decision=\"deny\"} (flow/reserve.rs hard-codes \"deny\" in the budget branch)"]
 async fn a_shadowed_budget_denial_is_counted_as_shadow_deny() {
     let (_mock, tg) = setup().await;
     let c = tg.client("budget");
