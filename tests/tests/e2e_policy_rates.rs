@@ -436,7 +436,6 @@ async fn scope_rpm_is_shared_by_its_agents_across_two_instances_sharing_redis() 
 /// A refusal by a scope's limit says which limit it hit, as OpenAI's headers do for the
 /// organisation's limits: `x-ratelimit-limit-requests` and the rest of the set.
 #[tokio::test]
-#[ignore = "tollgate bug: a 429 from a scope's rate limit carries no x-ratelimit-* headers (flow/limits.rs headers() reads only the agent's own windows)"]
 async fn a_scope_refusal_carries_the_ratelimit_headers_of_the_scope() {
     let mock = mock::provider().spawn().await;
     let setup = Setup::start(

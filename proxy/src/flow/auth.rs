@@ -4,6 +4,8 @@
 //! hash on every request so a revocation holds from the very next request. A key may
 //! belong to a delegated agent, whose narrowed policy is resolved here.
 
+use std::sync::Arc;
+
 use super::context::Agent;
 use super::delegate;
 use crate::error::GateError;
@@ -68,6 +70,7 @@ pub async fn authenticate(
             guards: guards.clone(),
             root: agent.id.clone(),
             own_budget: None,
+            ancestors: Arc::new([]),
         });
     }
     // Not configured: a delegated agent, or a key for an agent removed from the config.
@@ -88,5 +91,6 @@ pub async fn authenticate(
         guards: compiled.guards,
         root: compiled.root,
         own_budget: record.budget_limit,
+        ancestors: compiled.ancestors,
     })
 }

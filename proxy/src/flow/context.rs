@@ -26,6 +26,8 @@ pub struct Agent {
     pub root: String,
     /// A delegated agent's own budget, carved from its parent's.
     pub own_budget: Option<i64>,
+    /// A delegated agent's ancestors, root first: their rates and own budgets bind it too.
+    pub ancestors: Arc<[super::delegate::Ancestor]>,
 }
 
 impl Agent {

@@ -49,6 +49,19 @@ pub struct RateLimits {
     pub concurrent: Option<u32>,
 }
 
+/// An agent above a sub-agent: its requests also count in each ancestor's rate windows and
+/// hold on each ancestor's own budget, so children never multiply what their parent may do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ancestor {
+    pub id: String,
+    pub scope: String,
+    #[serde(default)]
+    pub rate: RateLimits,
+    /// A delegated ancestor's own budget (configured ones have theirs in `scopes`).
+    pub budget: Option<i64>,
+}
+
 /// How a sub-agent's policy narrows its root's. Every field can only tighten.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +86,9 @@ pub struct Narrowing {
     /// May the sub-agent delegate further (only if its parent may).
     #[serde(default)]
     pub delegation: bool,
+    /// Root first, the parent last (set by tollgate).
+    #[serde(default)]
+    pub ancestors: Vec<Ancestor>,
 }
 
 /// A delegated agent's policy, compiled for one config generation.
@@ -82,6 +98,7 @@ pub struct Compiled {
     pub policy: Arc<Policy>,
     pub guards: Arc<PolicyGuards>,
     pub root: String,
+    pub ancestors: Arc<[Ancestor]>,
 }
 
 fn tighter<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
@@ -205,6 +222,7 @@ pub fn resolve(state: &State, rt: &Runtime, record: &AgentRecord) -> Result<Comp
         policy: Arc::new(policy),
         guards: Arc::new(guards),
         root: n.root.clone(),
+        ancestors: n.ancestors.clone().into(),
     };
     state
         .delegated
@@ -325,6 +343,26 @@ fn validate(parent: &Agent, parent_n: &Narrowing, req: &Narrowing) -> Result<Nar
             }
         }
     }
+    let stricter = |a: Direction, b: Direction| Direction {
+        pii: a.pii.max(b.pii),
+        secrets: a.secrets.max(b.secrets),
+    };
+    out.guardrails = Guardrails {
+        input: stricter(parent_n.guardrails.input, req.guardrails.input),
+        output: stricter(parent_n.guardrails.output, req.guardrails.output),
+        tool_args: stricter(parent_n.guardrails.tool_args, req.guardrails.tool_args),
+    };
+    out.ancestors = parent_n.ancestors.clone();
+    out.ancestors.push(Ancestor {
+        id: parent.id.clone(),
+        scope: parent.scope.clone(),
+        rate: RateLimits {
+            rpm: p.rate.rpm,
+            tpm: p.rate.tpm,
+            concurrent: p.rate.concurrent,
+        },
+        budget: parent.own_budget,
+    });
     if req.delegation && !p.delegation.enabled {
         return Err(refuse(
             "this agent may not let its sub-agents delegate".into(),
@@ -342,6 +380,36 @@ fn parent_budget(rt: &Runtime, parent: &Agent) -> Option<i64> {
         .map(|(_, b)| b.limit_nanos)
         .min();
     tighter(configured, parent.own_budget)
+}
+
+/// Claims one of the parent's `max` child slots for `child`; returns the slot's key.
+async fn claim_slot(
+    state: &State,
+    parent: &str,
+    child: &str,
+    max: u32,
+) -> Result<String, GateError> {
+    let key = format!("children:{parent}");
+    let req = tollgate_budget::AcquireRequest {
+        lease_id: child.to_string(),
+        windows: Vec::new(),
+        leases: vec![tollgate_budget::LeaseLimit {
+            key: key.clone(),
+            max,
+        }],
+        // A child lives until it is revoked: the slot is held for as long as a lease may be.
+        lease_ttl: std::time::Duration::from_secs(50 * 365 * 24 * 3600),
+    };
+    match state.store.acquire(&req).await {
+        Ok(tollgate_budget::Acquired::Granted { .. }) => Ok(key),
+        Ok(tollgate_budget::Acquired::Limited { .. }) => Err(refuse(format!(
+            "this agent already has its {max} sub-agents"
+        ))),
+        Err(e) => {
+            state.store_error("acquire", &e);
+            Err(GateError::StoreUnavailable)
+        }
+    }
 }
 
 /// `POST /v1/tollgate/agents`: `{name, budget_usd?, expires?, label?, policy: {...}}`.
@@ -416,19 +484,13 @@ pub async fn create(
             format_usd(max)
         )));
     }
-    if let Some(max) = parent.policy.delegation.max_children {
-        let children = state
-            .store
-            .list_agents(Some(&parent.id))
-            .await
-            .map_err(|_| GateError::StoreUnavailable)?;
-        if children.iter().filter(|c| c.revoked_at.is_none()).count() >= max as usize {
-            return Err(refuse(format!(
-                "this agent already has its {max} sub-agents"
-            )));
-        }
-    }
     let id = format!("{}.{name}", parent.id);
+    // A slot under the parent is a lease held for the child's lifetime: claiming it is
+    // atomic, so concurrent creations cannot exceed `max_children`.
+    let slot = match parent.policy.delegation.max_children {
+        Some(max) => Some(claim_slot(state, &parent.id, &id, max).await?),
+        None => None,
+    };
     let now = state.store.now();
     let record = AgentRecord {
         id: id.clone(),
@@ -440,18 +502,18 @@ pub async fn create(
         created_at: now,
         revoked_at: None,
     };
-    match state.store.put_agent(&record).await {
-        Ok(()) => {}
-        Err(tollgate_budget::StoreError::Conflict(_)) => {
+    if let Err(e) = state.store.put_agent(&record).await {
+        if let Some(key) = slot {
+            let _ = state.store.release_leases(&id, &[key]).await;
+        }
+        if let tollgate_budget::StoreError::Conflict(_) = e {
             return Err(GateError::invalid(
                 format!("a sub-agent `{name}` already exists"),
                 Some("name"),
             ));
         }
-        Err(e) => {
-            state.store_error("put_agent", &e);
-            return Err(GateError::StoreUnavailable);
-        }
+        state.store_error("put_agent", &e);
+        return Err(GateError::StoreUnavailable);
     }
     let expires_at = match body["expires"].as_str() {
         Some(t) => {

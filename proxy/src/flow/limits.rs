@@ -72,6 +72,22 @@ fn limits(
         &mut windows,
         &mut leases,
     );
+    // A sub-agent's requests count for every agent above it: children share their
+    // parent's rates, never multiply them.
+    for a in agent.ancestors.iter() {
+        let rate = Rate {
+            rpm: a.rate.rpm,
+            tpm: a.rate.tpm,
+            concurrent: a.rate.concurrent,
+        };
+        add(
+            &rate,
+            &format!("agent:{}", a.id),
+            tokens,
+            &mut windows,
+            &mut leases,
+        );
+    }
     let scope = &agent.scope;
     let prefixes = scope
         .match_indices('/')
@@ -105,24 +121,34 @@ pub fn reset_text(d: Duration) -> String {
     }
 }
 
-/// The `x-ratelimit-*` headers for the agent's own request and token windows.
-fn headers(agent: &Agent, states: &[WindowState]) -> Vec<(&'static str, String)> {
+/// The `x-ratelimit-*` headers: for requests and for tokens, the window (the agent's own or
+/// a scope's) with the least room left, which is the one a client hits first.
+fn headers(states: &[WindowState]) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
-    for (suffix, kind) in [("rpm", "requests"), ("tpm", "tokens")] {
-        let key = format!("agent:{}:{suffix}", agent.id);
-        if let Some(s) = states.iter().find(|s| s.key == key) {
-            let (limit, remaining, reset) = match kind {
-                "requests" => (
-                    "x-ratelimit-limit-requests",
-                    "x-ratelimit-remaining-requests",
-                    "x-ratelimit-reset-requests",
-                ),
-                _ => (
-                    "x-ratelimit-limit-tokens",
-                    "x-ratelimit-remaining-tokens",
-                    "x-ratelimit-reset-tokens",
-                ),
-            };
+    let kinds = [
+        (
+            ":rpm",
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        ),
+        (
+            ":tpm",
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ),
+    ];
+    for (suffix, [limit, remaining, reset]) in kinds {
+        if let Some(s) = states
+            .iter()
+            .filter(|s| s.key.ends_with(suffix))
+            .min_by_key(|s| s.remaining())
+        {
             out.push((limit, s.limit.to_string()));
             out.push((remaining, s.remaining().to_string()));
             out.push((reset, reset_text(s.reset_after)));
@@ -168,7 +194,7 @@ pub async fn acquire(
     };
     match answer {
         Acquired::Granted { window_state } => {
-            ctx.rate_headers = headers(agent, &window_state);
+            ctx.rate_headers = headers(&window_state);
             ctx.rate = Some(RateHold {
                 lease_id: ctx.request_id.clone(),
                 token_keys,
@@ -190,7 +216,7 @@ pub async fn acquire(
                     reset_text(retry_after)
                 ),
                 retry_after_secs: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-                headers: headers(agent, &window_state),
+                headers: headers(&window_state),
             };
             super::policy::deny(state, policy, "rate", e, ctx)
         }

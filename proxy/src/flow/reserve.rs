@@ -41,18 +41,26 @@ pub fn scopes(
             }),
         })
         .collect();
-    // A delegated agent's own budget, carved from its parent's (which is on the path too).
-    if let Some(limit) = agent.own_budget
-        && !out.iter().any(|s| s.scope == agent.scope)
-    {
-        out.push(ScopeBudget {
-            scope: agent.scope.clone(),
-            budget: Some(budget::Budget {
-                limit,
-                period: budget::Period::Total,
-                tz: None,
-            }),
-        });
+    // A delegated agent's own budget, and those of the delegated agents above it: each is
+    // carved from its parent's, and all of them are on the path.
+    let own = agent
+        .ancestors
+        .iter()
+        .map(|a| (&a.scope, a.budget))
+        .chain([(&agent.scope, agent.own_budget)]);
+    for (scope, limit) in own {
+        if let Some(limit) = limit
+            && !out.iter().any(|s| &s.scope == scope)
+        {
+            out.push(ScopeBudget {
+                scope: scope.clone(),
+                budget: Some(budget::Budget {
+                    limit,
+                    period: budget::Period::Total,
+                    tz: None,
+                }),
+            });
+        }
     }
     if let (Some(run), Some(limit)) = (run, policy.run_budget_nanos) {
         out.push(ScopeBudget {
@@ -120,10 +128,12 @@ pub async fn reserve(
                     tollgate_config::units::format_usd(max)
                 ),
             };
-            return policy::deny(state, policy, "estimate", e, ctx);
+            // In shadow mode the request goes on, uncapped, and its spend is recorded.
+            policy::deny(state, policy, "estimate", e, ctx)?;
+        } else {
+            amount = amount.min(max);
+            min_amount = min_amount.min(amount);
         }
-        amount = amount.min(max);
-        min_amount = min_amount.min(amount);
     }
     let scopes = scopes(&rt.config, agent, policy, run)?;
     let granted = if scopes.iter().all(|s| s.budget.is_none()) {

@@ -134,6 +134,7 @@ impl Gate<'_> {
         let (outcome, decision, approval) = self.verdict(api, call, ctx).await;
         let decision = match (decision, policy.mode) {
             (AuditDecision::Deny, Mode::Shadow) => {
+                ctx.decision = "shadow_deny";
                 ctx.reasons.push("shadow:tool_denied".into());
                 count(self.state, policy, &call.name, "shadow_deny");
                 ctx.tools.push(ToolCall {

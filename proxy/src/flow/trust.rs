@@ -39,11 +39,14 @@ pub async fn check(
             state.store_error("trust_get", &e);
             GateError::StoreUnavailable
         })?;
-    state
-        .metrics
-        .trust_score
-        .with_label_values(&[&agent.id])
-        .set(score);
+    // Labels name configured agents only: a sub-agent's score stays out of the metric.
+    if agent.id == agent.root {
+        state
+            .metrics
+            .trust_score
+            .with_label_values(&[&agent.id])
+            .set(score);
+    }
     if score < min {
         return super::policy::deny(
             state,
