@@ -1,10 +1,12 @@
-//! Token counting throughput (MB/s) on prose, code and non-English text, and the cost of the
-//! per-request estimate on a ~10 KB chat request.
+//! Token counting throughput (MB/s) on prose, code and non-English text, the same from several
+//! threads at once (as the proxy's worker threads do), and the cost of the per-request
+//! estimate on a ~10 KB chat request.
 //!
 //! Run: cargo bench -p tollgate-pricing --bench tokens
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
@@ -43,6 +45,86 @@ fn counting(c: &mut Criterion) {
         for model in ["gpt-4o", "gpt-4", "claude-sonnet-4"] {
             group.bench_function(format!("{name}/{model}"), |b| {
                 b.iter(|| count_tokens(black_box(model), black_box(&text)))
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Long-lived threads that each count `text` for `model` as often as they are told, like the
+/// proxy's worker threads: the regex state a thread builds on first use is built once here too.
+struct Counters {
+    go: Vec<mpsc::Sender<u64>>,
+    done: mpsc::Receiver<Duration>,
+}
+
+/// CPU time the calling thread has run so far (`/proc/thread-self/schedstat`, in ns).
+fn thread_cpu() -> Duration {
+    let ns = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(ns)
+}
+
+impl Counters {
+    fn spawn(threads: usize, model: &'static str, text: &'static str) -> Counters {
+        let (done_tx, done) = mpsc::channel();
+        let go = (0..threads)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<u64>();
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    while let Ok(iters) = rx.recv() {
+                        let cpu = thread_cpu();
+                        for _ in 0..iters {
+                            black_box(count_tokens(black_box(model), black_box(text)));
+                        }
+                        let _ = done_tx.send(thread_cpu().saturating_sub(cpu));
+                    }
+                });
+                tx
+            })
+            .collect();
+        Counters { go, done }
+    }
+
+    /// Every thread counts `iters` times at once: the time until the last one is done, and
+    /// the CPU time the threads used, averaged over them.
+    fn run(&self, iters: u64) -> (Duration, Duration) {
+        let started = Instant::now();
+        for tx in &self.go {
+            tx.send(iters).expect("counter thread");
+        }
+        let cpu: Duration = self
+            .go
+            .iter()
+            .map(|_| self.done.recv().expect("counter thread"))
+            .sum();
+        (started.elapsed(), cpu / self.go.len() as u32)
+    }
+}
+
+/// Counting from 1, 2 and 4 threads at once. `wall/...` is elapsed time per round (every thread
+/// counts once; throughput is all threads' bytes). `cpu/...` reports, in place of time, the
+/// CPU time one thread spent per count: on a shared 2-core machine it shows the per-count
+/// cost (lock traffic included) even when the threads did not all get a core.
+fn threads(c: &mut Criterion) {
+    // The first use of each BPE happens here, on the main thread, as the proxy's warm-up does.
+    count_tokens("gpt-4o", "warm");
+    count_tokens("gpt-4", "warm");
+    let text: &'static str = repeat_to(PROSE, 4 * 1024).leak();
+    let mut group = c.benchmark_group("count_tokens_threads");
+    for threads in [1, 2, 4] {
+        for model in ["gpt-4o", "claude-sonnet-4"] {
+            let counters = Counters::spawn(threads, model, text);
+            group.throughput(Throughput::Bytes((text.len() * threads) as u64));
+            group.bench_function(format!("wall/{threads}_threads/prose_4KiB/{model}"), |b| {
+                b.iter_custom(|iters| counters.run(iters).0)
+            });
+            group.throughput(Throughput::Bytes(text.len() as u64));
+            group.bench_function(format!("cpu/{threads}_threads/prose_4KiB/{model}"), |b| {
+                b.iter_custom(|iters| counters.run(iters).1)
             });
         }
     }
@@ -105,6 +187,6 @@ fn per_request(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = counting, per_request
+    targets = counting, threads, per_request
 }
 criterion_main!(benches);
