@@ -10,6 +10,7 @@
 //!    [`StreamAccounting`] picks it up (or counts the streamed output when there is none);
 //! 3. at the end: [`usage_from_response`] and [`cost`] give the exact charge.
 
+mod bpe;
 mod cost;
 mod estimate;
 mod limits;
