@@ -95,6 +95,17 @@ agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
     let v: serde_json::Value = serde_json::from_slice(&q.stdout).expect("json");
     assert_eq!(v["records"].as_array().map(Vec::len), Some(3));
 
+    let remote = tg.cli(&["audit", "verify", "--remote"]);
+    assert!(
+        remote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remote.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&remote.stdout).starts_with("ok: 4 lines"),
+        "{}",
+        String::from_utf8_lossy(&remote.stdout)
+    );
     let verify = |p: &std::path::Path| tg.cli(&["audit", "verify", p.to_str().unwrap()]);
     let intact = verify(&path);
     assert!(

@@ -89,6 +89,10 @@ pub enum Audit {
         path: Option<std::path::PathBuf>,
         #[arg(long, env = "TOLLGATE_CONFIG", default_value = "./tollgate.yaml")]
         config: std::path::PathBuf,
+        /// Ask the running instance to verify its own trail instead (the shared Redis
+        /// stream with `store: redis`).
+        #[arg(long, conflicts_with = "path")]
+        remote: bool,
     },
 }
 
@@ -400,7 +404,18 @@ pub fn audit(opts: &AdminOpts, cmd: Audit) -> ExitCode {
                 let v = call(opts, "GET", &format!("/admin/audit?{q}"), None)?;
                 output(opts, &v, show_records)
             }
-            Audit::Verify { path, config } => verify(opts, path, config),
+            Audit::Verify { remote: true, .. } => {
+                let v = call(opts, "GET", "/admin/audit/verify", None)?;
+                output(opts, &v, |v| {
+                    println!("{}", v["report"].as_str().unwrap_or_default())
+                });
+                if v["intact"] == true {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Audit::Verify { path, config, .. } => verify(opts, path, config),
         })
     })())
 }
