@@ -6,8 +6,8 @@
 //! never gets there while the writer keeps appending, so under steady load the log grew
 //! without limit (~32 KB per reserve+commit: 3 GB after 97k requests). What happens instead:
 //!
-//! * below `soft` frames the checkpoint thread copies the log back with passive checkpoints,
-//!   every 500 ms and every `soft / 4` frames the writer appends, off the request path;
+//! * below `soft` frames nothing changes: the checkpoint thread copies the log back with a
+//!   passive checkpoint every 500 ms, off the request path;
 //! * past `soft` the writer asks that thread to catch up: it runs passive checkpoints until
 //!   the writer is only a short tail ahead, flushes the database file (SQLite fsyncs it only
 //!   after a pass that reaches the end of the log, which under load is the writer's), and
@@ -51,10 +51,10 @@ pub(crate) struct WalLimits {
 }
 
 impl WalLimits {
-    /// 16 MiB and 64 MiB of log: see docs/store.md for the measurements behind them.
+    /// 32 MiB and 128 MiB of log: see docs/store.md for the measurements behind them.
     pub(crate) const DEFAULT: WalLimits = WalLimits {
-        soft: 4096,
-        hard: 16384,
+        soft: 8192,
+        hard: 32768,
     };
 }
 
@@ -66,8 +66,6 @@ pub(super) struct WalState {
     frames: AtomicI32,
     /// The writer asked for a catch-up that has not finished yet.
     asked: AtomicBool,
-    /// The log's length when the writer last asked for a pass (the writer's alone).
-    passed_at: AtomicI32,
     /// A catch-up finished: the writer may copy the tail and let the log start over.
     caught_up: AtomicBool,
     /// One checkpoint at a time in this process, so the writer's never finds the thread's
@@ -81,7 +79,6 @@ impl WalState {
             limits,
             frames: AtomicI32::new(0),
             asked: AtomicBool::new(false),
-            passed_at: AtomicI32::new(0),
             caught_up: AtomicBool::new(false),
             checkpointing: Mutex::new(()),
         }
@@ -112,15 +109,6 @@ impl WalState {
             // The log started over some other way (a RESTART): a catch-up finished meanwhile
             // is stale.
             self.caught_up.store(false, Ordering::Relaxed);
-            // Copying back every quarter of `soft` keeps each pass's fsync short, and leaves
-            // little for the catch-up to do.
-            let passed = self.passed_at.load(Ordering::Relaxed);
-            if frames < passed {
-                self.passed_at.store(0, Ordering::Relaxed);
-            } else if frames - passed >= self.limits.soft / 4 {
-                self.passed_at.store(frames, Ordering::Relaxed);
-                let _ = wake.send(());
-            }
             return;
         }
         if frames >= self.limits.hard {
@@ -186,11 +174,7 @@ pub(super) fn checkpoint_loop(
     let db = File::open(db_path).ok();
     loop {
         match wake.recv_timeout(CHECKPOINT_EVERY) {
-            Ok(()) if wal.asked.load(Ordering::Acquire) => wal.catch_up(&conn, db.as_ref()),
-            Ok(()) => {
-                let _one = wal.exclusive();
-                checkpoint(&conn, "PASSIVE");
-            }
+            Ok(()) => wal.catch_up(&conn, db.as_ref()),
             Err(RecvTimeoutError::Timeout) => {
                 let _one = wal.exclusive();
                 checkpoint(&conn, "PASSIVE");
