@@ -121,21 +121,30 @@ impl StreamProcessor {
             let named = event.name.is_some();
             // With no guard and no gate an event is passed on byte for byte.
             let untouched = self.guard.is_none() && self.gate.is_none();
-            match json.filter(|_| !untouched) {
-                Some(json) => {
-                    let steps = match &mut self.gate {
-                        Some(gate) => gate.push(&json),
-                        None => vec![Step::Emit(json)],
-                    };
+            match (json.filter(|_| !untouched), &mut self.gate, &mut self.guard) {
+                (Some(json), Some(gate), _) => {
+                    let steps = gate.push(&json);
                     self.steps(steps, named, true, &mut out, &mut decide);
                 }
-                None => {
-                    let terminal = self.is_terminal(event.name.as_deref(), event.data.as_deref())
-                        || self.terminal_seen;
-                    self.terminal_seen |= terminal;
-                    let sink = if terminal { &mut self.held } else { &mut out };
-                    sink.extend_from_slice(&event.raw);
+                // The output guard alone: an event it leaves as it was goes on byte for byte,
+                // which is most events (only a held-back tail or a finding changes one).
+                (Some(json), None, Some(guard)) => {
+                    let original = json.clone();
+                    let kind = json
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .filter(|_| named)
+                        .map(str::to_string);
+                    let events = guard.event(kind.as_deref(), json);
+                    if events.len() == 1 && events[0] == original {
+                        self.write_raw(&event, &mut out);
+                    } else {
+                        for ev in events {
+                            self.write_value(ev, named, true, &mut out);
+                        }
+                    }
                 }
+                _ => self.write_raw(&event, &mut out),
             }
             if self.blocked() {
                 break;
@@ -176,20 +185,32 @@ impl StreamProcessor {
             };
             for mut ev in events {
                 self.redact_tool_args(&mut ev);
-                let name = if named {
-                    ev.get("type").and_then(Value::as_str).map(str::to_string)
-                } else {
-                    None
-                };
-                // Terminal events wait for the commit; they pass the guards like any other,
-                // since some repeat the whole answer (`response.completed`).
-                let terminal =
-                    self.is_terminal(name.as_deref(), None) || (upstream && self.terminal_seen);
-                self.terminal_seen |= terminal;
-                let sink = if terminal { &mut self.held } else { &mut *out };
-                sink.extend_from_slice(&sse::Event::write(name.as_deref(), &ev.to_string()));
+                self.write_value(ev, named, upstream, out);
             }
         }
+    }
+
+    /// Writes an event tollgate built or changed. Terminal events wait for the commit; they
+    /// pass the guards like any other, since some repeat the whole answer.
+    fn write_value(&mut self, ev: Value, named: bool, upstream: bool, out: &mut BytesMut) {
+        let name = if named {
+            ev.get("type").and_then(Value::as_str).map(str::to_string)
+        } else {
+            None
+        };
+        let terminal = self.is_terminal(name.as_deref(), None) || (upstream && self.terminal_seen);
+        self.terminal_seen |= terminal;
+        let sink = if terminal { &mut self.held } else { out };
+        sink.extend_from_slice(&sse::Event::write(name.as_deref(), &ev.to_string()));
+    }
+
+    /// Writes an upstream event as it came.
+    fn write_raw(&mut self, event: &sse::Event, out: &mut BytesMut) {
+        let terminal =
+            self.is_terminal(event.name.as_deref(), event.data.as_deref()) || self.terminal_seen;
+        self.terminal_seen |= terminal;
+        let sink = if terminal { &mut self.held } else { out };
+        sink.extend_from_slice(&event.raw);
     }
 
     /// Tool-call arguments in an emitted event, through the `tool_args` guard.
