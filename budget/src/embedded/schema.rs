@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS overrides (
 ) WITHOUT ROWID;
 
 -- state: active | committed | released | expired. `lines` lists the scope|window pairs the
--- hold sits on, one per line, so a commit lands in the windows it reserved in.
+-- hold sits on, one per line, so a commit lands in the windows it reserved in; `remaining`
+-- the `scope|room` each budgeted scope had after the hold, so a replay repeats the answer.
 CREATE TABLE IF NOT EXISTS reservations (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -43,6 +44,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     expires_ms  INTEGER NOT NULL,
     lines       TEXT NOT NULL,
     actual      INTEGER,
+    remaining   TEXT,
     late        INTEGER NOT NULL DEFAULT 0,
     settled_ms  INTEGER,
     PRIMARY KEY (tenant, id)
@@ -155,7 +157,33 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
     plan_once(&conn)?;
     conn.execute_batch(SCHEMA).map_err(sql_error)?;
+    add_missing_columns(&conn)?;
     Ok(conn)
+}
+
+/// Columns added after a table was first shipped: `CREATE TABLE IF NOT EXISTS` leaves a file
+/// written by an older build without them, so they are added in place (rows written before
+/// read them as NULL).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Every budgeted scope's room after the hold, `scope|room` lines, for replays.
+    ("reservations", "remaining", "TEXT"),
+];
+
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    for (table, column, ty) in ADDED_COLUMNS {
+        let present: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+                [table, column],
+                |r| r.get(0),
+            )
+            .map_err(sql_error)?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}"))
+                .map_err(sql_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Keeps every cached statement on the plan it was prepared with. Without the query planner
@@ -179,4 +207,40 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     conn.set_prepared_statement_cache_capacity(32);
     plan_once(&conn)?;
     Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_from_before_a_column_existed_gets_it_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE reservations (
+                 tenant TEXT NOT NULL, id TEXT NOT NULL, state TEXT NOT NULL,
+                 decision TEXT NOT NULL, granted INTEGER NOT NULL, tight_scope TEXT,
+                 tight_room INTEGER, expires_ms INTEGER NOT NULL, lines TEXT NOT NULL,
+                 actual INTEGER, late INTEGER NOT NULL DEFAULT 0, settled_ms INTEGER,
+                 PRIMARY KEY (tenant, id)) WITHOUT ROWID;
+             INSERT INTO reservations (tenant, id, state, decision, granted, expires_ms, lines)
+             VALUES ('acme', 'r0', 'active', 'allow', 5, 0, 'acme|total\n');",
+        )
+        .unwrap();
+        drop(old);
+        for _ in 0..2 {
+            // Twice: the second open finds the column and leaves it alone.
+            let conn = open(&path).unwrap();
+            let row: (i64, Option<String>) = conn
+                .query_row(
+                    "SELECT granted, remaining FROM reservations WHERE id = 'r0'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(row, (5, None));
+        }
+    }
 }
