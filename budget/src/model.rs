@@ -164,10 +164,16 @@ pub struct ReserveAnswer {
     pub expires_at: Option<DateTime<Utc>>,
     /// True when this answer repeats an earlier reserve (same idempotency key or id).
     pub replayed: bool,
+    /// Every budgeted scope of the request and its room after this answer (after the hold
+    /// when one was taken; on deny the room each scope has), in the request's scope order,
+    /// never below 0. Unbudgeted scopes are left out. A replay repeats what the first answer
+    /// said; `decide` says what a reserve would. The tightest scope's entry equals `tightest`.
+    pub remaining: Vec<(String, Nanos)>,
 }
 
 impl ReserveAnswer {
-    /// The remaining room of the tightest scope, for `x-tollgate-budget-remaining-usd`.
+    /// The remaining room of the tightest scope, for `x-tollgate-budget-remaining-usd`
+    /// (every scope's room is in the `remaining` field).
     pub fn remaining(&self) -> Option<Nanos> {
         self.tightest.as_ref().map(|(_, r)| *r)
     }

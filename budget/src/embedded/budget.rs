@@ -29,7 +29,7 @@ pub(super) fn period_of(text: &str) -> Sql<Period> {
 /// The stored answer of a granted reservation, replayed to a retried reserve.
 fn stored_answer(c: &Connection, tenant: &str, id: &str) -> Sql<Option<ReserveAnswer>> {
     c.prepare_cached(
-        "SELECT decision, granted, tight_scope, tight_room, expires_ms
+        "SELECT decision, granted, tight_scope, tight_room, expires_ms, remaining
          FROM reservations WHERE tenant = ?1 AND id = ?2",
     )
     .map_err(sql_error)?
@@ -41,6 +41,7 @@ fn stored_answer(c: &Connection, tenant: &str, id: &str) -> Sql<Option<ReserveAn
         };
         let tight: Option<String> = r.get(2)?;
         let room: Option<i64> = r.get(3)?;
+        let remaining: Option<String> = r.get(5)?;
         Ok(ReserveAnswer {
             reservation_id: id.to_owned(),
             decision,
@@ -48,10 +49,35 @@ fn stored_answer(c: &Connection, tenant: &str, id: &str) -> Sql<Option<ReserveAn
             tightest: tight.zip(room),
             expires_at: Some(from_millis(r.get(4)?)),
             replayed: true,
+            remaining: remaining.as_deref().map(parse_rooms).unwrap_or_default(),
         })
     })
     .optional()
     .map_err(sql_error)
+}
+
+/// Every scope's room after a hold, as stored with the reservation: `scope|room` lines.
+fn stored_rooms(rooms: &[(String, Nanos)]) -> String {
+    rooms.iter().map(|(s, r)| format!("{s}|{r}\n")).collect()
+}
+
+/// The stored rooms back; a line that does not parse (never written by this store) is
+/// skipped rather than failing the replay of a granted reservation.
+fn parse_rooms(text: &str) -> Vec<(String, Nanos)> {
+    text.lines()
+        .filter_map(|l| {
+            let (scope, room) = l.split_once('|')?;
+            Some((scope.to_owned(), room.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Each budgeted scope's room once `held` more sits on it, floored at 0.
+fn rooms_after(lines: &[Line<'_>], held: Nanos) -> Vec<(String, Nanos)> {
+    lines
+        .iter()
+        .map(|l| (l.scope.to_owned(), (l.room - held).max(0)))
+        .collect()
 }
 
 pub(super) fn reserve(
@@ -101,6 +127,7 @@ pub(super) fn reserve(
             tightest: Some((t.scope.to_owned(), t.room.max(0))),
             expires_at: None,
             replayed: false,
+            remaining: rooms_after(&lines, 0),
         });
     };
 
@@ -110,6 +137,7 @@ pub(super) fn reserve(
         Decision::AllowWithCaps
     };
     let tight = tightest.map(|t| (t.scope.to_owned(), (t.room - granted).max(0)));
+    let remaining = rooms_after(&lines, granted);
     if dry_run {
         return Ok(ReserveAnswer {
             reservation_id: req.reservation_id.clone(),
@@ -118,6 +146,7 @@ pub(super) fn reserve(
             tightest: tight,
             expires_at: None,
             replayed: false,
+            remaining,
         });
     }
     let mut upsert = c
@@ -143,8 +172,9 @@ pub(super) fn reserve(
     let expires = now + TimeDelta::milliseconds(ttl_millis(req.ttl));
     c.prepare_cached(
         "INSERT INTO reservations
-           (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines)
-         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8)",
+           (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines,
+            remaining)
+         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )
     .map_err(sql_error)?
     .execute(params![
@@ -155,7 +185,8 @@ pub(super) fn reserve(
         tight.as_ref().map(|t| &t.0),
         tight.as_ref().map(|t| t.1),
         millis(expires),
-        stored_lines(&lines)
+        stored_lines(&lines),
+        stored_rooms(&remaining)
     ])
     .map_err(sql_error)?;
     if let Some(key) = &req.idempotency_key {
@@ -173,6 +204,7 @@ pub(super) fn reserve(
         tightest: tight,
         expires_at: Some(expires),
         replayed: false,
+        remaining,
     })
 }
 

@@ -59,6 +59,7 @@ pub(super) async fn reserve(
                 tightest: Some((scope, r.int(3)?)),
                 expires_at: None,
                 replayed: false,
+                remaining: rooms(&r.nested(4)?)?,
             })
         }
         kind @ ("new" | "replay" | "dry") => Ok(ReserveAnswer {
@@ -78,11 +79,19 @@ pub(super) async fn reserve(
                 .then(|| r.int(6).map(from_millis))
                 .transpose()?,
             replayed: kind == "replay",
+            remaining: rooms(&r.nested(8)?)?,
         }),
         other => Err(StoreError::Internal(format!(
             "reserve script answered `{other}`"
         ))),
     }
+}
+
+/// The `{scope, room, ...}` list the reserve script answers with.
+fn rooms(flat: &Reply<'_>) -> Result<Vec<(String, Nanos)>, StoreError> {
+    (0..flat.len() / 2)
+        .map(|i| Ok((flat.str(2 * i)?, flat.int(2 * i + 1)?)))
+        .collect()
 }
 
 /// The scope count, then six arguments per scope, as the scripts' `resolve` reads them.
