@@ -8,13 +8,14 @@ use tollgate_budget::{
     CommitOutcome, Decision, ExtendOutcome, Period, ReleaseOutcome, spawn_reaper,
 };
 
-use super::{Harness, budget, req, unbudgeted};
+use super::{Harness, budget, req, rooms, unbudgeted};
 
 pub async fn idempotent_reserve(h: Harness) {
     let scopes = [budget("acme", 1000, Period::Total)];
     let mut first = req("r1", &scopes, 300, 300);
     first.idempotency_key = Some("k1".into());
     let a = h.store.reserve(&first).await.unwrap();
+    assert_eq!(a.remaining, rooms(&[("acme", 700)]));
     let mut retry = first.clone();
     retry.reservation_id = "r1-retry".into();
     let b = h.store.reserve(&retry).await.unwrap();
@@ -30,11 +31,17 @@ pub async fn idempotent_reserve(h: Harness) {
     // The same reservation id again is a replay too.
     let c = h.store.reserve(&req("r1", &scopes, 999, 1)).await.unwrap();
     assert_eq!((c.replayed, c.granted), (true, 300));
+    assert_eq!(c.remaining, a.remaining);
     assert_eq!(h.row("acme").await.reserved, 300, "reserved once");
     // Still replayed after settling.
     h.store.commit("acme", "r1", 10).await.unwrap();
     let d = h.store.reserve(&retry).await.unwrap();
     assert_eq!((d.replayed, d.reservation_id.as_str()), (true, "r1"));
+    assert_eq!(
+        d.remaining,
+        rooms(&[("acme", 700)]),
+        "a replay repeats the first answer, not the room after the commit (990)"
+    );
     // Keys are per tenant.
     let other = [budget("other", 1000, Period::Total)];
     let mut e = req("r1", &other, 5, 5);
@@ -279,6 +286,19 @@ pub async fn decide_holds_nothing(h: Harness) {
         (d.remaining(), d.decision, d.granted, d.expires_at),
         (Some(0), Decision::AllowWithCaps, 100, None)
     );
+    assert_eq!(d.remaining, rooms(&[("acme", 0)]));
+    // On a longer path: what a reserve would answer, with nothing held.
+    let path = [
+        budget("acme/w", 1000, Period::Day),
+        unbudgeted("acme/w/a"),
+        budget("acme/w/a/b", 300, Period::Total),
+    ];
+    let e = h.store.decide(&req("d2", &path, 120, 120)).await.unwrap();
+    assert_eq!(
+        (e.decision, e.tightest),
+        (Decision::Allow, Some(("acme/w/a/b".into(), 180)))
+    );
+    assert_eq!(e.remaining, rooms(&[("acme/w", 880), ("acme/w/a/b", 180)]));
     assert!(
         h.store
             .balances(Some("acme"))
@@ -300,6 +320,7 @@ pub async fn decide_holds_nothing(h: Harness) {
         !d.replayed && !d.decision.is_allowed(),
         "a decision looks at budgets, not at ids: {d:?}"
     );
+    assert_eq!(d.remaining, rooms(&[("acme", 0)]));
 }
 
 pub async fn record_spend_without_a_reservation(h: Harness) {
@@ -315,13 +336,12 @@ pub async fn record_spend_without_a_reservation(h: Harness) {
         (150, 0, 0),
         "the truth, past the limit"
     );
-    assert!(
-        !h.store
-            .reserve(&req("r1", &scopes, 1, 1))
-            .await
-            .unwrap()
-            .decision
-            .is_allowed()
+    let denied = h.store.reserve(&req("r1", &scopes, 1, 1)).await.unwrap();
+    assert!(!denied.decision.is_allowed());
+    assert_eq!(
+        denied.remaining,
+        rooms(&[("acme", 0)]),
+        "50 over the limit reads as no room, never below 0"
     );
     let replay = h.store.commit("acme", "x1", 7).await.unwrap();
     assert_eq!(

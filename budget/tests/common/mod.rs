@@ -79,6 +79,11 @@ pub fn unbudgeted(scope: &str) -> ScopeBudget {
     }
 }
 
+/// An expected `ReserveAnswer::remaining`.
+pub fn rooms(list: &[(&str, Nanos)]) -> Vec<(String, Nanos)> {
+    list.iter().map(|(s, r)| ((*s).to_owned(), *r)).collect()
+}
+
 pub fn req(id: &str, scopes: &[ScopeBudget], amount: Nanos, min_amount: Nanos) -> ReserveRequest {
     ReserveRequest {
         reservation_id: id.into(),

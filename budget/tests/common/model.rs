@@ -134,6 +134,15 @@ impl Model {
     }
 }
 
+/// What `ReserveAnswer::remaining` must say once `held` sits on every scope.
+fn rooms_after(lines: &[Line], rooms: &[Nanos], held: Nanos) -> Vec<(String, Nanos)> {
+    lines
+        .iter()
+        .zip(rooms)
+        .map(|(l, r)| (l.0.clone(), (r - held).max(0)))
+        .collect()
+}
+
 /// Runs `ops` against the store and the model side by side.
 pub async fn check(h: Harness, ops: Vec<Op>) {
     let mut m = Model::default();
@@ -191,6 +200,7 @@ pub async fn check(h: Harness, ops: Vec<Op>) {
                             "model denies, store said {answer:?}"
                         );
                         assert_eq!(answer.tightest, Some((lines[tight].0.clone(), room.max(0))));
+                        assert_eq!(answer.remaining, rooms_after(&lines, &rooms, 0));
                     }
                     Some(g) => {
                         let want = if g == amount {
@@ -204,6 +214,7 @@ pub async fn check(h: Harness, ops: Vec<Op>) {
                             "{answer:?}"
                         );
                         assert_eq!(answer.tightest, Some((lines[tight].0.clone(), room - g)));
+                        assert_eq!(answer.remaining, rooms_after(&lines, &rooms, g));
                         Model::add(&mut m.reserved, &lines, g);
                         let expires_ms = now_ms + i64::try_from(ttl_s).unwrap() * 1000;
                         m.res.push(Res {

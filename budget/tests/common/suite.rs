@@ -14,7 +14,7 @@ pub use super::limits::{
     one_lease_id_for_several_acquires, sliding_window_counts_the_last_minute,
 };
 pub use super::policy::*;
-use super::{Harness, budget, req, unbudgeted, usd};
+use super::{Harness, budget, req, rooms, unbudgeted, usd};
 
 /// Declares one `#[tokio::test]` per scenario, each on a fresh store from `$open`.
 #[macro_export]
@@ -66,6 +66,11 @@ pub async fn allow_holds_on_every_scope(h: Harness) {
     assert_eq!(a.decision, Decision::Allow);
     assert_eq!(a.granted, usd(1.0));
     assert_eq!(a.tightest, Some(("acme/research/crawler".into(), usd(4.0))));
+    assert_eq!(
+        a.remaining,
+        rooms(&[("acme", usd(99.0)), ("acme/research/crawler", usd(4.0))]),
+        "every budgeted scope after the hold, in request order; unbudgeted ones left out"
+    );
     assert_eq!(a.expires_at, Some(h.now() + TimeDelta::seconds(30)));
     assert!(!a.replayed);
     let tenant = h.row("acme").await;
@@ -118,6 +123,7 @@ pub async fn allow_with_caps_grants_what_is_left(h: Harness) {
         (b.remaining(), b.decision, b.granted),
         (Some(0), Decision::AllowWithCaps, 50)
     );
+    assert_eq!(b.remaining, rooms(&[("acme", 0)]));
     assert_eq!(h.row("acme").await.reserved, 150);
 }
 
@@ -139,6 +145,11 @@ pub async fn deny_names_the_tightest_scope(h: Harness) {
         (a.granted, a.tightest, a.expires_at),
         (0, Some(("acme/w".into(), 50)), None)
     );
+    assert_eq!(
+        a.remaining,
+        rooms(&[("acme", 1000), ("acme/w", 50), ("acme/w/a", 500)]),
+        "a deny holds nothing: each scope's room as it stands"
+    );
     assert!(
         h.store
             .balances(Some("acme"))
@@ -151,6 +162,11 @@ pub async fn deny_names_the_tightest_scope(h: Harness) {
     // Within the tight ancestor's room the same path is allowed, capped by it.
     let b = h.store.reserve(&req("r2", &scopes, 100, 40)).await.unwrap();
     assert_eq!((b.decision, b.granted), (Decision::AllowWithCaps, 50));
+    assert_eq!(
+        b.remaining,
+        rooms(&[("acme", 950), ("acme/w", 0), ("acme/w/a", 450)]),
+        "the capped grant comes off every scope"
+    );
     for s in ["acme", "acme/w", "acme/w/a"] {
         assert_eq!(h.row(s).await.reserved, 50, "{s}");
     }
@@ -164,6 +180,10 @@ pub async fn deny_names_the_tightest_scope(h: Harness) {
         }
     );
     assert_eq!(c.remaining(), Some(0));
+    assert_eq!(
+        c.remaining,
+        rooms(&[("acme", 950), ("acme/w", 0), ("acme/w/a", 450)])
+    );
 }
 
 pub async fn zero_limit_denies(h: Harness) {
@@ -202,6 +222,7 @@ pub async fn unbudgeted_path_allows(h: Harness) {
         (a.decision, a.granted, a.tightest),
         (Decision::Allow, 500, None)
     );
+    assert!(a.remaining.is_empty(), "{:?}", a.remaining);
     let c = h.store.commit("free", "r1", 400).await.unwrap();
     assert_eq!(
         c,
@@ -322,6 +343,11 @@ pub async fn overrides_take_precedence(h: Harness) {
     assert_eq!(
         (b.decision, b.tightest),
         (Decision::Allow, Some(("acme/w".into(), 10)))
+    );
+    assert_eq!(
+        b.remaining,
+        rooms(&[("acme", 50), ("acme/w", 10)]),
+        "an override budgets a scope the config left unbudgeted"
     );
     assert_eq!(h.row("acme").await.window, "d2026-11-22");
     let listed = h.store.limit_overrides(Some("acme")).await.unwrap();
