@@ -191,6 +191,34 @@ async fn settled_reservations_are_forgotten_after_the_retention() {
 }
 
 #[tokio::test]
+async fn a_hold_stored_before_rooms_were_replays_without_them() {
+    let h = open(ManualClock::new(common::t0())).await;
+    let prefix = h.guard.downcast_ref::<Cleanup>().unwrap().prefix.clone();
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let first = h
+        .store
+        .reserve(&req("r1", &scopes, 100, 100))
+        .await
+        .unwrap();
+    // An older build wrote the reservation hash without `rm`, the rooms.
+    let mut c = redis::Client::open(SHARED_URL).unwrap();
+    let _: i64 = redis::cmd("HDEL")
+        .arg(format!("{prefix}:{{acme}}:r|r1"))
+        .arg("rm")
+        .query(&mut c)
+        .unwrap();
+    let replay = h
+        .store
+        .reserve(&req("r1", &scopes, 100, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        (replay.replayed, replay.tightest, replay.remaining),
+        (true, first.tightest, Vec::new())
+    );
+}
+
+#[tokio::test]
 async fn idle_run_windows_are_forgotten() {
     // Redis ages run windows out on its own clock (PEXPIRE): a short real retention.
     let h = open(ManualClock::new(common::t0())).await;
@@ -473,10 +501,11 @@ async fn a_reservation_costs_one_round_trip() {
         .unwrap();
     let before = relay.count();
     for i in 0..10 {
-        store
+        let a = store
             .reserve(&req(&format!("r{i}"), &scopes, 10, 10))
             .await
             .unwrap();
+        assert_eq!(a.remaining.len(), 3, "every scope's room in the same reply");
     }
     assert_eq!(relay.count() - before, 10, "one command per reserve");
     for i in 0..10 {
