@@ -11,13 +11,19 @@ local retention, reap_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
 local dry, run_retention, n = ARGV[10] == "1", tonumber(ARGV[11]), tonumber(ARGV[12])
 
 local function stored(rid)
-  local r = redis.call("HMGET", base .. "r|" .. rid, "dec", "g", "ts", "tr", "exp", "rm")
+  local r = redis.call("HMGET", base .. "r|" .. rid, "dec", "g", "ts", "tr", "exp", "rm", "lines")
   if not r[1] then return nil end
-  -- `rm` holds `scope|room` lines; a hold written before it existed replays no rooms.
+  -- `rm` holds the rooms, space-separated, in the order of the `scope|window` lines; a hold
+  -- written before it existed replays no rooms.
   local rooms = {}
-  for scope, room in string.gmatch(r[6] or "", "([^|\n]+)|([^\n]+)") do
-    rooms[#rooms + 1] = scope
-    rooms[#rooms + 1] = room
+  if r[6] then
+    local room = string.gmatch(r[6], "%S+")
+    for scope in string.gmatch(r[7], "([^|\n]+)|[^\n]*") do
+      local v = room()
+      if not v then break end
+      rooms[#rooms + 1] = scope
+      rooms[#rooms + 1] = v
+    end
   end
   return {"replay", rid, r[1], tonumber(r[2]), r[3] or "", tonumber(r[4] or "0"), tonumber(r[5]), r[3] and 1 or 0, rooms}
 end
@@ -87,12 +93,12 @@ for i, l in ipairs(lines) do
   redis.call("SADD", base .. "idx", l.line)
   touch_run(wk, l.scope, run_retention)
   stored_lines[#stored_lines + 1] = l.line
-  stored_rooms[#stored_rooms + 1] = l.scope .. "|" .. int(rooms[2 * i])
+  stored_rooms[i] = int(rooms[2 * i])
 end
 local expires = now + ttl
 local rk = base .. "r|" .. id
 redis.call("HSET", rk, "st", "active", "dec", decision, "g", int(granted), "exp", int(expires),
-  "lines", table.concat(stored_lines, "\n"), "rm", table.concat(stored_rooms, "\n"), "idem", idem)
+  "lines", table.concat(stored_lines, "\n"), "rm", table.concat(stored_rooms, " "), "idem", idem)
 local ts, tr = "", 0
 if tight then
   ts, tr = tight.scope, math.max(tight.room - granted, 0)
