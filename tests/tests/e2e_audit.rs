@@ -59,6 +59,19 @@ agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
         ok.header("x-tollgate-cost-usd").unwrap()
     );
     assert!(lines[0]["tokens"]["input"].as_u64().unwrap() > 0);
+    // Every budgeted scope's room once settled: the limit less what was spent.
+    let spent: f64 = ok.header("x-tollgate-cost-usd").unwrap().parse().unwrap();
+    let room = lines[0]["remaining_usd"]["acme"]
+        .as_f64()
+        .expect("acme's room");
+    assert!((room - (10.0 - spent)).abs() < 1e-9, "{room} vs {spent}");
+    assert_eq!(
+        ok.header("x-tollgate-budget-remaining-usd")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap(),
+        room
+    );
     assert_eq!(lines[1]["decision"], "deny");
     assert_eq!(lines[1]["guardrails"][0]["type"], "github_token");
     assert_eq!(lines[1]["guardrails"][0]["action"], "block");

@@ -67,6 +67,8 @@ pub struct Ctx {
     pub actual_nanos: Option<i64>,
     /// The tightest budgeted scope and what it had left after the hold.
     pub remaining: Option<(String, i64)>,
+    /// Every budgeted scope's room after the hold: the audit record's `remaining_usd`.
+    pub remaining_by_scope: Vec<(String, i64)>,
     /// The price table's name for the model: the `model` metric label.
     pub model_label: Option<String>,
     /// Guardrail findings by type, direction and action (never values).
@@ -117,6 +119,16 @@ pub struct Hold {
 }
 
 impl Ctx {
+    /// A scope's room once the request is settled: the room after the hold, plus the part
+    /// of the hold the actual cost did not use.
+    pub fn settled_room(&self, after_hold: i64) -> i64 {
+        let unused = match self.actual_nanos {
+            Some(actual) => (self.reserved_nanos - actual).max(0),
+            None => 0,
+        };
+        (after_hold + unused).max(0)
+    }
+
     pub fn new() -> Ctx {
         let mut id = [0u8; 12];
         rand::rng().fill_bytes(&mut id);
@@ -141,6 +153,7 @@ impl Ctx {
             usage: None,
             actual_nanos: None,
             remaining: None,
+            remaining_by_scope: Vec::new(),
             model_label: None,
             findings: Vec::new(),
             tools: Vec::new(),

@@ -32,9 +32,9 @@ fn build(ctx: &Ctx) -> Record {
     r.reserved_usd = ctx.reserved_nanos;
     r.actual_usd = ctx.actual_nanos;
     r.remaining_usd = ctx
-        .remaining
+        .remaining_by_scope
         .iter()
-        .map(|(scope, left)| (scope.clone(), (*left).max(0)))
+        .map(|(scope, left)| (scope.clone(), ctx.settled_room(*left)))
         .collect::<BTreeMap<_, _>>();
     if let Some(u) = &ctx.usage {
         r.tokens = Tokens {

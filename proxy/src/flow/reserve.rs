@@ -162,6 +162,7 @@ pub async fn reserve(
             }
         };
         ctx.remaining = answer.tightest.clone();
+        ctx.remaining_by_scope = answer.remaining.clone();
         match &answer.decision {
             Decision::Deny { scope, .. } => {
                 let left = answer.tightest.as_ref().map(|(_, r)| *r).unwrap_or(0);

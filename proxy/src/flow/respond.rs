@@ -58,7 +58,7 @@ pub fn add_tollgate_headers(h: &mut ResponseHeader, ctx: &Ctx) {
     if let Some((_, remaining)) = &ctx.remaining {
         let _ = h.insert_header(
             "x-tollgate-budget-remaining-usd",
-            tollgate_config::units::format_usd((*remaining).max(0)),
+            tollgate_config::units::format_usd(ctx.settled_room(*remaining)),
         );
     }
 }
