@@ -85,26 +85,7 @@ pub(super) fn revoke(c: &Connection, id: &str, now: DateTime<Utc>) -> Sql<Option
     if by_id(c, id)?.is_none() {
         return Ok(None);
     }
-    // The agent and everything minted under it; UNION (not UNION ALL) stops on a cycle.
-    let ids: Vec<String> = c
-        .prepare_cached(
-            "WITH RECURSIVE tree(id) AS
-               (SELECT ?1 UNION SELECT a.id FROM agents a JOIN tree t ON a.parent = t.id)
-             SELECT a.id FROM agents a JOIN tree t ON a.id = t.id
-             WHERE a.revoked_ms IS NULL ORDER BY a.id",
-        )
-        .map_err(sql_error)?
-        .query_map([id], |r| r.get(0))
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
-    let mut upd = c
-        .prepare_cached("UPDATE agents SET revoked_ms = ?2 WHERE id = ?1")
-        .map_err(sql_error)?;
-    for a in &ids {
-        upd.execute(params![a, millis(now)]).map_err(sql_error)?;
-    }
-    Ok(Some(ids))
+    super::revoke_tree(c, "agents", "parent", id, now).map(Some)
 }
 
 fn penalty(c: &Connection, agent: &str) -> Sql<Option<(f64, i64)>> {

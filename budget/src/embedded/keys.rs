@@ -101,24 +101,5 @@ pub(super) fn revoke(c: &Connection, id: &str, now: DateTime<Utc>) -> Sql<Option
     if by_id(c, id)?.is_none() {
         return Ok(None);
     }
-    // The key and all its delegates; UNION (not UNION ALL) stops on a parent cycle.
-    let ids: Vec<String> = c
-        .prepare_cached(
-            "WITH RECURSIVE tree(id) AS
-               (SELECT ?1 UNION SELECT k.id FROM keys k JOIN tree t ON k.parent_id = t.id)
-             SELECT k.id FROM keys k JOIN tree t ON k.id = t.id
-             WHERE k.revoked_ms IS NULL ORDER BY k.id",
-        )
-        .map_err(sql_error)?
-        .query_map([id], |r| r.get(0))
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
-    let mut upd = c
-        .prepare_cached("UPDATE keys SET revoked_ms = ?2 WHERE id = ?1")
-        .map_err(sql_error)?;
-    for k in &ids {
-        upd.execute(params![k, millis(now)]).map_err(sql_error)?;
-    }
-    Ok(Some(ids))
+    super::revoke_tree(c, "keys", "parent_id", id, now).map(Some)
 }

@@ -201,6 +201,38 @@ fn worker(
 }
 
 /// Storage trouble (locked, full, IO) is worth retrying; anything else is a bug or corruption.
+/// Revokes `id` and every row below it (`parent_col` points up the tree) in `table`, now;
+/// returns the ids newly revoked. Keys and delegated agents are both such trees. UNION (not
+/// UNION ALL) stops on a cycle.
+pub(super) fn revoke_tree(
+    c: &Connection,
+    table: &str,
+    parent_col: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let ids: Vec<String> = c
+        .prepare_cached(&format!(
+            "WITH RECURSIVE tree(id) AS
+               (SELECT ?1 UNION SELECT x.id FROM {table} x JOIN tree t ON x.{parent_col} = t.id)
+             SELECT x.id FROM {table} x JOIN tree t ON x.id = t.id
+             WHERE x.revoked_ms IS NULL ORDER BY x.id"
+        ))
+        .map_err(sql_error)?
+        .query_map([id], |r| r.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    let mut upd = c
+        .prepare_cached(&format!("UPDATE {table} SET revoked_ms = ?2 WHERE id = ?1"))
+        .map_err(sql_error)?;
+    for x in &ids {
+        upd.execute(rusqlite::params![x, crate::keys::millis(now)])
+            .map_err(sql_error)?;
+    }
+    Ok(ids)
+}
+
 pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {

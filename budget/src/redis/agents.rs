@@ -113,25 +113,8 @@ pub(super) async fn list(
 }
 
 pub(super) async fn revoke(s: &RedisStore, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-    let base = s.keys_base();
-    let mut inv = s.scripts.revoke_agent.prepare_invoke();
-    inv.key(format!("{base}gall"))
-        .arg(&base)
-        .arg(id)
-        .arg(millis(s.opts.clock.now()));
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    if r.int(0)? == 0 {
-        return Ok(None);
-    }
-    let ids = r.nested(1)?;
-    Ok(Some(
-        (0..ids.len())
-            .map(|i| ids.str(i))
-            .collect::<Result<_, _>>()?,
-    ))
+    let all = format!("{}gall", s.keys_base());
+    super::revoke_tree(s, &s.scripts.revoke_agent, all, id).await
 }
 
 fn float(text: &str) -> Result<f64, StoreError> {

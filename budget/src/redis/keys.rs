@@ -173,23 +173,6 @@ pub(super) async fn list(s: &RedisStore) -> Result<Vec<KeyRecord>, StoreError> {
 }
 
 pub(super) async fn revoke(s: &RedisStore, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-    let base = s.keys_base();
-    let mut inv = s.scripts.revoke_key.prepare_invoke();
-    inv.key(format!("{base}all"))
-        .arg(&base)
-        .arg(id)
-        .arg(millis(s.opts.clock.now()));
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    if r.int(0)? == 0 {
-        return Ok(None);
-    }
-    let ids = r.nested(1)?;
-    Ok(Some(
-        (0..ids.len())
-            .map(|i| ids.str(i))
-            .collect::<Result<_, _>>()?,
-    ))
+    let all = format!("{}all", s.keys_base());
+    super::revoke_tree(s, &s.scripts.revoke_key, all, id).await
 }

@@ -555,3 +555,33 @@ impl Store for RedisStore {
         agents::revoke(self, id).await
     }
 }
+
+/// Runs a revoke script over a tree of records (keys and their delegates, agents and their
+/// sub-agents): `all` is the set of every record's id. Returns the ids newly revoked, or
+/// `None` when there is no such record.
+async fn revoke_tree(
+    s: &RedisStore,
+    script: &Script,
+    all: String,
+    id: &str,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let base = s.keys_base();
+    let mut inv = script.prepare_invoke();
+    inv.key(all)
+        .arg(&base)
+        .arg(id)
+        .arg(crate::keys::millis(s.opts.clock.now()));
+    let v: Value = s
+        .call(|mut c| async move { inv.invoke_async(&mut c).await })
+        .await?;
+    let r = Reply::of(&v)?;
+    if r.int(0)? == 0 {
+        return Ok(None);
+    }
+    let ids = r.nested(1)?;
+    Ok(Some(
+        (0..ids.len())
+            .map(|i| ids.str(i))
+            .collect::<Result<_, _>>()?,
+    ))
+}
