@@ -49,6 +49,6 @@ if [ $want_test = 1 ]; then
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
     echo "setup: creating .venv with the openai SDK"
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check 'openai>=1.50,<3'
+    .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4'
   fi
 fi

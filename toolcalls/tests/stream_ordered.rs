@@ -316,7 +316,7 @@ fn responses_stream(parts: &[Part], rng: &mut Rng) -> Vec<Value> {
                 }
                 events.push(
                     json!({"type": "response.function_call_arguments.done", "item_id": id,
-                    "output_index": i, "arguments": args}),
+                    "output_index": i, "name": added["name"], "arguments": args}),
                 );
             }
         }
