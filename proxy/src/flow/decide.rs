@@ -195,9 +195,7 @@ async fn decide_tool(
         guards: &agent.guards,
         run,
     };
-    let outcome = gate
-        .decide(crate::api::Api::ChatCompletions, &call, ctx)
-        .await;
+    let outcome = gate.decide(&call, ctx).await;
     let recorded = ctx.tools.last().cloned();
     let approval = recorded.as_ref().and_then(|t| t.approval_id.clone());
     let decision = match (&outcome, recorded.map(|t| t.decision)) {

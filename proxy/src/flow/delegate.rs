@@ -115,10 +115,6 @@ fn strictest(base: GuardDirection, n: Direction) -> GuardDirection {
     }
 }
 
-fn globs(patterns: Vec<String>) -> Result<Globs, String> {
-    Globs::compile(patterns)
-}
-
 /// Whether `tool` may be declared and called under `policy` (not denied, and in a
 /// non-empty allow list).
 fn tool_allowed(policy: &Policy, tool: &str) -> bool {
@@ -136,12 +132,12 @@ pub fn narrow(base: &Policy, n: &Narrowing) -> Result<Policy, String> {
             .cloned()
             .collect();
         p.models = ModelRules {
-            allow: globs(kept)?,
+            allow: Globs::compile(kept)?,
             deny: base.models.deny.clone(),
         };
         // An empty list means "no model": never "every model".
         if p.models.allow.is_empty() {
-            p.models.deny = globs(vec!["*".into()])?;
+            p.models.deny = Globs::compile(vec!["*".into()])?;
         }
     }
     let t = &mut p.tools;
@@ -152,13 +148,13 @@ pub fn narrow(base: &Policy, n: &Narrowing) -> Result<Policy, String> {
             .cloned()
             .collect();
         if kept.is_empty() {
-            t.deny = globs(vec!["*".into()])?;
+            t.deny = Globs::compile(vec!["*".into()])?;
         } else {
-            t.allow = globs(kept)?;
+            t.allow = Globs::compile(kept)?;
         }
     }
     if !n.tools_deny.is_empty() {
-        t.deny = globs(
+        t.deny = Globs::compile(
             t.deny
                 .patterns
                 .iter()
@@ -168,7 +164,7 @@ pub fn narrow(base: &Policy, n: &Narrowing) -> Result<Policy, String> {
         )?;
     }
     if !n.tools_approve.is_empty() {
-        t.approve = globs(
+        t.approve = Globs::compile(
             t.approve
                 .patterns
                 .iter()

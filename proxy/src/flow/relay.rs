@@ -99,7 +99,7 @@ pub async fn respond(
     let calls = tollgate_toolcalls::proposed_calls(req.api, &json);
     let mut decisions = Vec::with_capacity(calls.len());
     for call in calls {
-        let outcome = out.gate.decide(req.api, &call, ctx).await;
+        let outcome = out.gate.decide(&call, ctx).await;
         decisions.push((call, outcome));
     }
     let removed = decisions
@@ -205,7 +205,7 @@ async fn stream(
         settle::commit(state, ctx, processor.usage(input)).await;
         return Ok(());
     }
-    let ttl = state.runtime().config.store.reservation_ttl;
+    let ttl = out.gate.rt.config.store.reservation_ttl;
     let mut last_extend = Instant::now();
     let end = loop {
         // A long stream keeps its hold alive; a dead process's hold lapses at its TTL.
@@ -219,7 +219,7 @@ async fn stream(
         match read {
             Ok(Some(chunk)) => {
                 let pushed = processor.push(&chunk);
-                if deliver(session, &mut processor, pushed, out, req.api, ctx)
+                if deliver(session, &mut processor, pushed, out, ctx)
                     .await
                     .is_err()
                 {
@@ -233,7 +233,7 @@ async fn stream(
                 let end = processor.end_of_upstream();
                 if end == End::Complete {
                     let pushed = processor.close_gate();
-                    if deliver(session, &mut processor, pushed, out, req.api, ctx)
+                    if deliver(session, &mut processor, pushed, out, ctx)
                         .await
                         .is_err()
                     {
@@ -324,7 +324,6 @@ async fn deliver(
     processor: &mut StreamProcessor,
     pushed: Pushed,
     out: &Output<'_>,
-    api: crate::api::Api,
     ctx: &mut Ctx,
 ) -> Result<(), ()> {
     let mut queue = std::collections::VecDeque::from(pushed.decide);
@@ -341,7 +340,7 @@ async fn deliver(
         let Some(call) = queue.pop_front() else {
             return Ok(());
         };
-        let outcome = out.gate.decide(api, &call, ctx).await;
+        let outcome = out.gate.decide(&call, ctx).await;
         let next = processor.resolve(&call.id, outcome);
         queue.extend(next.decide);
         bytes = next.bytes;

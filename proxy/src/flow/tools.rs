@@ -21,7 +21,7 @@ use tollgate_toolcalls::{Outcome, ProposedCall, RequestVerdict, Verdict};
 
 use super::context::{Agent, Ctx};
 use super::guard::PolicyGuards;
-use crate::api::{Api, Request};
+use crate::api::Request;
 use crate::error::GateError;
 use crate::state::{Runtime, State};
 
@@ -108,12 +108,11 @@ fn args_sha256(call: &ProposedCall) -> [u8; 32] {
 }
 
 /// Scans a call's arguments with the `tool_args` guard; `Some(types)` when it blocks.
-fn guard_arguments(guards: &PolicyGuards, api: Api, call: &ProposedCall) -> Option<String> {
+fn guard_arguments(guards: &PolicyGuards, call: &ProposedCall) -> Option<String> {
     if guards.tool_args.is_off() {
         return None;
     }
     // The chat shape carries arguments as a JSON string whatever the API: one walker.
-    let _ = api;
     let mut wrapped = serde_json::json!({"choices": [{"message": {"tool_calls": [
         {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
     ]}}]});
@@ -129,9 +128,9 @@ fn guard_arguments(guards: &PolicyGuards, api: Api, call: &ProposedCall) -> Opti
 
 impl Gate<'_> {
     /// Decides one proposed call. Records the decision in the context and metrics.
-    pub async fn decide(&self, api: Api, call: &ProposedCall, ctx: &mut Ctx) -> Outcome {
+    pub async fn decide(&self, call: &ProposedCall, ctx: &mut Ctx) -> Outcome {
         let policy = self.agent.policy.as_ref();
-        let (outcome, decision, approval) = self.verdict(api, call, ctx).await;
+        let (outcome, decision, approval) = self.verdict(call, ctx).await;
         let decision = match (decision, policy.mode) {
             (AuditDecision::Deny, Mode::Shadow) => {
                 ctx.decision = "shadow_deny";
@@ -160,7 +159,6 @@ impl Gate<'_> {
 
     async fn verdict(
         &self,
-        api: Api,
         call: &ProposedCall,
         ctx: &mut Ctx,
     ) -> (Outcome, AuditDecision, Option<String>) {
@@ -184,7 +182,7 @@ impl Gate<'_> {
                 Err(outcome) => return outcome,
             },
         }
-        if let Some(types) = guard_arguments(self.guards, api, call) {
+        if let Some(types) = guard_arguments(self.guards, call) {
             ctx.reasons.push("guardrail_blocked".into());
             return (
                 removed(call, &format!("its arguments carry {types}")),
