@@ -28,9 +28,7 @@ pub use file_sink::{FileOptions, FileSink, TailRepair};
 pub use files::{chain_files, rotated_path, rotation_seq};
 pub use money::{Nanos, json_to_nanos, nanos_to_json};
 pub use read::{Filter, SINCE_SLACK, query, query_sources, tail};
-pub use record::{
-    Decision, Direction, GuardAction, GuardrailHits, Record, Stage, Tokens, ToolCall,
-};
+pub use record::{Action, Decision, Direction, GuardrailHits, Record, Stage, Tokens, ToolCall};
 pub use redis_sink::{RedisOptions, RedisSink};
 pub use sink::AuditSink;
 pub use verify::{

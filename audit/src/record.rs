@@ -14,44 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::AuditError;
 use crate::money::{self, Nanos};
 
-/// The outcome recorded for a request, a tool call or an out-of-band action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Allow,
-    AllowWithCaps,
-    Deny,
-    /// Shadow mode: the policy would have denied, the request went through.
-    ShadowDeny,
-    /// A tool call held for human approval.
-    Escalate,
-}
-
-impl Decision {
-    pub const ALL: [Decision; 5] = [
-        Decision::Allow,
-        Decision::AllowWithCaps,
-        Decision::Deny,
-        Decision::ShadowDeny,
-        Decision::Escalate,
-    ];
-
-    /// The wire name, as in the `x-tollgate-decision` header.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::AllowWithCaps => "allow_with_caps",
-            Decision::Deny => "deny",
-            Decision::ShadowDeny => "shadow_deny",
-            Decision::Escalate => "escalate",
-        }
-    }
-
-    /// Parses the wire name (what `--decision` on the command line takes).
-    pub fn parse(text: &str) -> Option<Decision> {
-        Decision::ALL.into_iter().find(|d| d.as_str() == text)
-    }
-}
+pub use tollgate_types::{Action, Decision, Direction};
 
 /// Which point of a request's life the record describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,24 +52,6 @@ pub struct ToolCall {
     pub approval_id: Option<String>,
 }
 
-/// Which way the guarded text was flowing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Input,
-    Output,
-    ToolArgs,
-}
-
-/// What a guardrail did with its findings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GuardAction {
-    Log,
-    Redact,
-    Block,
-}
-
 /// How many findings of one type a guardrail made: the count, never the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuardrailHits {
@@ -114,7 +59,7 @@ pub struct GuardrailHits {
     #[serde(rename = "type")]
     pub kind: String,
     pub direction: Direction,
-    pub action: GuardAction,
+    pub action: Action,
     pub count: u32,
 }
 
@@ -249,7 +194,7 @@ mod tests {
 
     #[test]
     fn decision_names_match_the_header_values() {
-        for d in Decision::ALL {
+        for &d in Decision::ALL {
             let json = serde_json::to_string(&d).unwrap();
             assert_eq!(json, format!("\"{}\"", d.as_str()));
             assert_eq!(Decision::parse(d.as_str()), Some(d));

@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use common::{AGENTS, record, t0};
 use proptest::prelude::*;
 use tollgate_audit::{
-    Decision, Direction, FileSink, Filter, GuardAction, GuardrailHits, Record, ToolCall, query,
-    tail,
+    Action, Decision, Direction, FileSink, Filter, GuardrailHits, Record, ToolCall, query, tail,
 };
 
 fn ids(records: &[Record]) -> Vec<&str> {
@@ -216,7 +215,7 @@ fn a_secret_in_the_request_reaches_the_trail_only_through_prompt() {
     r.guardrails = vec![GuardrailHits {
         kind: "openai_api_key".into(),
         direction: Direction::Input,
-        action: GuardAction::Block,
+        action: Action::Block,
         count: 1,
     }];
     sink.append(&mut r).unwrap();
@@ -251,7 +250,7 @@ fn strings_appear_only_in_identifier_fields() {
     r.guardrails = vec![GuardrailHits {
         kind: "email".into(),
         direction: Direction::Output,
-        action: GuardAction::Log,
+        action: Action::Log,
         count: 1,
     }];
     r.prompt = Some("hello".into());

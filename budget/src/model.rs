@@ -23,37 +23,7 @@ pub(crate) fn check_limit(what: &str, n: Nanos) -> Result<(), crate::StoreError>
     }
 }
 
-/// The calendar period a budget resets on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Period {
-    Day,
-    Week,
-    Month,
-    Total,
-}
-
-impl Period {
-    pub const ALL: [Period; 4] = [Period::Day, Period::Week, Period::Month, Period::Total];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Day => "day",
-            Period::Week => "week",
-            Period::Month => "month",
-            Period::Total => "total",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Period> {
-        Period::ALL.into_iter().find(|p| p.as_str() == text)
-    }
-}
-
-impl std::fmt::Display for Period {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use tollgate_types::Period;
 
 /// The id of the calendar window `now` falls in: `d2026-11-22`, `w2026-W47` (ISO week),
 /// `m2026-11` or `total`, computed in `tz` (UTC when `None`).
@@ -330,7 +300,7 @@ mod tests {
 
     #[test]
     fn periods_round_trip() {
-        for p in Period::ALL {
+        for &p in Period::ALL {
             assert_eq!(Period::parse(p.as_str()), Some(p));
         }
         assert_eq!(Period::parse("year"), None);

@@ -143,14 +143,14 @@ fn direction(
         pii: ctx.keyword(
             &format!("{path}.pii"),
             raw.pii.as_deref(),
-            GuardAction::parse,
+            Action::parse,
             ACTIONS,
             default.pii,
         ),
         secrets: ctx.keyword(
             &format!("{path}.secrets"),
             raw.secrets.as_deref(),
-            GuardAction::parse,
+            Action::parse,
             ACTIONS,
             default.secrets,
         ),
@@ -160,12 +160,12 @@ fn direction(
 /// Secrets are blocked on the way in and redacted on the way out unless a policy says
 /// otherwise: a leaked credential is never the safe default. PII is off by default.
 pub const DEFAULT_INPUT: GuardDirection = GuardDirection {
-    pii: GuardAction::Off,
-    secrets: GuardAction::Block,
+    pii: Action::Off,
+    secrets: Action::Block,
 };
 pub const DEFAULT_OUTPUT: GuardDirection = GuardDirection {
-    pii: GuardAction::Off,
-    secrets: GuardAction::Redact,
+    pii: Action::Off,
+    secrets: Action::Redact,
 };
 
 pub(crate) fn guardrails(ctx: &mut Ctx, path: &str, raw: raw::Guardrails) -> Guardrails {
@@ -175,9 +175,9 @@ pub(crate) fn guardrails(ctx: &mut Ctx, path: &str, raw: raw::Guardrails) -> Gua
         let action = ctx.keyword(
             &format!("{rp}.action"),
             Some(&rule.action),
-            GuardAction::parse,
+            Action::parse,
             ACTIONS,
-            GuardAction::Off,
+            Action::Off,
         );
         if rule.pattern.is_none() && rule.words.is_empty() {
             ctx.err(&rp, "a custom rule needs a pattern or words");

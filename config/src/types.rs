@@ -220,33 +220,7 @@ pub struct Pricing {
     pub unknown_model: UnknownModel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    Day,
-    Week,
-    Month,
-    Total,
-}
-
-impl Period {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Period::Day => "day",
-            Period::Week => "week",
-            Period::Month => "month",
-            Period::Total => "total",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Period> {
-        Some(match text {
-            "day" => Period::Day,
-            "week" => Period::Week,
-            "month" => Period::Month,
-            "total" => Period::Total,
-            _ => return None,
-        })
-    }
-}
+pub use tollgate_types::Period;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
@@ -327,33 +301,12 @@ pub struct Tools {
     pub approval_ttl: Duration,
 }
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum GuardAction {
-    Off,
-    Log,
-    Redact,
-    Block,
-}
-
-impl GuardAction {
-    pub fn parse(text: &str) -> Option<GuardAction> {
-        Some(match text {
-            "off" => GuardAction::Off,
-            "log" => GuardAction::Log,
-            "redact" => GuardAction::Redact,
-            "block" => GuardAction::Block,
-            _ => return None,
-        })
-    }
-}
+pub use tollgate_types::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardDirection {
-    pub pii: GuardAction,
-    pub secrets: GuardAction,
+    pub pii: Action,
+    pub secrets: Action,
 }
 
 #[derive(Debug, Clone)]
@@ -361,7 +314,7 @@ pub struct CustomRule {
     pub name: String,
     pub pattern: Option<String>,
     pub words: Vec<String>,
-    pub action: GuardAction,
+    pub action: Action,
 }
 
 #[derive(Debug, Clone)]

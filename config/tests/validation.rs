@@ -2,7 +2,7 @@
 //! its field path.
 
 use tollgate_config::{
-    Config, GuardAction, Mode, OnViolation, Period, ProviderKind, StoreKind, UnknownModel,
+    Action, Config, Mode, OnViolation, Period, ProviderKind, StoreKind, UnknownModel,
 };
 
 const EXAMPLE: &str = r#"
@@ -116,7 +116,7 @@ fn the_interface_example_loads() {
     assert!(p.tools.deny.is_match("delete_repo"));
     assert_eq!(p.tools.on_violation, OnViolation::Strip);
     assert!(p.tools.args["send_email"]["to"].is_match("bob@acme.com"));
-    assert_eq!(p.guardrails.tool_args.pii, GuardAction::Block);
+    assert_eq!(p.guardrails.tool_args.pii, Action::Block);
     assert_eq!(p.hours.as_ref().unwrap().tz, chrono_tz::Europe::Berlin);
     assert_eq!(c.agents["crawler-1"].scope, "acme/research/crawler");
     let route: Vec<&str> = c

@@ -13,14 +13,7 @@ use crate::guard::{Place, Tally};
 use crate::{FindingCount, Guard};
 
 /// Which API a body belongs to; decides where the texts are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Api {
-    ChatCompletions,
-    Responses,
-    Embeddings,
-    Completions,
-    AnthropicMessages,
-}
+pub use tollgate_types::Api;
 
 /// The verdict on one body. The body itself was redacted in place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -29,37 +29,8 @@ use serde::{Deserialize, Serialize};
 pub use guard::{FindingCount, Guard, Outcome, Place};
 pub use stream::StreamRedactor;
 
-/// What to do with a finding. Ordered by severity, so the strictest of several wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// The detectors of this category do not run at all.
-    Off,
-    /// Count the finding, leave the text as it is.
-    Log,
-    /// Replace the finding's bytes with `[REDACTED:TYPE]`.
-    Redact,
-    /// The caller refuses the request or stops the stream.
-    Block,
-}
-
-impl Action {
-    /// The snake_case name used in metrics, audit records and config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Off => "off",
-            Action::Log => "log",
-            Action::Redact => "redact",
-            Action::Block => "block",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// What to do with a finding: the shared vocabulary, ordered by severity.
+pub use tollgate_types::Action;
 
 /// Which family a detector belongs to; the policy sets one action per category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -35,35 +35,7 @@ pub use table::{PriceRef, PriceSource, PriceTable};
 pub use tokenizer::{Tokenizer, count_tokens, tokenizer_for, warm_up};
 pub use usage::usage_from_response;
 
-/// The API shape of a request, which decides where tokens, limits and usage live in the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Api {
-    /// `POST /v1/chat/completions`
-    ChatCompletions,
-    /// `POST /v1/responses`
-    Responses,
-    /// `POST /v1/embeddings`
-    Embeddings,
-    /// `POST /v1/completions` (legacy)
-    Completions,
-    /// `POST /v1/messages` (Anthropic)
-    AnthropicMessages,
-}
-
-impl Api {
-    /// The API served at an HTTP path such as `/v1/chat/completions`.
-    pub fn from_path(path: &str) -> Option<Api> {
-        let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-        match path.rsplit_once("/v1/").map(|(_, rest)| rest) {
-            Some("chat/completions") => Some(Api::ChatCompletions),
-            Some("responses") => Some(Api::Responses),
-            Some("embeddings") => Some(Api::Embeddings),
-            Some("completions") => Some(Api::Completions),
-            Some("messages") => Some(Api::AnthropicMessages),
-            _ => None,
-        }
-    }
-}
+pub use tollgate_types::Api;
 
 /// Why a price or a price table was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,26 +44,4 @@ pub enum PricingError {
     InvalidPrice(String),
     #[error("invalid price table: {0}")]
     Table(String),
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_from_path() {
-        let cases = [
-            ("/v1/chat/completions", Some(Api::ChatCompletions)),
-            ("/v1/responses", Some(Api::Responses)),
-            ("/v1/embeddings?x=1", Some(Api::Embeddings)),
-            ("/v1/completions", Some(Api::Completions)),
-            ("/v1/messages", Some(Api::AnthropicMessages)),
-            ("/openai/v1/chat/completions/", Some(Api::ChatCompletions)),
-            ("/v1/models", None),
-            ("/healthz", None),
-        ];
-        for (path, want) in cases {
-            assert_eq!(Api::from_path(path), want, "{path}");
-        }
-    }
 }

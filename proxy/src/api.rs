@@ -7,40 +7,30 @@ use serde_json::Value;
 
 use crate::error::GateError;
 
-pub use tollgate_pricing::Api;
+pub use tollgate_types::Api;
 
-/// What the proxy needs to know of each API beyond what pricing reads from its bodies.
-pub trait ApiExt {
-    /// The `endpoint` metric label and audit field.
-    fn label(self) -> &'static str;
-    /// The path under the provider's base URL.
-    fn upstream_path(self) -> &'static str;
-    fn streams(self) -> bool;
+/// The endpoint a request was for: the `endpoint` metric label and audit field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Llm(Api),
+    Models,
+    Decide,
+    Reservations,
+    Agents,
+    /// No route matched (or the request failed before routing).
+    Unknown,
 }
 
-impl ApiExt for Api {
-    fn label(self) -> &'static str {
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Api::ChatCompletions => "chat_completions",
-            Api::Responses => "responses",
-            Api::Embeddings => "embeddings",
-            Api::Completions => "completions",
-            Api::AnthropicMessages => "messages",
+            Endpoint::Llm(api) => api.as_str(),
+            Endpoint::Models => "models",
+            Endpoint::Decide => "decide",
+            Endpoint::Reservations => "reservations",
+            Endpoint::Agents => "agents",
+            Endpoint::Unknown => "unknown",
         }
-    }
-
-    fn upstream_path(self) -> &'static str {
-        match self {
-            Api::ChatCompletions => "/chat/completions",
-            Api::Responses => "/responses",
-            Api::Embeddings => "/embeddings",
-            Api::Completions => "/completions",
-            Api::AnthropicMessages => "/messages",
-        }
-    }
-
-    fn streams(self) -> bool {
-        !matches!(self, Api::Embeddings)
     }
 }
 
@@ -63,13 +53,13 @@ pub enum Route {
 }
 
 impl Route {
-    pub fn label(&self) -> &'static str {
+    pub fn endpoint(&self) -> Endpoint {
         match self {
-            Route::Llm { api, .. } => api.label(),
-            Route::Models => "models",
-            Route::Decide => "decide",
-            Route::Reserve | Route::Commit(_) | Route::Release(_) => "reservations",
-            Route::Delegate => "agents",
+            Route::Llm { api, .. } => Endpoint::Llm(*api),
+            Route::Models => Endpoint::Models,
+            Route::Decide => Endpoint::Decide,
+            Route::Reserve | Route::Commit(_) | Route::Release(_) => Endpoint::Reservations,
+            Route::Delegate => Endpoint::Agents,
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 
+use crate::reason::Code;
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GateError {
     #[error("{message}")]
@@ -121,29 +123,29 @@ impl GateError {
     }
 
     /// The OpenAI error `code`; also the metric `reason` label.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         use GateError::*;
         match self {
-            InvalidJson { .. } => "invalid_json",
-            InvalidRequest { .. } => "invalid_request",
-            ModelNotFound { .. } => "model_not_found",
-            BodyTooLarge { .. } => "body_too_large",
-            GuardrailBlocked { .. } => "guardrail_blocked",
-            Unauthenticated { .. } => "invalid_api_key",
-            ModelNotAllowed { .. } => "model_not_allowed",
-            ToolNotAllowed { .. } => "tool_not_allowed",
-            OutsideAllowedHours { .. } => "outside_allowed_hours",
-            RequestTooExpensive { .. } => "max_request_usd_exceeded",
-            DelegationNotAllowed { .. } => "delegation_not_allowed",
-            TrustTooLow { .. } => "trust_too_low",
-            RateLimited { .. } => "rate_limit_exceeded",
-            BudgetExceeded { .. } => "budget_exceeded",
-            UpstreamUnavailable { .. } => "upstream_unavailable",
-            UpstreamTimeout { .. } => "upstream_timeout",
-            StoreUnavailable => "policy_store_unavailable",
-            NotFound { .. } => "not_found",
-            MethodNotAllowed { .. } => "method_not_allowed",
-            Internal => "internal_error",
+            InvalidJson { .. } => Code::InvalidJson,
+            InvalidRequest { .. } => Code::InvalidRequest,
+            ModelNotFound { .. } => Code::ModelNotFound,
+            BodyTooLarge { .. } => Code::BodyTooLarge,
+            GuardrailBlocked { .. } => Code::GuardrailBlocked,
+            Unauthenticated { .. } => Code::InvalidApiKey,
+            ModelNotAllowed { .. } => Code::ModelNotAllowed,
+            ToolNotAllowed { .. } => Code::ToolNotAllowed,
+            OutsideAllowedHours { .. } => Code::OutsideAllowedHours,
+            RequestTooExpensive { .. } => Code::MaxRequestUsdExceeded,
+            DelegationNotAllowed { .. } => Code::DelegationNotAllowed,
+            TrustTooLow { .. } => Code::TrustTooLow,
+            RateLimited { .. } => Code::RateLimitExceeded,
+            BudgetExceeded { .. } => Code::BudgetExceeded,
+            UpstreamUnavailable { .. } => Code::UpstreamUnavailable,
+            UpstreamTimeout { .. } => Code::UpstreamTimeout,
+            StoreUnavailable => Code::PolicyStoreUnavailable,
+            NotFound { .. } => Code::NotFound,
+            MethodNotAllowed { .. } => Code::MethodNotAllowed,
+            Internal => Code::InternalError,
         }
     }
 
@@ -161,7 +163,7 @@ impl GateError {
             "error": {
                 "message": self.to_string(),
                 "type": self.kind(),
-                "code": self.code(),
+                "code": self.code().as_str(),
                 "param": self.param(),
             }
         });
@@ -208,7 +210,7 @@ mod tests {
             let err = &v["error"];
             assert!(err["message"].is_string());
             assert_eq!(err["type"], e.kind());
-            assert_eq!(err["code"], e.code());
+            assert_eq!(err["code"], e.code().as_str());
             assert!(err.get("param").is_some());
         }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod flow;
 pub mod keys;
 pub mod metrics;
+pub mod reason;
 pub mod server;
 pub mod sse;
 pub mod state;

@@ -78,6 +78,11 @@ pub fn state(config: Config, path: Option<PathBuf>) -> Result<Arc<State>, String
 
 /// Runs the server until it is told to stop; never returns.
 pub fn run(state: Arc<State>) -> ! {
+    run_with(state, |_| {})
+}
+
+/// [`run`], with more services added to the server (the demo's provider).
+pub fn run_with(state: Arc<State>, extra: impl FnOnce(&mut Server)) -> ! {
     // Loading the tokenizers takes ~100 ms: before the listener opens, not on a request.
     tollgate_pricing::warm_up();
     let rt = state.runtime();
@@ -126,6 +131,7 @@ pub fn run(state: Arc<State>) -> ! {
         },
     ));
     server.add_service(background_service("store upkeep", Upkeep { state }));
+    extra(&mut server);
     tracing::info!(listen = %server_cfg.listen, admin = %server_cfg.admin_listen, "tollgate serving");
     server.run_forever()
 }

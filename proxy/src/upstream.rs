@@ -16,7 +16,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 use tollgate_config::{Provider, ProviderKind, Timeouts};
 
-use crate::api::{Api, ApiExt};
+use crate::api::Api;
 
 /// Client headers never forwarded: credentials (the agent's key must not leave tollgate),
 /// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers.

@@ -3,5 +3,4 @@
 
 pub mod mock;
 
-#[cfg(feature = "harness")]
 pub mod harness;

@@ -241,3 +241,113 @@ async fn streams_in_flight_finish_intact_across_an_admin_reload() {
 async fn streams_in_flight_finish_intact_across_a_sighup() {
     streams_survive_a_reload(How::Sighup).await;
 }
+
+/// A shadow policy that lets `mock-old` through as a violation weighing `weight`.
+fn trust_config(mock: &MockProvider, weight: f64) -> String {
+    format!(
+        r#"
+providers: [{{ name: mock, kind: openai, base_url: "{}", models: ["*"] }}]
+pricing:
+  overrides:
+    mock-old: {{ input_per_mtok: 1.0, output_per_mtok: 100.0, max_output_tokens: 200 }}
+    mock-new: {{ input_per_mtok: 1.0, output_per_mtok: 100.0, max_output_tokens: 200 }}
+trust: {{ penalties: {{ policy_violation: {weight} }} }}
+policies: {{ p: {{ mode: shadow, min_trust: 0.5, models: {{ allow: ["mock-new"] }} }} }}
+agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
+"#,
+        mock.base_url()
+    )
+}
+
+/// The agent's requests counted so far and its trust score, from the admin stats (the
+/// request count is taken after the score was recorded).
+async fn counted_and_trust(tg: &Tollgate) -> (u64, f64) {
+    let r = tg.admin().get("/admin/agents/a1/stats").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    (
+        v["1h"]["requests"].as_u64().unwrap_or(0),
+        v["trust"].as_f64().expect("a trust score"),
+    )
+}
+
+async fn wait_counted(tg: &Tollgate, n: u64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (counted, trust) = counted_and_trust(tg).await;
+        if counted >= n {
+            return trust;
+        }
+        assert!(Instant::now() < deadline, "request {n} never finished");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A request keeps the config it started with to its last stage: one in flight across a
+/// reload that makes its (shadowed) violation heavy is scored under the old, free weight,
+/// and recorded as the old config decided; the next request pays the new weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_is_scored_under_the_config_it_started_with() {
+    let mock = mock::provider()
+        .chunk_delay(Duration::from_millis(20))
+        .spawn()
+        .await;
+    let mut tg = harness::tollgate()
+        .config(&trust_config(&mock, 0.0))
+        .spawn()
+        .await;
+    let mut resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", tg.base_url()))
+        .bearer_auth(tg.key("a1"))
+        .json(&stream("mock-old"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-tollgate-decision"], "shadow_deny");
+    let id = resp.headers()["x-tollgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut body = resp
+        .chunk()
+        .await
+        .expect("first bytes")
+        .expect("a chunk")
+        .to_vec();
+
+    tg.rewrite_config(&trust_config(&mock, 10.0));
+    let r = tg.admin().post("/admin/reload", &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    while let Some(c) = resp.chunk().await.expect("the stream is not cut") {
+        body.extend_from_slice(&c);
+    }
+    assert!(text_of(&events(&body)).1, "the stream finished");
+
+    let trust = wait_counted(&tg, 1).await;
+    assert!(
+        trust > 0.99,
+        "the request was scored under the reloaded weight: trust {trust}"
+    );
+    let audit = tg
+        .admin()
+        .get(&format!("/admin/audit?request_id={id}"))
+        .await;
+    let record = &audit.json()["records"][0];
+    assert_eq!(record["decision"], "shadow_deny", "{}", audit.text());
+    assert_eq!(
+        record["reasons"][0],
+        "shadow:model_not_allowed",
+        "{}",
+        audit.text()
+    );
+
+    // The same violation started after the reload weighs 10: exp(-10).
+    let next = tg.client("a1").chat(stream("mock-old")).await;
+    assert_eq!(next.status, 200, "{}", next.text());
+    let trust = wait_counted(&tg, 2).await;
+    assert!(
+        trust < 0.001,
+        "the new weight applies to new requests: {trust}"
+    );
+}

@@ -255,21 +255,3 @@ async fn recording_can_be_turned_off() {
     );
     assert!(mock.requests().is_empty());
 }
-
-#[test]
-fn the_thread_runner_serves_without_a_runtime_of_ours() {
-    let mock = mock::provider()
-        .spawn_thread()
-        .expect("spawn the mock thread");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        assert!(mock.base_url().starts_with("http://127.0.0.1:"));
-        let reply = chat(mock.addr(), &chat_body("mock-1", false)).await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(mock.requests().len(), 1);
-        mock.shutdown().await;
-    });
-}

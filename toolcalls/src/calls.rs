@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 use tollgate_config::Tools;
-use tollgate_pricing::Api;
+use tollgate_types::Api;
 
 use crate::decide::{Verdict, decide, decide_raw};
 

@@ -20,4 +20,4 @@ pub use decide::{
 };
 pub use request::{RequestVerdict, check_request};
 pub use stream::{Step, StreamGate};
-pub use tollgate_pricing::Api;
+pub use tollgate_types::Api;

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 use tollgate_config::{OnViolation, Tools};
-use tollgate_pricing::Api;
+use tollgate_types::Api;
 
 use crate::decide::{Verdict, decide_name};
 

@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeZone, Utc};
-use tollgate_audit::{
-    Decision, Direction, GuardAction, GuardrailHits, Record, Stage, Tokens, ToolCall,
-};
+use tollgate_audit::{Action, Decision, Direction, GuardrailHits, Record, Stage, Tokens, ToolCall};
 
 /// 2026-11-22T00:00:00Z, the base of every test timestamp.
 pub fn t0() -> DateTime<Utc> {
@@ -58,7 +56,7 @@ pub fn record(i: u64) -> Record {
         r.guardrails = vec![GuardrailHits {
             kind: "email".into(),
             direction: Direction::Input,
-            action: GuardAction::Redact,
+            action: Action::Redact,
             count: 2,
         }];
     }

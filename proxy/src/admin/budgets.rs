@@ -6,7 +6,6 @@ use tollgate_budget::{self as budget, StoreError};
 use tollgate_config::units::{format_usd, usd_to_nanos};
 
 use crate::error::GateError;
-use crate::flow::period;
 use crate::state::State;
 
 /// One scope's budget in its current window.
@@ -73,7 +72,7 @@ pub async fn rows(state: &State, prefix: Option<&str>) -> Result<Vec<Row>, Store
         }
         match overrides.iter().find(|o| &o.scope == scope) {
             Some(o) => push(scope, o.period, b.tz, o.limit, "override"),
-            None => push(scope, period(b.period), b.tz, b.limit_nanos, "config"),
+            None => push(scope, b.period, b.tz, b.limit_nanos, "config"),
         }
     }
     for o in &overrides {
@@ -152,7 +151,7 @@ pub async fn set(state: &State, body: &Value) -> Result<Value, GateError> {
             GateError::invalid("`period` must be day, week, month or total", Some("period"))
         })?,
         None => configured
-            .map(|b| period(b.period))
+            .map(|b| b.period)
             .unwrap_or(budget::Period::Total),
     };
     let limit = match &body["limit_usd"] {

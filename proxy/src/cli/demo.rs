@@ -1,10 +1,15 @@
-//! `tollgate demo`: the offline first run. A built-in config, the mock provider on
-//! localhost, an embedded store and audit trail in a temp dir; no network.
+//! `tollgate demo`: the offline first run. A built-in config, the demo provider on
+//! localhost (served by the same process), an embedded store and audit trail in a temp
+//! dir; no network.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::process::ExitCode;
 
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::services::listening::Service;
 use tollgate_config::Config;
+
+use super::demo_provider::DemoProvider;
 
 /// A port on 127.0.0.1: the preferred one if it is free, else any free one.
 fn port(preferred: u16) -> u16 {
@@ -16,7 +21,7 @@ fn port(preferred: u16) -> u16 {
 }
 
 fn config_text(
-    mock: SocketAddr,
+    mock: u16,
     dir: &std::path::Path,
     listen: u16,
     admin: u16,
@@ -33,7 +38,7 @@ audit: {{ path: "{audit}" }}
 providers:
   - name: mock
     kind: openai
-    base_url: http://{mock}/v1
+    base_url: http://127.0.0.1:{mock}/v1
     api_key_env: TOLLGATE_DEMO_PROVIDER_KEY
     models: ["gpt-4o*", "gpt-4.1*", "text-embedding-3-*"]
 scopes:
@@ -72,21 +77,12 @@ pub fn run() -> ExitCode {
         return ExitCode::from(1);
     }
     let provider_key = crate::keys::generate().secret.replace("tg_", "sk-mock-");
-    let mock = match tollgate_tests::mock::provider()
-        .api_key(provider_key.clone())
-        .spawn_thread()
-    {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("cannot start the mock provider: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let mock = port(18080);
     let agent_key = crate::keys::generate();
     let admin_token = crate::keys::generate().secret.replace("tg_", "adm_");
     let (listen, admin) = (port(8080), port(9090));
     let text = config_text(
-        mock.addr(),
+        mock,
         &dir,
         listen,
         admin,
@@ -113,9 +109,17 @@ pub fn run() -> ExitCode {
     };
     std::fs::write(dir.join("tollgate.yaml"), &text).ok();
     print_guide(listen, admin, &agent_key.secret, &admin_token, &dir);
-    // The mock must outlive the server, which never returns.
-    std::mem::forget(mock);
-    crate::server::run(state)
+    crate::server::run_with(state, |server| {
+        let mut provider = Service::new(
+            "demo provider".to_string(),
+            HttpServer::new_app(DemoProvider {
+                api_key: provider_key,
+            }),
+        );
+        provider.threads = Some(1);
+        provider.add_tcp(&format!("127.0.0.1:{mock}"));
+        server.add_service(provider);
+    })
 }
 
 fn print_guide(listen: u16, admin: u16, key: &str, token: &str, dir: &std::path::Path) {

@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod demo;
+mod demo_provider;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

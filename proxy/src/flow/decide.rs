@@ -12,15 +12,16 @@ use bytes::Bytes;
 use pingora_proxy::Session;
 use rand::Rng;
 use serde_json::{Value, json};
-use tollgate_budget::{CommitOutcome, Decision, ReleaseOutcome, ReserveAnswer, ReserveRequest};
+use tollgate_budget::{CommitOutcome, ReleaseOutcome, ReserveAnswer, ReserveRequest};
 use tollgate_config::units::{format_usd, parse_duration, usd_to_nanos};
 use tollgate_config::{Mode, Policy};
+use tollgate_types::Decision;
 
 use tollgate_toolcalls::{CallKind, Outcome, ProposedCall};
 
 use super::context::{Agent, Ctx};
 use super::tools::Gate;
-use super::{parse, reserve, respond};
+use super::{parse, record, reserve, respond};
 use crate::error::GateError;
 use crate::state::{Runtime, State};
 
@@ -132,16 +133,28 @@ fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateEr
     }
 }
 
+/// The budget's answer as a request decision: a deny under a shadow policy lets the
+/// caller go on.
+fn budget_decision(a: &ReserveAnswer, policy: &Policy) -> Decision {
+    match &a.decision {
+        tollgate_budget::Decision::Allow => Decision::Allow,
+        tollgate_budget::Decision::AllowWithCaps => Decision::AllowWithCaps,
+        tollgate_budget::Decision::Deny { .. } if policy.mode == Mode::Shadow => {
+            Decision::ShadowDeny
+        }
+        tollgate_budget::Decision::Deny { .. } => Decision::Deny,
+    }
+}
+
 fn answer_json(a: &ReserveAnswer, policy: &Policy) -> Value {
-    let (decision, scope) = match &a.decision {
-        Decision::Allow => ("ALLOW", None),
-        Decision::AllowWithCaps => ("ALLOW_WITH_CAPS", None),
-        Decision::Deny { scope, .. } => ("DENY", Some(scope.clone())),
+    let scope = match &a.decision {
+        tollgate_budget::Decision::Deny { scope, .. } => Some(scope.clone()),
+        _ => None,
     };
-    let shadow = policy.mode == Mode::Shadow && decision == "DENY";
+    let decision = budget_decision(a, policy);
     json!({
-        "decision": decision,
-        "shadow": shadow,
+        "decision": decision.protocol_name(),
+        "shadow": decision == Decision::ShadowDeny,
         "reasons": if scope.is_some() { vec!["budget_exceeded"] } else { Vec::new() },
         "scope": scope,
         "granted_usd": format_usd(a.granted),
@@ -150,12 +163,15 @@ fn answer_json(a: &ReserveAnswer, policy: &Policy) -> Value {
     })
 }
 
+/// Records the decision, then answers it: the trail has every answer an agent saw.
 async fn reply(
+    state: &State,
     session: &mut Session,
     ctx: &mut Ctx,
     status: u16,
     v: Value,
 ) -> Result<(), GateError> {
+    record::write(state, ctx).await;
     respond::json(session, ctx, status, Bytes::from(v.to_string()), &[]).await;
     Ok(())
 }
@@ -168,7 +184,7 @@ async fn decide_tool(
     run: Option<&str>,
     tool: &Value,
     ctx: &mut Ctx,
-) -> Result<Value, GateError> {
+) -> Result<(Decision, Value), GateError> {
     let name = tool["name"].as_str().ok_or_else(|| {
         GateError::invalid(
             "Missing required parameter: 'tool.name'.",
@@ -196,19 +212,24 @@ async fn decide_tool(
         run,
     };
     let outcome = gate.decide(&call, ctx).await;
-    let recorded = ctx.tools.last().cloned();
+    let recorded = ctx.verdict.tools.last().cloned();
     let approval = recorded.as_ref().and_then(|t| t.approval_id.clone());
     let decision = match (&outcome, recorded.map(|t| t.decision)) {
-        (Outcome::Pass, Some(tollgate_audit::Decision::ShadowDeny)) => "DENY",
-        (Outcome::Pass, _) => "ALLOW",
-        (Outcome::Remove { .. }, Some(tollgate_audit::Decision::Escalate)) => "ESCALATE",
-        (Outcome::Remove { .. }, _) => "DENY",
+        (Outcome::Pass, Some(Decision::ShadowDeny)) => Decision::ShadowDeny,
+        (Outcome::Pass, _) => Decision::Allow,
+        (Outcome::Remove { .. }, Some(Decision::Escalate)) => Decision::Escalate,
+        (Outcome::Remove { .. }, _) => Decision::Deny,
     };
     let explanation = match outcome {
         Outcome::Remove { explanation } => Some(explanation),
         Outcome::Pass => None,
     };
-    Ok(json!({ "decision": decision, "approval_id": approval, "explanation": explanation }))
+    let v = json!({
+        "decision": decision.protocol_name(),
+        "approval_id": approval,
+        "explanation": explanation,
+    });
+    Ok((decision, v))
 }
 
 /// `POST /v1/tollgate/decide`: what a reservation would answer now; nothing is held.
@@ -243,30 +264,20 @@ pub async fn decide(
         .await
         .map_err(|e| store_down(state, "decide", e))?;
     let mut v = answer_json(&answer, policy);
-    ctx.decision = match &answer.decision {
-        Decision::Allow => "allow",
-        Decision::AllowWithCaps => "allow_with_caps",
-        Decision::Deny { .. } if policy.mode == Mode::Shadow => "shadow_deny",
-        Decision::Deny { .. } => "deny",
-    };
-    if let Some(tool) = tool {
-        let rank = |d: &str| {
-            ["ALLOW", "ALLOW_WITH_CAPS", "ESCALATE", "DENY"]
-                .iter()
-                .position(|x| *x == d)
-                .unwrap_or(3)
-        };
-        let budget = v["decision"].as_str().unwrap_or("DENY").to_string();
-        let by_tool = tool["decision"].as_str().unwrap_or("DENY").to_string();
-        if rank(&by_tool) > rank(&budget) {
-            if by_tool == "DENY" && policy.mode == Mode::Enforce {
-                ctx.decision = "deny";
+    let budget = budget_decision(&answer, policy);
+    ctx.verdict.decision = budget;
+    if let Some((by_tool, tool)) = tool {
+        // The stricter answer stands; the request's record says deny when the tool was
+        // denied (an escalation is recorded on the tool call itself).
+        if by_tool.strictness() > budget.strictness() {
+            v["decision"] = Value::String(by_tool.protocol_name().into());
+            if matches!(by_tool, Decision::Deny | Decision::ShadowDeny) {
+                ctx.verdict.decision = by_tool;
             }
-            v["decision"] = Value::String(by_tool);
         }
         v["tool"] = tool;
     }
-    reply(session, ctx, 200, v).await
+    reply(state, session, ctx, 200, v).await
 }
 
 fn reservation_id(agent: &Agent) -> String {
@@ -304,7 +315,7 @@ pub async fn reserve(
         .await
         .map_err(|e| store_down(state, "reserve", e))?;
     let mut v = answer_json(&answer, policy);
-    if let Decision::Deny { scope, .. } = &answer.decision {
+    if let tollgate_budget::Decision::Deny { scope, .. } = &answer.decision {
         if policy.mode == Mode::Enforce {
             return Err(GateError::BudgetExceeded {
                 message: format!(
@@ -313,22 +324,18 @@ pub async fn reserve(
                 ),
             });
         }
-        ctx.decision = "shadow_deny";
-        return reply(session, ctx, 200, v).await;
+        ctx.verdict.decision = Decision::ShadowDeny;
+        return reply(state, session, ctx, 200, v).await;
     }
-    ctx.decision = if answer.decision == Decision::AllowWithCaps {
-        "allow_with_caps"
-    } else {
-        "allow"
-    };
-    ctx.reserved_nanos = answer.granted;
+    ctx.verdict.decision = budget_decision(&answer, policy);
+    ctx.money.reserved_nanos = answer.granted;
     v["reservation_id"] = Value::String(answer.reservation_id.clone());
     v["expires_at"] = answer
         .expires_at
         .map(|t| Value::String(t.to_rfc3339()))
         .unwrap_or(Value::Null);
     v["replayed"] = Value::Bool(answer.replayed);
-    reply(session, ctx, 201, v).await
+    reply(state, session, ctx, 201, v).await
 }
 
 /// `POST /v1/tollgate/reservations/{id}/commit` with `{"actual_usd": N}`.
@@ -353,7 +360,7 @@ pub async fn commit(
         .commit(agent.tenant(), id, actual)
         .await
         .map_err(|e| store_down(state, "commit", e))?;
-    ctx.actual_nanos = Some(actual);
+    ctx.money.actual_nanos = Some(actual);
     let v = match outcome {
         CommitOutcome::Committed {
             actual,
@@ -375,7 +382,7 @@ pub async fn commit(
             });
         }
     };
-    reply(session, ctx, 200, v).await
+    reply(state, session, ctx, 200, v).await
 }
 
 /// `POST /v1/tollgate/reservations/{id}/release`.
@@ -406,5 +413,5 @@ pub async fn release(
             });
         }
     };
-    reply(session, ctx, 200, v).await
+    reply(state, session, ctx, 200, v).await
 }

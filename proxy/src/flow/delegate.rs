@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tollgate_budget::AgentRecord;
 use tollgate_config::units::{format_usd, parse_duration, usd_to_nanos};
-use tollgate_config::{Globs, GuardAction, GuardDirection, ModelRules, Policy, Rate};
+use tollgate_config::{Action, Globs, GuardDirection, ModelRules, Policy, Rate};
 
 use super::context::{Agent, Ctx};
 use super::guard::{self, PolicyGuards};
@@ -26,8 +26,8 @@ use crate::state::{Runtime, State};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Direction {
-    pub pii: Option<GuardAction>,
-    pub secrets: Option<GuardAction>,
+    pub pii: Option<Action>,
+    pub secrets: Option<Action>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -110,8 +110,8 @@ fn tighter<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
 
 fn strictest(base: GuardDirection, n: Direction) -> GuardDirection {
     GuardDirection {
-        pii: base.pii.max(n.pii.unwrap_or(GuardAction::Off)),
-        secrets: base.secrets.max(n.secrets.unwrap_or(GuardAction::Off)),
+        pii: base.pii.max(n.pii.unwrap_or(Action::Off)),
+        secrets: base.secrets.max(n.secrets.unwrap_or(Action::Off)),
     }
 }
 
@@ -533,6 +533,7 @@ pub async fn create(
         "budget_usd": budget.map(format_usd),
         "policy": serde_json::to_value(&narrowing).unwrap_or(Value::Null),
     });
+    super::record::write(state, ctx).await;
     respond::json(session, ctx, 201, bytes::Bytes::from(v.to_string()), &[]).await;
     Ok(())
 }

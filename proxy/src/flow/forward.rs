@@ -16,6 +16,7 @@ use tollgate_config::Provider;
 use super::context::Ctx;
 use crate::api::Request;
 use crate::error::GateError;
+use crate::reason::Reason;
 use crate::state::{Runtime, State};
 use crate::upstream::{self, Failure};
 
@@ -57,33 +58,37 @@ pub async fn send(
     }
     let mut last = LastFailure::None;
     for provider in chain {
-        ctx.provider = Some(provider.name.clone());
+        ctx.upstream.provider = Some(provider.name.clone());
         let started = Instant::now();
         let attempt = attempt(state, rt, session, provider, req, body.clone()).await;
-        ctx.upstream_time += started.elapsed();
+        ctx.upstream.time += started.elapsed();
         match attempt {
             // 401/403 mean tollgate's provider credentials are wrong: the agent's own key is
             // fine, so the next provider is tried and the agent never sees a 401 for it.
             Ok(up) if matches!(up.status(), 401 | 403 | 429) || up.status() >= 500 => {
-                ctx.reasons
-                    .push(format!("fallback:{}:{}", provider.name, up.status()));
+                ctx.verdict.reasons.push(Reason::Fallback {
+                    provider: provider.name.clone(),
+                    cause: up.status().to_string(),
+                });
                 last = LastFailure::Status(Box::new(up));
             }
             Ok(up) => {
-                ctx.ttft = Some(started.elapsed());
-                ctx.upstream_status = Some(up.status());
+                ctx.upstream.ttft = Some(started.elapsed());
+                ctx.upstream.status = Some(up.status());
                 return Ok(up);
             }
             Err(f) => {
-                ctx.reasons
-                    .push(format!("fallback:{}:{}", provider.name, failure_label(&f)));
+                ctx.verdict.reasons.push(Reason::Fallback {
+                    provider: provider.name.clone(),
+                    cause: failure_label(&f).to_string(),
+                });
                 last = LastFailure::Transport(f);
             }
         }
     }
     match last {
         LastFailure::Status(up) => {
-            ctx.upstream_status = Some(up.status());
+            ctx.upstream.status = Some(up.status());
             if up.status() == 429 {
                 // The provider's own rate limit: the client should see it and back off.
                 return Ok(*up);

@@ -4,10 +4,12 @@
 //! once per config version. Findings are counted by type and action, never by value.
 
 use serde_json::Value;
-use tollgate_config::{GuardAction, GuardDirection, Mode, Policy};
+use tollgate_config::{GuardDirection, Mode, Policy};
 use tollgate_guardrails::{
-    self as guardrails, Action, CustomRule, FindingCount, Guard, GuardConfig, Place, json,
+    self as guardrails, CustomRule, FindingCount, Guard, GuardConfig, Place, json,
 };
+
+use tollgate_types::Direction;
 
 use super::context::{Ctx, Finding};
 use crate::api::{Api, Request};
@@ -22,15 +24,6 @@ pub struct PolicyGuards {
     pub tool_args: Guard,
 }
 
-fn action(a: GuardAction) -> Action {
-    match a {
-        GuardAction::Off => Action::Off,
-        GuardAction::Log => Action::Log,
-        GuardAction::Redact => Action::Redact,
-        GuardAction::Block => Action::Block,
-    }
-}
-
 /// Compiles the guards of a policy; custom rules apply in every direction.
 pub fn compile(policy: &Policy) -> Result<PolicyGuards, guardrails::GuardError> {
     let custom: Vec<CustomRule> = policy
@@ -41,13 +34,13 @@ pub fn compile(policy: &Policy) -> Result<PolicyGuards, guardrails::GuardError> 
             name: r.name.clone(),
             pattern: r.pattern.clone(),
             words: r.words.clone(),
-            action: action(r.action),
+            action: r.action,
         })
         .collect();
     let guard = |d: &GuardDirection| {
         Guard::new(&GuardConfig {
-            pii: action(d.pii),
-            secrets: action(d.secrets),
+            pii: d.pii,
+            secrets: d.secrets,
             custom: custom.clone(),
         })
     };
@@ -59,38 +52,33 @@ pub fn compile(policy: &Policy) -> Result<PolicyGuards, guardrails::GuardError> 
     })
 }
 
-pub fn json_api(api: Api) -> json::Api {
-    match api {
-        Api::ChatCompletions => json::Api::ChatCompletions,
-        Api::Responses => json::Api::Responses,
-        Api::Embeddings => json::Api::Embeddings,
-        Api::Completions => json::Api::Completions,
-        Api::AnthropicMessages => json::Api::AnthropicMessages,
-    }
-}
-
 /// Counts findings in metrics and keeps them for the audit record.
 pub fn record(
     state: &State,
     policy: &str,
-    text_direction: &'static str,
+    text_direction: Direction,
     summary: &[FindingCount],
     ctx: &mut Ctx,
 ) {
     for c in summary {
         let direction = match c.place {
             Place::Text => text_direction,
-            Place::ToolArgs => "tool_args",
+            Place::ToolArgs => Direction::ToolArgs,
         };
         state
             .metrics
             .guardrail_findings
-            .with_label_values(&[policy, direction, c.kind.as_str(), c.action.as_str()])
+            .with_label_values(&[
+                policy,
+                direction.as_str(),
+                c.kind.as_str(),
+                c.action.as_str(),
+            ])
             .inc_by(u64::from(c.count));
-        ctx.findings.push(Finding {
+        ctx.verdict.findings.push(Finding {
             kind: c.kind.as_str().to_string(),
             direction,
-            action: c.action.as_str(),
+            action: c.action,
             count: c.count,
         });
     }
@@ -111,13 +99,8 @@ pub fn input(
     req: &mut Request,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
-    let out = json::apply_request(
-        json_api(req.api),
-        &mut req.body,
-        &guards.input,
-        &guards.tool_args,
-    );
-    record(state, &policy.name, "input", &out.summary, ctx);
+    let out = json::apply_request(req.api, &mut req.body, &guards.input, &guards.tool_args);
+    record(state, &policy.name, Direction::Input, &out.summary, ctx);
     if out.blocked {
         let e = blocked(out.blocked_kinds());
         return super::policy::deny(state, policy, "guard_input", e, ctx);
@@ -134,8 +117,8 @@ pub fn output(
     body: &mut Value,
     ctx: &mut Ctx,
 ) -> Result<bool, GateError> {
-    let out = json::apply_response(json_api(api), body, &guards.output, &guards.tool_args);
-    record(state, &policy.name, "output", &out.summary, ctx);
+    let out = json::apply_response(api, body, &guards.output, &guards.tool_args);
+    record(state, &policy.name, Direction::Output, &out.summary, ctx);
     if out.blocked && policy.mode == Mode::Enforce {
         return Err(blocked(out.blocked_kinds()));
     }

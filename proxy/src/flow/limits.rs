@@ -194,7 +194,7 @@ pub async fn acquire(
     };
     match answer {
         Acquired::Granted { window_state } => {
-            ctx.rate_headers = headers(&window_state);
+            ctx.reply.rate_headers = headers(&window_state);
             ctx.rate = Some(RateHold {
                 lease_id: ctx.request_id.clone(),
                 token_keys,

@@ -12,16 +12,19 @@
 //! 10. `settle`   — commit the actual cost when the response ends, or release the hold.
 //! 11. `record`   — the audit record and metrics.
 //!
-//! Pingora's `request_filter` runs stages 1–10 and answers the request itself (returning
+//! Pingora's `request_filter` runs stages 1–11 and answers the request itself (returning
 //! `Ok(true)`): tollgate must read and rewrite whole bodies before choosing a provider,
-//! which Pingora's proxy phases cannot replay beyond 64 KiB (see ARCHITECTURE.md).
-//! `logging()` runs after success and failure alike, so it is where anything left
-//! unsettled is settled and where the record is written.
+//! which Pingora's proxy phases cannot replay beyond 64 KiB, and tool-call decisions
+//! await the store, which Pingora's synchronous body filters cannot (see ARCHITECTURE.md).
+//! Every path that reached a provider or failed ends in `end::conclude`, the one place
+//! that settles and records; `logging()` returns leases, scores trust, counts metrics,
+//! and is a safety net for requests abandoned midway.
 
 mod auth;
 mod context;
 mod decide;
 mod delegate;
+mod end;
 mod estimate;
 mod forward;
 mod guard;
@@ -46,17 +49,16 @@ use pingora_error::{Error, ErrorType};
 use pingora_proxy::{ProxyHttp, Session};
 
 use bytes::Bytes;
-use tollgate_config::Policy;
 
-use crate::api::{self, Api, Route};
+use crate::api::{self, Api, Endpoint, Route};
 use crate::error::GateError;
 use crate::state::{Runtime, State};
 
 use context::Agent;
 pub use context::Ctx;
 pub use delegate::Compiled;
+use end::{Charge, Ended};
 pub use guard::{PolicyGuards, compile as compile_guards};
-pub use reserve::period;
 pub use settle::retry_pending;
 pub use trust::params as trust_params;
 
@@ -69,8 +71,10 @@ pub struct Gateway {
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
+    /// The request's config version is taken here, once: every stage, the record and the
+    /// trust score see the same one, whatever reloads happen meanwhile.
     fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+        Ctx::new(self.state.runtime())
     }
 
     async fn request_filter(
@@ -78,22 +82,24 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora_error::Result<bool> {
-        if let Err(e) = self.handle(session, ctx).await {
-            respond::note_error(ctx, &e);
-            // A failed request holds nothing: release before the record says so.
-            settle::release(&self.state, ctx).await;
-            record::write(&self.state, ctx).await;
-            respond::error(session, ctx, e).await;
-        }
+        let ended = match self.handle(session, ctx).await {
+            Ok(Some(ended)) => ended,
+            // The route answered itself (and recorded, where it records).
+            Ok(None) => return Ok(true),
+            // A failed request is charged nothing: whatever it holds is released.
+            Err(e) => Ended::failed(Charge::Nothing, e),
+        };
+        end::conclude(&self.state, session, ctx, ended).await;
         Ok(true)
     }
 
+    /// Never reached: `request_filter` answers every request itself. Pingora requires the
+    /// phase, so it fails loudly should that ever change.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
         _ctx: &mut Ctx,
     ) -> pingora_error::Result<Box<HttpPeer>> {
-        // request_filter answers every request itself; Pingora never reaches this phase.
         Error::e_explain(
             ErrorType::InternalError,
             "tollgate answers in request_filter",
@@ -106,67 +112,71 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora_error::Error>,
         ctx: &mut Ctx,
     ) {
-        // Any path that ended without settling (an error before the provider answered, a
-        // panic-free early return) lands here: the hold is released, never leaked, the
-        // leases are returned, and a record not yet written is written.
+        // A safety net: every path settles and records in `end::conclude`, but a request
+        // Pingora abandoned midway (its future dropped) did not get there. Its hold is
+        // released, never leaked, and its record written.
         settle::release(&self.state, ctx).await;
         limits::release(&self.state, ctx).await;
-        if ctx.endpoint != "models" {
+        if ctx.endpoint != Endpoint::Models {
             record::write(&self.state, ctx).await;
         }
-        let rt = self.state.runtime();
-        let policy = ctx.agent.as_ref().map(|a| a.policy.clone());
-        trust::record(&self.state, &rt.config.trust, policy.as_deref(), ctx).await;
+        trust::record(&self.state, ctx).await;
         context::finish(&self.state, ctx);
     }
 }
 
 impl Gateway {
-    async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), GateError> {
-        let rt = self.state.runtime();
+    /// Stages 1–9. `Some` when the request reached a provider or failed after holding
+    /// something: [`end::conclude`] settles and records it.
+    async fn handle(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Ended>, GateError> {
+        let rt = ctx.rt.clone();
         let header = session.req_header();
         let route = api::route(header.method.as_str(), header.uri.path())?;
-        ctx.endpoint = route.label();
-        let agent = auth::authenticate(&self.state, &rt, &header.headers).await?;
+        ctx.endpoint = route.endpoint();
+        let agent = Arc::new(auth::authenticate(&self.state, &rt, &header.headers).await?);
         ctx.agent = Some(agent.clone());
-        let policy = agent.policy.clone();
-        let policy = policy.as_ref();
+        let policy = agent.policy.as_ref();
         if route != Route::Models {
             trust::check(&self.state, &rt.config.trust, &agent, policy, ctx).await?;
         }
+        let state = &self.state;
         match route {
             Route::Llm { api, deployment } => {
-                self.llm(session, ctx, &rt, &agent, policy, api, deployment)
-                    .await
+                let ended = self.llm(session, ctx, &rt, &agent, api, deployment).await?;
+                return Ok(Some(ended));
             }
-            Route::Models => respond::models(session, &rt, ctx).await,
-            Route::Decide => decide::decide(&self.state, &rt, &agent, policy, session, ctx).await,
-            Route::Reserve => decide::reserve(&self.state, &rt, &agent, policy, session, ctx).await,
-            Route::Commit(id) => decide::commit(&self.state, &rt, &agent, &id, session, ctx).await,
-            Route::Release(id) => decide::release(&self.state, &agent, &id, session, ctx).await,
-            Route::Delegate => delegate::create(&self.state, &rt, &agent, session, ctx).await,
+            Route::Models => respond::models(session, &rt, ctx).await?,
+            Route::Decide => decide::decide(state, &rt, &agent, policy, session, ctx).await?,
+            Route::Reserve => decide::reserve(state, &rt, &agent, policy, session, ctx).await?,
+            Route::Commit(id) => decide::commit(state, &rt, &agent, &id, session, ctx).await?,
+            Route::Release(id) => decide::release(state, &agent, &id, session, ctx).await?,
+            Route::Delegate => delegate::create(state, &rt, &agent, session, ctx).await?,
         }
+        Ok(None)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn llm(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
         rt: &Runtime,
         agent: &Agent,
-        policy: &Policy,
         api: Api,
         deployment: Option<String>,
-    ) -> Result<(), GateError> {
+    ) -> Result<Ended, GateError> {
+        let policy = agent.policy.as_ref();
         let run = reserve::run_id(&session.req_header().headers)?;
         let raw = parse::read_body(session, rt.config.server.max_body_bytes).await?;
         let mut req = api::parse(api, deployment.as_deref(), &raw)?;
-        ctx.model = Some(req.model.clone());
-        ctx.model_label = Some(estimate::model_label(rt, &req.model));
-        ctx.stream = req.stream;
+        ctx.call.model = Some(req.model.clone());
+        ctx.call.model_label = Some(estimate::model_label(rt, &req.model));
+        ctx.call.stream = req.stream;
         if policy.log_prompts {
-            ctx.prompt = Some(record::prompt_of(&req.body));
+            ctx.call.prompt = Some(record::prompt_of(&req.body));
         }
         if rt.config.route(&req.model).is_empty() {
             return Err(GateError::ModelNotFound { model: req.model });
@@ -176,7 +186,7 @@ impl Gateway {
         guard::input(&self.state, policy, guards, &mut req, ctx)?;
         tools::check_request(&self.state, policy, &mut req, ctx)?;
         let est = estimate::estimate(rt, policy, &mut req)?;
-        ctx.estimate = Some(est.clone());
+        ctx.money.estimate = Some(est.clone());
         let tokens = est.input_tokens
             + est.output_tokens * tollgate_pricing::output_multiplier(api, &req.body);
         limits::acquire(&self.state, &rt.config, agent, policy, tokens, ctx).await?;
@@ -193,13 +203,7 @@ impl Gateway {
         .await?;
         let strip_usage = req.stream && tollgate_pricing::inject_include_usage(api, &mut req.body);
         let body = Bytes::from(serde_json::to_vec(&req.body).map_err(|_| GateError::Internal)?);
-        let upstream = match forward::send(&self.state, rt, session, &req, body, ctx).await {
-            Ok(up) => up,
-            Err(e) => {
-                settle::release(&self.state, ctx).await;
-                return Err(e);
-            }
-        };
+        let upstream = forward::send(&self.state, rt, session, &req, body, ctx).await?;
         let out = relay::Output {
             gate: tools::Gate {
                 state: &self.state,
@@ -210,6 +214,6 @@ impl Gateway {
             },
             strip_usage,
         };
-        relay::respond(&self.state, session, &req, upstream, &out, ctx).await
+        Ok(relay::respond(&self.state, session, &req, upstream, &out, ctx).await)
     }
 }

@@ -4,6 +4,7 @@
 
 use chrono::{Datelike, Utc};
 use tollgate_config::{Hours, Mode, Policy};
+use tollgate_types::Decision;
 
 use super::context::Ctx;
 use crate::error::GateError;
@@ -18,19 +19,23 @@ pub fn deny(
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
     let decision = match policy.mode {
-        Mode::Enforce => "deny",
-        Mode::Shadow => "shadow_deny",
+        Mode::Enforce => Decision::Deny,
+        Mode::Shadow => Decision::ShadowDeny,
     };
     state
         .metrics
         .decisions
-        .with_label_values(&[policy.name.as_str(), stage, decision, e.code()])
+        .with_label_values(&[
+            policy.name.as_str(),
+            stage,
+            decision.as_str(),
+            e.code().as_str(),
+        ])
         .inc();
     match policy.mode {
         Mode::Enforce => Err(e),
         Mode::Shadow => {
-            ctx.decision = "shadow_deny";
-            ctx.reasons.push(format!("shadow:{}", e.code()));
+            ctx.verdict.shadow(e.code());
             Ok(())
         }
     }

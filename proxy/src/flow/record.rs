@@ -6,17 +6,13 @@
 
 use std::collections::BTreeMap;
 
-use tollgate_audit::{Decision, Direction, GuardAction, GuardrailHits, Record, Stage, Tokens};
+use tollgate_audit::{Action, GuardrailHits, Record, Stage, Tokens};
 
 use super::context::Ctx;
 use crate::state::State;
 
-fn decision(d: &str) -> Decision {
-    Decision::parse(d).unwrap_or(Decision::Deny)
-}
-
 fn build(ctx: &Ctx) -> Record {
-    let mut r = Record::new(&ctx.request_id, ctx.endpoint, decision(ctx.decision));
+    let mut r = Record::new(&ctx.request_id, ctx.endpoint.as_str(), ctx.verdict.decision);
     r.stage = Some(Stage::Request);
     if let Some(a) = &ctx.agent {
         r.tenant = Some(a.tenant().to_string());
@@ -24,19 +20,25 @@ fn build(ctx: &Ctx) -> Record {
         r.agent = Some(a.id.clone());
         r.key_id = Some(a.key_id.clone());
     }
-    r.model = ctx.model_label.clone();
-    r.provider = ctx.provider.clone();
-    r.reasons = ctx.reasons.clone();
-    r.caps = ctx.caps.clone();
-    r.estimate_usd = ctx.estimate.as_ref().map(|e| e.worst_nanos).unwrap_or(0);
-    r.reserved_usd = ctx.reserved_nanos;
-    r.actual_usd = ctx.actual_nanos;
-    r.remaining_usd = ctx
+    r.model = ctx.call.model_label.clone();
+    r.provider = ctx.upstream.provider.clone();
+    r.reasons = ctx
+        .verdict
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    r.caps = ctx.verdict.caps.clone();
+    let money = &ctx.money;
+    r.estimate_usd = money.estimate.as_ref().map(|e| e.worst_nanos).unwrap_or(0);
+    r.reserved_usd = money.reserved_nanos;
+    r.actual_usd = money.actual_nanos;
+    r.remaining_usd = money
         .remaining_by_scope
         .iter()
-        .map(|(scope, left)| (scope.clone(), ctx.settled_room(*left)))
+        .map(|(scope, left)| (scope.clone(), money.settled_room(*left)))
         .collect::<BTreeMap<_, _>>();
-    if let Some(u) = &ctx.usage {
+    if let Some(u) = &money.usage {
         r.tokens = Tokens {
             input: u.input,
             cached_input: u.cached_input,
@@ -44,33 +46,22 @@ fn build(ctx: &Ctx) -> Record {
             reasoning: u.reasoning,
         };
     }
-    r.tools = ctx.tools.clone();
+    r.tools = ctx.verdict.tools.clone();
     r.guardrails = ctx
+        .verdict
         .findings
         .iter()
-        .filter_map(|f| {
-            let action = match f.action {
-                "log" => GuardAction::Log,
-                "redact" => GuardAction::Redact,
-                "block" => GuardAction::Block,
-                _ => return None,
-            };
-            let direction = match f.direction {
-                "input" => Direction::Input,
-                "output" => Direction::Output,
-                _ => Direction::ToolArgs,
-            };
-            Some(GuardrailHits {
-                kind: f.kind.clone(),
-                direction,
-                action,
-                count: f.count,
-            })
+        .filter(|f| f.action != Action::Off)
+        .map(|f| GuardrailHits {
+            kind: f.kind.clone(),
+            direction: f.direction,
+            action: f.action,
+            count: f.count,
         })
         .collect();
-    r.upstream_status = ctx.upstream_status;
+    r.upstream_status = ctx.upstream.status;
     r.latency_ms = ctx.started.elapsed().as_millis() as u64;
-    r.prompt = ctx.prompt.clone();
+    r.prompt = ctx.call.prompt.clone();
     r
 }
 

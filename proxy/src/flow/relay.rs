@@ -9,17 +9,18 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 use serde_json::Value;
 
 use tollgate_config::Policy;
+use tollgate_guardrails::Action;
 use tollgate_toolcalls::Outcome;
+use tollgate_types::Direction;
 
 use super::context::Ctx;
+use super::end::{Charge, Ended};
 use super::forward::Upstream;
 use super::guard;
-use super::record;
 use super::respond;
 use super::settle;
 use super::stream::{End, Pushed, StreamProcessor};
@@ -45,6 +46,8 @@ impl Output<'_> {
     }
 }
 
+/// Stage 8 for whole answers and streams alike. Settles nothing itself: what it saw comes
+/// back as [`Ended`], which [`super::end::conclude`] settles, records, then delivers.
 pub async fn respond(
     state: &State,
     session: &mut Session,
@@ -52,7 +55,7 @@ pub async fn respond(
     mut up: Upstream,
     out: &Output<'_>,
     ctx: &mut Ctx,
-) -> Result<(), GateError> {
+) -> Ended {
     let status = up.status();
     let is_sse = up
         .header
@@ -65,37 +68,29 @@ pub async fn respond(
     }
     let started = Instant::now();
     let body = read_all(&mut up).await;
-    ctx.upstream_time += started.elapsed();
+    ctx.upstream.time += started.elapsed();
     let body = match body {
         Ok(b) => b,
-        Err(e) => {
-            // The provider may have generated the answer it failed to deliver: charge what
-            // it certainly processed, the prompt.
-            settle::commit(state, ctx, settle::input_only(ctx)).await;
-            return Err(e);
-        }
+        // The provider may have generated the answer it failed to deliver: charge what it
+        // certainly processed, the prompt.
+        Err(e) => return Ended::failed(Charge::InputOnly, e),
     };
     if !(200..300).contains(&status) {
         // The provider refused (a client error, or its rate limit after every fallback):
         // nothing was generated, and its error body is already in the OpenAI shape.
-        settle::release(state, ctx).await;
-        record::write(state, ctx).await;
-        write_whole(session, &up.header, body, ctx).await;
-        state.upstreams.release(up.session, &up.peer).await;
-        return Ok(());
+        return Ended::whole(Charge::Nothing, up, body);
     }
     let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
-        settle::commit(state, ctx, settle::input_only(ctx)).await;
-        return Err(GateError::UpstreamUnavailable {
+        let e = GateError::UpstreamUnavailable {
             message: format!(
                 "The provider `{}` returned a response that is not valid JSON.",
                 up.provider
             ),
-        });
+        };
+        return Ended::failed(Charge::InputOnly, e);
     };
     let usage = tollgate_pricing::usage_from_response(req.api, &json)
-        .unwrap_or_else(|| settle::counted(ctx, &req.model, &settle::output_text(&json)));
-    settle::commit(state, ctx, usage).await;
+        .unwrap_or_else(|| settle::counted(&ctx.money, &req.model, &settle::output_text(&json)));
     let calls = tollgate_toolcalls::proposed_calls(req.api, &json);
     let mut decisions = Vec::with_capacity(calls.len());
     for call in calls {
@@ -108,41 +103,24 @@ pub async fn respond(
     if removed {
         tollgate_toolcalls::apply_decisions(req.api, &mut json, &decisions);
     }
-    let redacted = guard::output(
+    let charge = Charge::Usage(usage);
+    match guard::output(
         state,
         out.policy(),
         out.gate.guards,
         req.api,
         &mut json,
         ctx,
-    )?;
-    let body = if removed || redacted {
-        Bytes::from(json.to_string())
-    } else {
-        body
-    };
-    record::write(state, ctx).await;
-    write_whole(session, &up.header, body, ctx).await;
-    state.upstreams.release(up.session, &up.peer).await;
-    Ok(())
-}
-
-async fn write_whole(session: &mut Session, upstream: &ResponseHeader, body: Bytes, ctx: &mut Ctx) {
-    let mut header = respond::from_upstream(upstream, ctx, Some(body.len()));
-    if let Some(actual) = ctx.actual_nanos {
-        let _ = header.insert_header(
-            "x-tollgate-cost-usd",
-            tollgate_config::units::format_usd(actual),
-        );
-    }
-    ctx.status = upstream.status.as_u16();
-    if session
-        .write_response_header(Box::new(header), false)
-        .await
-        .is_err()
-        || session.write_response_body(Some(body), true).await.is_err()
-    {
-        ctx.client_gone = true;
+    ) {
+        Ok(redacted) => {
+            let body = if removed || redacted {
+                Bytes::from(json.to_string())
+            } else {
+                body
+            };
+            Ended::whole(charge, up, body)
+        }
+        Err(e) => Ended::failed(charge, e),
     }
 }
 
@@ -183,9 +161,9 @@ async fn stream(
     mut up: Upstream,
     out: &Output<'_>,
     ctx: &mut Ctx,
-) -> Result<(), GateError> {
+) -> Ended {
     let header = respond::from_upstream(&up.header, ctx, None);
-    ctx.status = up.status();
+    ctx.reply.status = up.status();
     let mut processor = StreamProcessor::new(
         req.api,
         &req.model,
@@ -195,94 +173,30 @@ async fn stream(
     if declares_tools(&req.body) {
         processor = processor.with_tool_gate(&out.gate.guards.tool_args);
     }
-    if session
+    let end = if session
         .write_response_header(Box::new(header), false)
         .await
         .is_err()
     {
-        ctx.client_gone = true;
-        let input = ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0);
-        settle::commit(state, ctx, processor.usage(input)).await;
-        return Ok(());
-    }
-    let ttl = out.gate.rt.config.store.reservation_ttl;
-    let mut last_extend = Instant::now();
-    let end = loop {
-        // A long stream keeps its hold alive; a dead process's hold lapses at its TTL.
-        if last_extend.elapsed() > ttl / 3 {
-            settle::extend(state, ctx, ttl).await;
-            last_extend = Instant::now();
-        }
-        let waited = Instant::now();
-        let read = up.session.read_response_body().await;
-        ctx.upstream_time += waited.elapsed();
-        match read {
-            Ok(Some(chunk)) => {
-                let pushed = processor.push(&chunk);
-                if deliver(session, &mut processor, pushed, out, ctx)
-                    .await
-                    .is_err()
-                {
-                    break End::ClientGone;
-                }
-                if processor.blocked() {
-                    break End::Blocked;
-                }
-            }
-            Ok(None) => {
-                let end = processor.end_of_upstream();
-                if end == End::Complete {
-                    let pushed = processor.close_gate();
-                    if deliver(session, &mut processor, pushed, out, ctx)
-                        .await
-                        .is_err()
-                    {
-                        break End::ClientGone;
-                    }
-                }
-                break end;
-            }
-            Err(_) => break End::Cut,
-        }
+        End::ClientGone
+    } else {
+        pump(state, session, &mut up, &mut processor, out, ctx).await
     };
-    let input = ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0);
-    settle::commit(state, ctx, processor.usage(input)).await;
+    let charge = Charge::Usage(processor.usage(ctx.money.input_tokens()));
     guard::record(
         state,
         &out.policy().name,
-        "output",
+        Direction::Output,
         &processor.findings(),
         ctx,
     );
-    match end {
-        End::Blocked => {
-            ctx.decision = "deny";
-            ctx.reasons.push("guardrail_blocked".into());
-        }
-        End::Cut => ctx.reasons.push("upstream_stream_cut".into()),
-        End::ClientGone => ctx.reasons.push("client_disconnected".into()),
-        End::Complete => {}
-    }
-    // The record is complete (cost committed) before the agent sees the end of the stream.
-    record::write(state, ctx).await;
-    match end {
-        End::Complete => {
-            state.upstreams.release(up.session, &up.peer).await;
-            let tail = processor.finish();
-            if session.write_response_body(Some(tail), true).await.is_err() {
-                ctx.client_gone = true;
-            }
-        }
+    let tail = match end {
+        End::Complete => processor.finish(),
+        End::ClientGone => Bytes::new(),
         End::Cut | End::Blocked => {
             let e = if end == End::Blocked {
-                let kinds: Vec<String> = ctx
-                    .findings
-                    .iter()
-                    .filter(|f| f.action == "block")
-                    .map(|f| f.kind.clone())
-                    .collect();
                 GateError::GuardrailBlocked {
-                    types: kinds.join(", "),
+                    types: blocked_kinds(ctx).join(", "),
                 }
             } else {
                 GateError::UpstreamUnavailable {
@@ -295,17 +209,65 @@ async fn stream(
                 None,
                 &String::from_utf8_lossy(&e.body()),
             ));
-            if session
-                .write_response_body(Some(tail.freeze()), true)
-                .await
-                .is_err()
-            {
-                ctx.client_gone = true;
-            }
+            tail.freeze()
         }
-        End::ClientGone => ctx.client_gone = true,
+    };
+    Ended::stream(charge, end, tail, up)
+}
+
+/// The types a blocking output guard found in the stream, for its error event.
+fn blocked_kinds(ctx: &Ctx) -> Vec<String> {
+    ctx.verdict
+        .findings
+        .iter()
+        .filter(|f| f.action == Action::Block)
+        .map(|f| f.kind.clone())
+        .collect()
+}
+
+/// Relays the stream event by event until it ends, keeping the hold alive meanwhile.
+async fn pump(
+    state: &State,
+    session: &mut Session,
+    up: &mut Upstream,
+    processor: &mut StreamProcessor,
+    out: &Output<'_>,
+    ctx: &mut Ctx,
+) -> End {
+    let ttl = ctx.rt.config.store.reservation_ttl;
+    let mut last_extend = Instant::now();
+    loop {
+        // A long stream keeps its hold alive; a dead process's hold lapses at its TTL.
+        if last_extend.elapsed() > ttl / 3 {
+            settle::extend(state, ctx, ttl).await;
+            last_extend = Instant::now();
+        }
+        let waited = Instant::now();
+        let read = up.session.read_response_body().await;
+        ctx.upstream.time += waited.elapsed();
+        match read {
+            Ok(Some(chunk)) => {
+                let pushed = processor.push(&chunk);
+                if deliver(session, processor, pushed, out, ctx).await.is_err() {
+                    return End::ClientGone;
+                }
+                if processor.blocked() {
+                    return End::Blocked;
+                }
+            }
+            Ok(None) => {
+                let end = processor.end_of_upstream();
+                if end == End::Complete {
+                    let pushed = processor.close_gate();
+                    if deliver(session, processor, pushed, out, ctx).await.is_err() {
+                        return End::ClientGone;
+                    }
+                }
+                return end;
+            }
+            Err(_) => return End::Cut,
+        }
     }
-    Ok(())
 }
 
 /// Whether the request declares tools the model could call.

@@ -11,16 +11,8 @@ use super::context::{Agent, Ctx, Estimate, Hold};
 use super::policy;
 use crate::api::Request;
 use crate::error::GateError;
+use crate::reason::Code;
 use crate::state::{Runtime, State};
-
-pub fn period(p: tollgate_config::Period) -> budget::Period {
-    match p {
-        tollgate_config::Period::Day => budget::Period::Day,
-        tollgate_config::Period::Week => budget::Period::Week,
-        tollgate_config::Period::Month => budget::Period::Month,
-        tollgate_config::Period::Total => budget::Period::Total,
-    }
-}
 
 /// Every budgeted scope on the agent's path, root first, plus the run scope if any.
 pub fn scopes(
@@ -36,7 +28,7 @@ pub fn scopes(
             scope: scope.to_string(),
             budget: Some(budget::Budget {
                 limit: b.limit_nanos,
-                period: period(b.period),
+                period: b.period,
                 tz: b.tz,
             }),
         })
@@ -139,7 +131,7 @@ pub async fn reserve(
     let granted = if scopes.iter().all(|s| s.budget.is_none()) {
         amount
     } else {
-        ctx.spend_scopes = scopes.clone();
+        ctx.money.spend_scopes = scopes.clone();
         let request = ReserveRequest {
             reservation_id: ctx.request_id.clone(),
             idempotency_key: None,
@@ -155,14 +147,14 @@ pub async fn reserve(
                 return match rt.config.store.on_error {
                     OnError::Deny => Err(GateError::StoreUnavailable),
                     OnError::Allow => {
-                        ctx.reasons.push("store_unavailable_allowed".into());
+                        ctx.verdict.push(Code::StoreUnavailableAllowed);
                         Ok(())
                     }
                 };
             }
         };
-        ctx.remaining = answer.tightest.clone();
-        ctx.remaining_by_scope = answer.remaining.clone();
+        ctx.money.remaining = answer.tightest.clone();
+        ctx.money.remaining_by_scope = answer.remaining.clone();
         match &answer.decision {
             Decision::Deny { scope, .. } => {
                 let left = answer.tightest.as_ref().map(|(_, r)| *r).unwrap_or(0);
@@ -177,8 +169,8 @@ pub async fn reserve(
             }
             Decision::Allow | Decision::AllowWithCaps => {}
         }
-        ctx.reserved_nanos = answer.granted;
-        ctx.hold = Some(Hold {
+        ctx.money.reserved_nanos = answer.granted;
+        ctx.money.hold = Some(Hold {
             tenant: agent.tenant().to_string(),
             id: answer.reservation_id.clone(),
             granted: answer.granted,
@@ -193,9 +185,9 @@ pub async fn reserve(
         pricing::set_output_limit(req.api, &req.model, &mut req.body, cap);
         let field =
             pricing::output_limit_field(req.api, &req.model, &req.body).unwrap_or("max_tokens");
-        ctx.caps = Some(format!("{field}={cap}"));
-        if ctx.decision == "allow" {
-            ctx.decision = "allow_with_caps";
+        ctx.verdict.caps = Some(format!("{field}={cap}"));
+        if ctx.verdict.decision == tollgate_types::Decision::Allow {
+            ctx.verdict.decision = tollgate_types::Decision::AllowWithCaps;
         }
     }
     state
@@ -204,8 +196,12 @@ pub async fn reserve(
         .with_label_values(&[
             policy.name.as_str(),
             "reserve",
-            ctx.decision,
-            if ctx.caps.is_some() { "capped" } else { "ok" },
+            ctx.verdict.decision.as_str(),
+            if ctx.verdict.caps.is_some() {
+                "capped"
+            } else {
+                "ok"
+            },
         ])
         .inc();
     Ok(())

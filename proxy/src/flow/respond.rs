@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
+use tollgate_types::Decision;
 
 use super::context::Ctx;
 use crate::error::GateError;
@@ -48,17 +49,17 @@ pub fn from_upstream(
 
 pub fn add_tollgate_headers(h: &mut ResponseHeader, ctx: &Ctx) {
     let _ = h.insert_header("x-tollgate-request-id", &ctx.request_id);
-    let _ = h.insert_header("x-tollgate-decision", ctx.decision);
-    for (name, value) in &ctx.rate_headers {
+    let _ = h.insert_header("x-tollgate-decision", ctx.verdict.decision.as_str());
+    for (name, value) in &ctx.reply.rate_headers {
         let _ = h.insert_header(*name, value);
     }
-    if let Some(caps) = &ctx.caps {
+    if let Some(caps) = &ctx.verdict.caps {
         let _ = h.insert_header("x-tollgate-caps", caps);
     }
-    if let Some((_, remaining)) = &ctx.remaining {
+    if let Some((_, remaining)) = &ctx.money.remaining {
         let _ = h.insert_header(
             "x-tollgate-budget-remaining-usd",
-            tollgate_config::units::format_usd(ctx.settled_room(*remaining)),
+            tollgate_config::units::format_usd(ctx.money.settled_room(*remaining)),
         );
     }
 }
@@ -78,23 +79,23 @@ pub async fn json(
         let _ = h.insert_header(name.to_string(), value);
     }
     add_tollgate_headers(&mut h, ctx);
-    ctx.status = status;
+    ctx.reply.status = status;
     if session
         .write_response_header(Box::new(h), false)
         .await
         .is_err()
         || session.write_response_body(Some(body), true).await.is_err()
     {
-        ctx.client_gone = true;
+        ctx.reply.client_gone = true;
     }
 }
 
 /// Notes an error's code and decision in the request record.
 pub fn note_error(ctx: &mut Ctx, e: &GateError) {
-    ctx.reasons.push(e.code().to_string());
+    ctx.verdict.push(e.code());
     // Every refusal tollgate makes itself is a deny; a provider failure is not.
     if e.status() < 500 {
-        ctx.decision = "deny";
+        ctx.verdict.decision = Decision::Deny;
     }
 }
 

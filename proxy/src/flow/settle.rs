@@ -7,23 +7,26 @@ use tollgate_pricing::{self as pricing, Usage};
 
 use tollgate_budget::CommitOutcome;
 
-use super::context::Ctx;
+use super::context::{Ctx, Money};
+use crate::reason::Code;
 use crate::state::PendingCommit;
 use crate::state::State;
 
 /// Charges `usage` at the request's price and commits it.
 pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
-    let Some(est) = &ctx.estimate else { return };
+    let Some(est) = &ctx.money.estimate else {
+        return;
+    };
     let actual = pricing::cost(&est.price, &usage);
     super::limits::correct_tokens(state, ctx, usage.input + usage.output).await;
-    ctx.usage = Some(usage);
-    ctx.actual_nanos = Some(actual);
-    match ctx.hold.take() {
+    ctx.money.usage = Some(usage);
+    ctx.money.actual_nanos = Some(actual);
+    match ctx.money.hold.take() {
         Some(hold) => {
             if let Err(e) = state.store.commit(&hold.tenant, &hold.id, actual).await {
                 state.store_error("commit", &e);
                 if e.is_unavailable() {
-                    ctx.reasons.push("commit_deferred".into());
+                    ctx.verdict.push(Code::CommitDeferred);
                     state
                         .pending_commits
                         .lock()
@@ -32,27 +35,28 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
                             tenant: hold.tenant,
                             id: hold.id,
                             actual,
-                            scopes: ctx.spend_scopes.clone(),
+                            scopes: ctx.money.spend_scopes.clone(),
                         });
                 } else {
-                    ctx.reasons.push("commit_failed".into());
+                    ctx.verdict.push(Code::CommitFailed);
                 }
             }
         }
         // Forwarded without a hold (shadow mode, or the store was down with
         // `on_error: allow`): the money was still spent and is recorded as such.
-        None if !ctx.spend_scopes.is_empty() => {
+        None if !ctx.money.spend_scopes.is_empty() => {
             if let Err(e) = state
                 .store
-                .record_spend(&ctx.request_id, &ctx.spend_scopes, actual)
+                .record_spend(&ctx.request_id, &ctx.money.spend_scopes, actual)
                 .await
             {
                 state.store_error("record_spend", &e);
                 if e.is_unavailable() {
                     // Recorded once the store is back: the retry finds no hold and records
                     // the spend on its own.
-                    ctx.reasons.push("spend_deferred".into());
-                    let tenant = tollgate_budget::tenant_of(&ctx.spend_scopes[0].scope).to_string();
+                    ctx.verdict.push(Code::SpendDeferred);
+                    let tenant =
+                        tollgate_budget::tenant_of(&ctx.money.spend_scopes[0].scope).to_string();
                     state
                         .pending_commits
                         .lock()
@@ -61,10 +65,10 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
                             tenant,
                             id: ctx.request_id.clone(),
                             actual,
-                            scopes: ctx.spend_scopes.clone(),
+                            scopes: ctx.money.spend_scopes.clone(),
                         });
                 } else {
-                    ctx.reasons.push("spend_unrecorded".into());
+                    ctx.verdict.push(Code::SpendUnrecorded);
                 }
             }
         }
@@ -107,7 +111,7 @@ pub async fn retry_pending(state: &State) {
 
 /// Keeps the hold of a long stream alive for another `ttl`.
 pub async fn extend(state: &State, ctx: &mut Ctx, ttl: std::time::Duration) {
-    if let Some(hold) = &ctx.hold
+    if let Some(hold) = &ctx.money.hold
         && let Err(e) = state.store.extend(&hold.tenant, &hold.id, ttl).await
     {
         state.store_error("extend", &e);
@@ -116,28 +120,28 @@ pub async fn extend(state: &State, ctx: &mut Ctx, ttl: std::time::Duration) {
 
 /// Drops the hold without spending: nothing was generated.
 pub async fn release(state: &State, ctx: &mut Ctx) {
-    if let Some(hold) = ctx.hold.take()
+    if let Some(hold) = ctx.money.hold.take()
         && let Err(e) = state.store.release(&hold.tenant, &hold.id).await
     {
         state.store_error("release", &e);
-        ctx.reasons.push("release_failed".into());
+        ctx.verdict.push(Code::ReleaseFailed);
     }
 }
 
 /// The usage of a provider answer that carried none: the input estimate, and the output
 /// counted in the answer's text.
-pub fn counted(ctx: &Ctx, model: &str, output_text: &str) -> Usage {
+pub fn counted(money: &Money, model: &str, output_text: &str) -> Usage {
     Usage {
-        input: ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0),
+        input: money.input_tokens(),
         output: pricing::count_tokens(model, output_text),
         ..Usage::default()
     }
 }
 
 /// The prompt alone: what a provider certainly processed when its answer was lost.
-pub fn input_only(ctx: &Ctx) -> Usage {
+pub fn input_only(money: &Money) -> Usage {
     Usage {
-        input: ctx.estimate.as_ref().map(|e| e.input_tokens).unwrap_or(0),
+        input: money.input_tokens(),
         ..Usage::default()
     }
 }

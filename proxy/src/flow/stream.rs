@@ -219,12 +219,7 @@ impl StreamProcessor {
             return;
         }
         let off = Guard::off();
-        let _ = tollgate_guardrails::json::apply_response(
-            super::guard::json_api(self.api),
-            ev,
-            &off,
-            &self.tool_args,
-        );
+        let _ = tollgate_guardrails::json::apply_response(self.api, ev, &off, &self.tool_args);
     }
 
     /// The agent's decision on a call the last push announced; returns what to send now

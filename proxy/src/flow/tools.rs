@@ -23,6 +23,7 @@ use super::context::{Agent, Ctx};
 use super::guard::PolicyGuards;
 use crate::api::Request;
 use crate::error::GateError;
+use crate::reason::Code;
 use crate::state::{Runtime, State};
 
 /// A window long enough to mean "for the whole run".
@@ -62,9 +63,9 @@ pub fn check_request(
         RequestVerdict::Unchanged => Ok(()),
         RequestVerdict::Stripped { removed } => {
             for tool in removed {
-                ctx.reasons.push("tool_definition_stripped".into());
+                ctx.verdict.push(Code::ToolDefinitionStripped);
                 count(state, policy, &tool, "stripped");
-                ctx.tools.push(ToolCall {
+                ctx.verdict.tools.push(ToolCall {
                     name: tool,
                     decision: AuditDecision::Deny,
                     approval_id: None,
@@ -73,11 +74,11 @@ pub fn check_request(
             Ok(())
         }
         RequestVerdict::Blocked { tool, reason } => {
-            count(state, policy, &tool, "deny");
+            count(state, policy, &tool, AuditDecision::Deny.as_str());
             let e = GateError::ToolNotAllowed {
                 message: format!("The tool `{tool}` is not allowed for this agent ({reason})."),
             };
-            ctx.tools.push(ToolCall {
+            ctx.verdict.tools.push(ToolCall {
                 name: tool,
                 decision: AuditDecision::Deny,
                 approval_id: None,
@@ -133,10 +134,14 @@ impl Gate<'_> {
         let (outcome, decision, approval) = self.verdict(call, ctx).await;
         let decision = match (decision, policy.mode) {
             (AuditDecision::Deny, Mode::Shadow) => {
-                ctx.decision = "shadow_deny";
-                ctx.reasons.push("shadow:tool_denied".into());
-                count(self.state, policy, &call.name, "shadow_deny");
-                ctx.tools.push(ToolCall {
+                ctx.verdict.shadow(Code::ToolDenied);
+                count(
+                    self.state,
+                    policy,
+                    &call.name,
+                    AuditDecision::ShadowDeny.as_str(),
+                );
+                ctx.verdict.tools.push(ToolCall {
                     name: call.name.clone(),
                     decision: AuditDecision::ShadowDeny,
                     approval_id: approval,
@@ -147,9 +152,9 @@ impl Gate<'_> {
         };
         count(self.state, policy, &call.name, decision.as_str());
         if decision == AuditDecision::Deny {
-            ctx.reasons.push("tool_denied".into());
+            ctx.verdict.push(Code::ToolDenied);
         }
-        ctx.tools.push(ToolCall {
+        ctx.verdict.tools.push(ToolCall {
             name: call.name.clone(),
             decision,
             approval_id: approval,
@@ -183,7 +188,7 @@ impl Gate<'_> {
             },
         }
         if let Some(types) = guard_arguments(self.guards, call) {
-            ctx.reasons.push("guardrail_blocked".into());
+            ctx.verdict.push(Code::GuardrailBlocked);
             return (
                 removed(call, &format!("its arguments carry {types}")),
                 AuditDecision::Deny,

@@ -9,8 +9,11 @@
 use tollgate_budget::TrustParams;
 use tollgate_config::{Policy, Trust};
 
-use super::context::{Agent, Ctx};
+use tollgate_types::Decision;
+
+use super::context::{Agent, Ctx, Verdict};
 use crate::error::GateError;
+use crate::reason::Code;
 use crate::state::State;
 
 pub fn params(t: &Trust) -> TrustParams {
@@ -62,36 +65,32 @@ pub async fn check(
 /// Reason codes that count as a policy violation. Capacity limits (budgets, rates) do not:
 /// reaching them is not misbehaviour; nor does being refused by the trust gate itself,
 /// or a gated agent could never recover.
-const VIOLATIONS: &[&str] = &[
-    "model_not_allowed",
-    "tool_not_allowed",
-    "outside_allowed_hours",
-    "max_request_usd_exceeded",
+const VIOLATIONS: &[Code] = &[
+    Code::ModelNotAllowed,
+    Code::ToolNotAllowed,
+    Code::OutsideAllowedHours,
+    Code::MaxRequestUsdExceeded,
 ];
 
-/// The penalty this request earned.
-pub fn penalty(trust: &Trust, ctx: &Ctx) -> f64 {
+/// The penalty a request earned: what it was refused for (in shadow mode too), the tool
+/// calls denied, and the provider's failures.
+pub fn penalty(trust: &Trust, verdict: &Verdict, upstream_status: Option<u16>) -> f64 {
     let mut p = 0.0;
-    let has = |code: &str| {
-        ctx.reasons
-            .iter()
-            .any(|r| r == code || r.strip_prefix("shadow:") == Some(code))
-    };
-    if VIOLATIONS.iter().any(|v| has(v)) {
+    if VIOLATIONS.iter().any(|v| verdict.has(*v)) {
         p += trust.policy_violation;
     }
-    if has("guardrail_blocked") {
+    if verdict.has(Code::GuardrailBlocked) {
         p += trust.guardrail_block;
     }
-    let denied = ctx
+    let denied = verdict
         .tools
         .iter()
-        .filter(|t| t.decision.as_str() == "deny")
+        .filter(|t| t.decision == Decision::Deny)
         .count();
     p += trust.tool_denied * denied as f64;
-    if ctx.upstream_status.is_some_and(|s| s >= 500)
-        || has("upstream_stream_cut")
-        || has("upstream_unavailable")
+    if upstream_status.is_some_and(|s| s >= 500)
+        || verdict.has(Code::UpstreamStreamCut)
+        || verdict.has(Code::UpstreamUnavailable)
     {
         p += trust.upstream_error;
     }
@@ -101,11 +100,12 @@ pub fn penalty(trust: &Trust, ctx: &Ctx) -> f64 {
 /// Records the request's outcome in the agent's score (after the response was sent).
 /// Clean requests of agents whose policy has no gate are not recorded: their score can
 /// only be 1 or recovering, and a store round trip per request buys nothing.
-pub async fn record(state: &State, trust: &Trust, policy: Option<&Policy>, ctx: &Ctx) {
+pub async fn record(state: &State, ctx: &Ctx) {
     let Some(agent) = &ctx.agent else { return };
-    let p = penalty(trust, ctx);
-    let success = p == 0.0 && (200..300).contains(&ctx.status);
-    let gated = policy.is_some_and(|p| p.min_trust.is_some());
+    let trust = &ctx.rt.config.trust;
+    let p = penalty(trust, &ctx.verdict, ctx.upstream.status);
+    let success = p == 0.0 && (200..300).contains(&ctx.reply.status);
+    let gated = agent.policy.min_trust.is_some();
     if p == 0.0 && !gated {
         return;
     }
@@ -128,19 +128,44 @@ pub async fn record(state: &State, trust: &Trust, policy: Option<&Policy>, ctx: 
 mod tests {
     use super::*;
 
+    fn verdict() -> Verdict {
+        Verdict {
+            decision: Decision::Allow,
+            reasons: Vec::new(),
+            caps: None,
+            findings: Vec::new(),
+            tools: Vec::new(),
+        }
+    }
+
     #[test]
     fn penalties_follow_the_outcome() {
         let t = Trust::default();
-        let mut ctx = Ctx::new();
-        assert_eq!(penalty(&t, &ctx), 0.0);
-        ctx.reasons.push("model_not_allowed".into());
-        assert_eq!(penalty(&t, &ctx), t.policy_violation);
-        ctx.reasons.push("guardrail_blocked".into());
-        assert_eq!(penalty(&t, &ctx), t.policy_violation + t.guardrail_block);
-        let mut ctx = Ctx::new();
-        ctx.reasons.push("budget_exceeded".into());
-        assert_eq!(penalty(&t, &ctx), 0.0, "a budget limit is not misbehaviour");
-        ctx.upstream_status = Some(502);
-        assert_eq!(penalty(&t, &ctx), t.upstream_error);
+        let mut v = verdict();
+        assert_eq!(penalty(&t, &v, None), 0.0);
+        v.push(Code::ModelNotAllowed);
+        assert_eq!(penalty(&t, &v, None), t.policy_violation);
+        v.push(Code::GuardrailBlocked);
+        assert_eq!(
+            penalty(&t, &v, None),
+            t.policy_violation + t.guardrail_block
+        );
+        let mut v = verdict();
+        v.push(Code::BudgetExceeded);
+        assert_eq!(
+            penalty(&t, &v, None),
+            0.0,
+            "a budget limit is not misbehaviour"
+        );
+        assert_eq!(penalty(&t, &v, Some(502)), t.upstream_error);
+    }
+
+    #[test]
+    fn shadowed_violations_count_as_violations() {
+        let t = Trust::default();
+        let mut v = verdict();
+        v.shadow(Code::OutsideAllowedHours);
+        assert_eq!(v.decision, Decision::ShadowDeny);
+        assert_eq!(penalty(&t, &v, None), t.policy_violation);
     }
 }

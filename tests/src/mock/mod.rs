@@ -165,37 +165,7 @@ impl MockBuilder {
             addr,
             state,
             stop,
-            runner: Some(Runner::Task(task)),
-        })
-    }
-
-    /// Starts serving on a thread of its own, for callers without a tokio runtime of their
-    /// own to lend (the demo runs it beside Pingora's runtimes).
-    pub fn spawn_thread(self) -> io::Result<MockProvider> {
-        let listener = std::net::TcpListener::bind(self.listen)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let state = Arc::new(State::new(self.config));
-        let (stop, stopped) = watch::channel(false);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread_state = Arc::clone(&state);
-        let thread = std::thread::Builder::new()
-            .name("tollgate-mock".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    match TcpListener::from_std(listener) {
-                        Ok(listener) => server::serve(listener, thread_state, stopped).await,
-                        Err(err) => eprintln!("tollgate-mock: cannot adopt listener: {err}"),
-                    }
-                });
-            })?;
-        Ok(MockProvider {
-            addr,
-            state,
-            stop,
-            runner: Some(Runner::Thread(thread)),
+            task: Some(task),
         })
     }
 
@@ -278,17 +248,12 @@ impl RecordedRequest {
     }
 }
 
-enum Runner {
-    Task(tokio::task::JoinHandle<()>),
-    Thread(std::thread::JoinHandle<()>),
-}
-
 /// A running mock provider; stops on [`MockProvider::shutdown`] or when dropped.
 pub struct MockProvider {
     addr: SocketAddr,
     state: Arc<State>,
     stop: watch::Sender<bool>,
-    runner: Option<Runner>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl MockProvider {
@@ -328,13 +293,9 @@ impl MockProvider {
     /// Stops accepting, closes every connection (hung ones included) and waits until done.
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
-        match self.runner.take() {
-            // A join error only means the server task panicked or was aborted: it is gone.
-            Some(Runner::Task(task)) => drop(task.await),
-            Some(Runner::Thread(thread)) => {
-                drop(tokio::task::spawn_blocking(move || thread.join()).await);
-            }
-            None => {}
+        // A join error only means the server task panicked or was aborted: it is gone.
+        if let Some(task) = self.task.take() {
+            drop(task.await);
         }
     }
 }
@@ -350,11 +311,9 @@ impl fmt::Debug for MockProvider {
 impl Drop for MockProvider {
     fn drop(&mut self) {
         self.stop.send_replace(true);
-        if let Some(Runner::Task(task)) = self.runner.take() {
+        if let Some(task) = self.task.take() {
             // Aborting drops the accept loop and with it every connection task.
             task.abort();
         }
-        // A thread runner sees the stop signal and exits on its own; joining here could block
-        // a runtime thread.
     }
 }

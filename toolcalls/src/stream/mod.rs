@@ -12,7 +12,7 @@ mod chat;
 mod ordered;
 
 use serde_json::Value;
-use tollgate_pricing::Api;
+use tollgate_types::Api;
 
 use crate::calls::{Outcome, ProposedCall};
 
