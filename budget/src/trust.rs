@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use crate::StoreError;
 
 /// Below this a penalty counts as none: the record is forgotten and `trust_all` omits it.
@@ -38,6 +40,29 @@ impl TrustParams {
     pub(crate) fn half_life_ms(&self) -> f64 {
         self.half_life.as_millis() as f64
     }
+}
+
+/// Per-agent trust scores: the penalty each agent carries and how it decays.
+#[async_trait]
+pub trait TrustStore: Send + Sync + std::fmt::Debug {
+    /// Records an event for `agent` (see the module doc for the formula) and returns its new
+    /// trust.
+    async fn trust_record(
+        &self,
+        agent: &str,
+        penalty: f64,
+        success: bool,
+        params: &TrustParams,
+    ) -> Result<f64, StoreError>;
+
+    /// The agent's trust now (1.0 when nothing is recorded).
+    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError>;
+
+    /// Forgets the agent's penalty: full trust again (the admin reset).
+    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError>;
+
+    /// Every agent whose penalty is not negligible, with its trust now, sorted by agent.
+    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError>;
 }
 
 /// The score of a penalty.

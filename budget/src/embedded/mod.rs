@@ -29,18 +29,19 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use crate::StoreError;
-use crate::agents::{AgentRecord, check_agent};
-use crate::approvals::{ApprovalRecord, ApprovalStatus, check_approval};
-use crate::keys::KeyRecord;
-use crate::limits::{AcquireRequest, Acquired, check_acquire, check_adjust};
+use crate::agents::{AgentRecord, AgentStore, check_agent};
+use crate::approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore, check_approval};
+use crate::keys::{KeyRecord, KeyStore};
+use crate::ledger::Ledger;
+use crate::limits::{AcquireRequest, Acquired, RateLimits, check_acquire, check_adjust};
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
     ReserveAnswer, ReserveRequest, ScopeBudget, check_limit,
 };
 use crate::plan::plan;
 use crate::scope::validate_scope;
-use crate::store::{Store, StoreOptions, check_id, check_reservation_ref, spend_request};
-use crate::trust::{TrustParams, check_params, check_trust};
+use crate::store::{Backend, StoreOptions, check_id, check_reservation_ref, spend_request};
+use crate::trust::{TrustParams, TrustStore, check_params, check_trust};
 pub(crate) use wal::WalLimits;
 use wal::WalState;
 
@@ -245,7 +246,7 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl Ledger for EmbeddedStore {
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
         let now = self.opts.clock.now();
         let plan = plan(req, now)?;
@@ -325,20 +326,6 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let opts = self.opts.clone();
-        self.run(move |c| {
-            let reaped = budget::reap(c, now, usize::MAX, Some(&opts))?;
-            // Rate-limit, approval and trust rows that nothing will read again.
-            let now_ms = now.timestamp_millis();
-            limits::purge(c, now_ms)?;
-            approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
-            agents::purge_trust(c, now_ms)?;
-            Ok(reaped)
-        })
-        .await
-    }
-
     async fn set_limit(
         &self,
         scope: &str,
@@ -368,7 +355,10 @@ impl Store for EmbeddedStore {
         self.read(move |c| admin::balances(c, prefix.as_deref()))
             .await
     }
+}
 
+#[async_trait]
+impl Backend for EmbeddedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error))
             .await
@@ -378,6 +368,23 @@ impl Store for EmbeddedStore {
         self.opts.clock.now()
     }
 
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let opts = self.opts.clone();
+        self.run(move |c| {
+            let reaped = budget::reap(c, now, usize::MAX, Some(&opts))?;
+            // Rate-limit, approval and trust rows that nothing will read again.
+            let now_ms = now.timestamp_millis();
+            limits::purge(c, now_ms)?;
+            approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
+            agents::purge_trust(c, now_ms)?;
+            Ok(reaped)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyStore for EmbeddedStore {
     async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         check_id("key id", &key.id)?;
         let key = key.clone();
@@ -407,7 +414,10 @@ impl Store for EmbeddedStore {
         let (id, now) = (id.to_owned(), self.opts.clock.now());
         self.run(move |c| keys::revoke(c, &id, now)).await
     }
+}
 
+#[async_trait]
+impl RateLimits for EmbeddedStore {
     async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
         check_acquire(req)?;
         let (req, now_ms, tidy) = (
@@ -442,7 +452,10 @@ impl Store for EmbeddedStore {
         self.run(move |c| limits::release(c, &lease_id, &keys))
             .await
     }
+}
 
+#[async_trait]
+impl ApprovalStore for EmbeddedStore {
     async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
         check_approval(rec)?;
         let (rec, now) = (rec.clone(), self.opts.clock.now());
@@ -483,7 +496,10 @@ impl Store for EmbeddedStore {
         let now = self.opts.clock.now();
         self.read(move |c| approvals::list(c, status, now)).await
     }
+}
 
+#[async_trait]
+impl TrustStore for EmbeddedStore {
     async fn trust_record(
         &self,
         agent: &str,
@@ -524,7 +540,10 @@ impl Store for EmbeddedStore {
         self.read(move |c| agents::trust_all(c, &params, now_ms))
             .await
     }
+}
 
+#[async_trait]
+impl AgentStore for EmbeddedStore {
     async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
         check_agent(agent)?;
         let agent = agent.clone();

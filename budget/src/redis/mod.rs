@@ -38,16 +38,17 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use crate::StoreError;
-use crate::agents::AgentRecord;
-use crate::approvals::{ApprovalRecord, ApprovalStatus};
-use crate::keys::KeyRecord;
-use crate::limits::{AcquireRequest, Acquired};
+use crate::agents::{AgentRecord, AgentStore};
+use crate::approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore};
+use crate::keys::{KeyRecord, KeyStore};
+use crate::ledger::Ledger;
+use crate::limits::{AcquireRequest, Acquired, RateLimits};
 use crate::model::{
     Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
     ReserveAnswer, ReserveRequest, ScopeBudget,
 };
-use crate::store::{Store, StoreOptions};
-use crate::trust::TrustParams;
+use crate::store::{Backend, StoreOptions};
+use crate::trust::{TrustParams, TrustStore};
 
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -369,7 +370,7 @@ fn unexpected(v: &Value) -> StoreError {
 }
 
 #[async_trait]
-impl Store for RedisStore {
+impl Ledger for RedisStore {
     async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
         budget::reserve(self, req, false).await
     }
@@ -413,10 +414,6 @@ impl Store for RedisStore {
         budget::extend(self, tenant, reservation_id, ttl).await
     }
 
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        budget::reap(self, now).await
-    }
-
     async fn set_limit(
         &self,
         scope: &str,
@@ -436,7 +433,10 @@ impl Store for RedisStore {
     async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
         Ok(budget::listing(self, prefix).await?.0)
     }
+}
 
+#[async_trait]
+impl Backend for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
@@ -447,6 +447,13 @@ impl Store for RedisStore {
         self.opts.clock.now()
     }
 
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        budget::reap(self, now).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for RedisStore {
     async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
         keys::put(self, key).await
     }
@@ -470,7 +477,10 @@ impl Store for RedisStore {
     async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
         keys::revoke(self, id).await
     }
+}
 
+#[async_trait]
+impl RateLimits for RedisStore {
     async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
         limits::acquire(self, req).await
     }
@@ -488,7 +498,10 @@ impl Store for RedisStore {
     async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
         limits::release(self, lease_id, keys).await
     }
+}
 
+#[async_trait]
+impl ApprovalStore for RedisStore {
     async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
         approvals::request(self, rec).await
     }
@@ -516,7 +529,10 @@ impl Store for RedisStore {
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         approvals::list(self, status).await
     }
+}
 
+#[async_trait]
+impl TrustStore for RedisStore {
     async fn trust_record(
         &self,
         agent: &str,
@@ -538,7 +554,10 @@ impl Store for RedisStore {
     async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError> {
         agents::trust_all(self, params).await
     }
+}
 
+#[async_trait]
+impl AgentStore for RedisStore {
     async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
         agents::put(self, agent).await
     }
