@@ -5,7 +5,7 @@
 //! for an hour). At time `now` the live buckets are the 60 whose index is above
 //! `now / granularity - 60`; a request fits a window when the cost in its live buckets plus
 //! its own cost stays within the limit. The arithmetic here is what the embedded backend runs
-//! and what `redis/lua/acquire.lua` mirrors line for line; the Rust side computes every
+//! and what `redis/lua/limits/acquire.lua` mirrors line for line; the Rust side computes every
 //! integer (granularity, current bucket) for both, so the Lua side only sums and compares.
 
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! `P' = (P(t) + penalty) * (success ? 1 - recovery : 1)`, then `t0 = t`. The caller owns the
 //! policy: it passes the weight of each event (policy violation, guardrail block, denied tool
 //! call, upstream error) as `penalty`, and `success` for a request that went well.
-//! `redis/lua/trust_record.lua` computes the same expression in the same order.
+//! `redis/lua/trust/trust_record.lua` computes the same expression in the same order.
 
 use std::time::Duration;
 
