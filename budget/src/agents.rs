@@ -1,5 +1,7 @@
-//! Delegated agents: sub-agents an agent minted with its own key, each narrowing its parent.
+//! Delegated agents: sub-agents an agent minted with its own key, each narrowing its parent,
+//! and the capability that keeps them.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::StoreError;
@@ -24,6 +26,22 @@ pub struct AgentRecord {
     pub budget_limit: Option<Nanos>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Delegated sub-agents: stored once, looked up by id, listed by parent, revoked as a tree.
+#[async_trait]
+pub trait AgentStore: Send + Sync + std::fmt::Debug {
+    /// Stores a delegated agent; `Conflict` if its id is taken.
+    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Delegated agents minted by `parent` (all when `None`), sorted by id.
+    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// Revokes a delegated agent and every agent minted under it (transitively), now.
+    /// Returns the ids newly revoked, or `None` when there is no such agent.
+    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
 }
 
 pub(crate) fn check_agent(a: &AgentRecord) -> Result<(), StoreError> {

@@ -1,5 +1,7 @@
-//! Human approval of escalated tool calls: the record the store keeps per proposed call.
+//! Human approval of escalated tool calls: the record the store keeps per proposed call, and
+//! the capability that keeps them.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::StoreError;
@@ -84,6 +86,40 @@ impl ApprovalRecord {
         }
         self
     }
+}
+
+/// Approvals of escalated tool calls: filed once per call, found by the call, decided once.
+#[async_trait]
+pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
+    /// Files an approval request, or returns the live one (pending or approved, unexpired)
+    /// already filed for the same `(agent, tool, args_sha256)`. A new record is stored as
+    /// `Pending` with no decision; `Conflict` if its id belongs to another record.
+    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError>;
+
+    /// The live approval of a call (pending or approved, unexpired), if any.
+    async fn find_approval(
+        &self,
+        agent: &str,
+        tool: &str,
+        args_sha256: &[u8; 32],
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Approves or denies a pending, unexpired approval. Any other record is returned as it
+    /// stands (deciding twice returns the first decision; a lapsed one reads `Expired`);
+    /// `None` when there is no such id.
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Approvals with the given status as a reader sees it now (lapsed ones are `Expired`),
+    /// all when `None`, oldest first. A record is forgotten `settled_retention` after it
+    /// lapses.
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError>;
 }
 
 /// The record a new request stores: pending, undecided, times cut to the millisecond.

@@ -1,6 +1,10 @@
-//! Agent keys issued at run time: the record the store keeps and looks up by hash.
+//! Agent keys issued at run time: the record the store keeps and looks up by hash, and the
+//! capability that keeps them.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use crate::StoreError;
 
 /// An issued agent key. The secret itself is never stored: only its SHA-256, which the
 /// proxy computes and compares in constant time. Times are kept to the millisecond.
@@ -25,6 +29,27 @@ impl KeyRecord {
         let before = |t: Option<DateTime<Utc>>| t.is_none_or(|t| now < t);
         before(self.expires_at) && before(self.revoked_at) && before(self.not_after)
     }
+}
+
+/// Issued agent keys: stored by id, looked up by hash on every request, revoked as a tree.
+#[async_trait]
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new key; `Conflict` if its id or hash is taken.
+    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+
+    /// Replaces a stored key (same id); `false` if there is none.
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
+
+    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError>;
+
+    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+
+    /// All keys, sorted by id.
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
+
+    /// Revokes the key and every key delegated from it (transitively), now. Returns the ids
+    /// newly revoked, or `None` when there is no such key.
+    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
 }
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {

@@ -2,10 +2,12 @@
 //! store seam with an embedded and a Redis backend.
 //!
 //! The proxy builds a [`ReserveRequest`] from config (every scope on the agent's path with
-//! its budget), asks a [`Store`] to reserve, and later commits the actual cost or releases.
-//! The same store keeps the state of the agent policy: rate-limit windows and concurrency
-//! leases ([`Store::acquire`]), human approvals of escalated tool calls, trust scores (the
-//! formula is in `trust`) and delegated sub-agents.
+//! its budget), asks the [`Ledger`] to reserve, and later commits the actual cost or releases.
+//! The same store keeps issued keys ([`KeyStore`]) and the state of the agent policy:
+//! rate-limit windows and concurrency leases ([`RateLimits`]), human approvals of escalated
+//! tool calls ([`ApprovalStore`]), trust scores ([`TrustStore`], the formula is in `trust`)
+//! and delegated sub-agents ([`AgentStore`]). [`Store`] is all of them plus the [`Backend`]
+//! they share; each backend implements every capability.
 //! This crate knows nothing of Pingora or of the config crate: it takes plain types.
 
 mod agents;
@@ -14,6 +16,7 @@ mod clock;
 mod embedded;
 mod error;
 mod keys;
+mod ledger;
 mod limits;
 mod model;
 mod plan;
@@ -22,15 +25,16 @@ mod scope;
 mod store;
 mod trust;
 
-pub use agents::AgentRecord;
-pub use approvals::{ApprovalRecord, ApprovalStatus};
+pub use agents::{AgentRecord, AgentStore};
+pub use approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedded::{DB_FILE, EmbeddedStore};
 pub use error::StoreError;
-pub use keys::KeyRecord;
+pub use keys::{KeyRecord, KeyStore};
+pub use ledger::Ledger;
 pub use limits::{
     AcquireRequest, Acquired, BUCKETS, LeaseLimit, MAX_COUNT, MAX_WINDOW, MIN_RETRY, MIN_WINDOW,
-    WindowLimit, WindowState,
+    RateLimits, WindowLimit, WindowState,
 };
 pub use model::{
     Balance, Budget, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, MAX_NANOS,
@@ -38,5 +42,5 @@ pub use model::{
 };
 pub use redis::{RedisOptions, RedisStore};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
-pub use store::{Store, StoreOptions, spawn_reaper};
-pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, decayed, recorded, trust_of};
+pub use store::{Backend, Store, StoreOptions, spawn_reaper};
+pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, TrustStore, decayed, recorded, trust_of};

@@ -5,10 +5,12 @@
 //! for an hour). At time `now` the live buckets are the 60 whose index is above
 //! `now / granularity - 60`; a request fits a window when the cost in its live buckets plus
 //! its own cost stays within the limit. The arithmetic here is what the embedded backend runs
-//! and what `redis/lua/acquire.lua` mirrors line for line; the Rust side computes every
+//! and what `redis/lua/limits/acquire.lua` mirrors line for line; the Rust side computes every
 //! integer (granularity, current bucket) for both, so the Lua side only sums and compares.
 
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use crate::StoreError;
 use crate::store::check_id;
@@ -97,6 +99,32 @@ impl Acquired {
             }
         }
     }
+}
+
+/// Rate windows and concurrency leases, counted exactly across every instance sharing the
+/// store.
+#[async_trait]
+pub trait RateLimits: Send + Sync + std::fmt::Debug {
+    /// Counts the request in every window and takes a lease on every lease key, all at once,
+    /// or counts nothing and says which limit binds (see the module doc for the sliding
+    /// window). Exact under any concurrency, across every instance sharing the store. Lapsed
+    /// leases of a key are dropped when it is next acquired.
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError>;
+
+    /// Corrects the cost `lease_id` counted in window `(key, window)` by `delta` (a token
+    /// estimate replaced by the actual count), in the bucket it was counted in; a bucket
+    /// never goes below zero. Does nothing when that acquisition is not known (never made,
+    /// older than its `lease_ttl`) or its bucket has already left the window.
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Duration,
+        lease_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Gives back the leases `lease_id` holds on `keys` (unknown ones are ignored).
+    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError>;
 }
 
 pub(crate) fn duration_ms(d: Duration) -> i64 {

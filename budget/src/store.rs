@@ -1,4 +1,5 @@
-//! The seam between the proxy and a backend: the `Store` trait, its options and the reaper.
+//! The seam between the proxy and a backend: the whole `Store` as the sum of its
+//! capabilities, the `Backend` they share, the options and the reaper.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,189 +8,42 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::StoreError;
-use crate::agents::AgentRecord;
-use crate::approvals::{ApprovalRecord, ApprovalStatus};
+use crate::agents::AgentStore;
+use crate::approvals::ApprovalStore;
 use crate::clock::{Clock, SystemClock};
-use crate::keys::KeyRecord;
-use crate::limits::{AcquireRequest, Acquired};
-use crate::model::{
-    Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
-    ReserveAnswer, ReserveRequest, ScopeBudget,
-};
-use crate::trust::TrustParams;
+use crate::keys::KeyStore;
+use crate::ledger::Ledger;
+use crate::limits::RateLimits;
+use crate::model::{Nanos, ReserveRequest, ScopeBudget};
+use crate::trust::TrustStore;
 
-/// The spend authority's storage: budgets, reservations and agent keys.
-///
-/// Every operation is atomic on its own; reserve is atomic across all scopes of the request.
-/// Reservations are named by `(tenant, reservation_id)`: the tenant is the first segment of
-/// the scopes the reservation was made on (`tenant_of`).
+/// What belongs to the backend as a whole rather than to one capability: whether it is
+/// reachable, its clock, and the sweep of what has lapsed.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Holds money on every budgeted scope of the request, all or nothing.
-    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError>;
-
-    /// What `reserve` would answer now, holding nothing (Cycles' decide / dry run).
-    /// `expires_at` is `None`; ids and idempotency keys are not looked at.
-    async fn decide(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError>;
-
-    /// Records spend that had no reservation (a shadow-mode request forwarded despite a
-    /// deny, a tool's cost reported after the fact): adds `amount` to spent on every
-    /// budgeted scope, in the current windows, without a limit check. Idempotent by `id`,
-    /// which shares the namespace of reservation ids: `false` (nothing recorded) when the
-    /// id is already known.
-    async fn record_spend(
-        &self,
-        id: &str,
-        scopes: &[ScopeBudget],
-        amount: Nanos,
-    ) -> Result<bool, StoreError>;
-
-    /// Moves the hold out of reserved and records `actual` as spent, on every scope, in the
-    /// windows the reservation was made in. Idempotent.
-    async fn commit(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-        actual: Nanos,
-    ) -> Result<CommitOutcome, StoreError>;
-
-    /// Drops the hold without spending. Idempotent.
-    async fn release(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-    ) -> Result<ReleaseOutcome, StoreError>;
-
-    /// Keeps an active hold alive for `ttl` from now.
-    async fn extend(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-        ttl: Duration,
-    ) -> Result<ExtendOutcome, StoreError>;
-
-    /// Releases every hold whose expiry is at or before `now`; returns how many.
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
-
-    /// Sets (`Some`) or clears (`None`) the run-time limit of a scope, shared by every
-    /// instance on the store; it takes precedence over the configured budget.
-    async fn set_limit(
-        &self,
-        scope: &str,
-        limit: Option<Nanos>,
-        period: Period,
-    ) -> Result<(), StoreError>;
-
-    /// The run-time limits, for scopes under `prefix` (all when `None`).
-    async fn limit_overrides(&self, prefix: Option<&str>)
-    -> Result<Vec<LimitOverride>, StoreError>;
-
-    /// Every (scope, window) ever reserved in, for scopes under `prefix`, sorted.
-    async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError>;
-
+pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Cheap round trip for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// The store's clock (what the reaper passes to `reap_expired`).
     fn now(&self) -> DateTime<Utc>;
 
-    /// Stores a new key; `Conflict` if its id or hash is taken.
-    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Releases every hold whose expiry is at or before `now`; returns how many. A backend
+    /// whose other records do not lapse by themselves (the embedded one) also forgets here
+    /// the rate-limit, approval and trust rows nothing will read again.
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+}
 
-    /// Replaces a stored key (same id); `false` if there is none.
-    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError>;
+/// The spend authority's storage, every capability at once: what the proxy holds as
+/// `Arc<dyn Store>`. Implemented for every type that has all the capabilities; a feature
+/// that needs only some of them can ask for those alone.
+pub trait Store:
+    Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + Backend
+{
+}
 
-    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError>;
-
-    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
-
-    /// All keys, sorted by id.
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError>;
-
-    /// Revokes the key and every key delegated from it (transitively), now. Returns the ids
-    /// newly revoked, or `None` when there is no such key.
-    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
-
-    /// Counts the request in every window and takes a lease on every lease key, all at once,
-    /// or counts nothing and says which limit binds (see `limits` for the sliding window).
-    /// Exact under any concurrency, across every instance sharing the store. Lapsed leases
-    /// of a key are dropped when it is next acquired.
-    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError>;
-
-    /// Corrects the cost `lease_id` counted in window `(key, window)` by `delta` (a token
-    /// estimate replaced by the actual count), in the bucket it was counted in; a bucket
-    /// never goes below zero. Does nothing when that acquisition is not known (never made,
-    /// older than its `lease_ttl`) or its bucket has already left the window.
-    async fn adjust(
-        &self,
-        key: &str,
-        window: Duration,
-        lease_id: &str,
-        delta: i64,
-    ) -> Result<(), StoreError>;
-
-    /// Gives back the leases `lease_id` holds on `keys` (unknown ones are ignored).
-    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError>;
-
-    /// Files an approval request, or returns the live one (pending or approved, unexpired)
-    /// already filed for the same `(agent, tool, args_sha256)`. A new record is stored as
-    /// `Pending` with no decision; `Conflict` if its id belongs to another record.
-    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError>;
-
-    /// The live approval of a call (pending or approved, unexpired), if any.
-    async fn find_approval(
-        &self,
-        agent: &str,
-        tool: &str,
-        args_sha256: &[u8; 32],
-    ) -> Result<Option<ApprovalRecord>, StoreError>;
-
-    /// Approves or denies a pending, unexpired approval. Any other record is returned as it
-    /// stands (deciding twice returns the first decision; a lapsed one reads `Expired`);
-    /// `None` when there is no such id.
-    async fn decide_approval(
-        &self,
-        id: &str,
-        approve: bool,
-    ) -> Result<Option<ApprovalRecord>, StoreError>;
-
-    /// Approvals with the given status as a reader sees it now (lapsed ones are `Expired`),
-    /// all when `None`, oldest first. A record is forgotten `settled_retention` after it
-    /// lapses.
-    async fn list_approvals(
-        &self,
-        status: Option<ApprovalStatus>,
-    ) -> Result<Vec<ApprovalRecord>, StoreError>;
-
-    /// Records an event for `agent` (see `trust` for the formula) and returns its new trust.
-    async fn trust_record(
-        &self,
-        agent: &str,
-        penalty: f64,
-        success: bool,
-        params: &TrustParams,
-    ) -> Result<f64, StoreError>;
-
-    /// The agent's trust now (1.0 when nothing is recorded).
-    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError>;
-
-    /// Forgets the agent's penalty: full trust again (the admin reset).
-    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError>;
-
-    /// Every agent whose penalty is not negligible, with its trust now, sorted by agent.
-    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError>;
-
-    /// Stores a delegated agent; `Conflict` if its id is taken.
-    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
-
-    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError>;
-
-    /// Delegated agents minted by `parent` (all when `None`), sorted by id.
-    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError>;
-
-    /// Revokes a delegated agent and every agent minted under it (transitively), now.
-    /// Returns the ids newly revoked, or `None` when there is no such agent.
-    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError>;
+impl<T> Store for T where
+    T: Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + Backend
+{
 }
 
 /// What both backends share in their setup.
@@ -220,7 +74,10 @@ impl Default for StoreOptions {
 
 /// Starts a task that reaps lapsed holds every `every`, until the handle is aborted.
 /// Store errors are logged and retried on the next tick (the store recovers on its own).
-pub fn spawn_reaper(store: Arc<dyn Store>, every: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_reaper<B>(store: Arc<B>, every: Duration) -> tokio::task::JoinHandle<()>
+where
+    B: Backend + ?Sized + 'static,
+{
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

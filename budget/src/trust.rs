@@ -7,9 +7,11 @@
 //! `P' = (P(t) + penalty) * (success ? 1 - recovery : 1)`, then `t0 = t`. The caller owns the
 //! policy: it passes the weight of each event (policy violation, guardrail block, denied tool
 //! call, upstream error) as `penalty`, and `success` for a request that went well.
-//! `redis/lua/trust_record.lua` computes the same expression in the same order.
+//! `redis/lua/trust/trust_record.lua` computes the same expression in the same order.
 
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use crate::StoreError;
 
@@ -38,6 +40,29 @@ impl TrustParams {
     pub(crate) fn half_life_ms(&self) -> f64 {
         self.half_life.as_millis() as f64
     }
+}
+
+/// Per-agent trust scores: the penalty each agent carries and how it decays.
+#[async_trait]
+pub trait TrustStore: Send + Sync + std::fmt::Debug {
+    /// Records an event for `agent` (see the module doc for the formula) and returns its new
+    /// trust.
+    async fn trust_record(
+        &self,
+        agent: &str,
+        penalty: f64,
+        success: bool,
+        params: &TrustParams,
+    ) -> Result<f64, StoreError>;
+
+    /// The agent's trust now (1.0 when nothing is recorded).
+    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError>;
+
+    /// Forgets the agent's penalty: full trust again (the admin reset).
+    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError>;
+
+    /// Every agent whose penalty is not negligible, with its trust now, sorted by agent.
+    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError>;
 }
 
 /// The score of a penalty.

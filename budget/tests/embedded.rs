@@ -11,7 +11,10 @@ use chrono::TimeDelta;
 use common::futures_lite::BoxedFuture;
 use common::{Harness, budget, req};
 use proptest::prelude::*;
-use tollgate_budget::{EmbeddedStore, ManualClock, Period, Store, StoreOptions, SystemClock};
+use tollgate_budget::{
+    ApprovalStore, Backend, EmbeddedStore, Ledger, ManualClock, Period, RateLimits, StoreOptions,
+    SystemClock, TrustStore,
+};
 
 fn options(clock: ManualClock) -> StoreOptions {
     // Reap everything lapsed on reserve, so the model can predict every decision exactly.

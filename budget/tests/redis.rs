@@ -14,7 +14,8 @@ use common::relay::CountingRelay;
 use common::{Harness, budget, req};
 use proptest::prelude::*;
 use tollgate_budget::{
-    ManualClock, Period, RedisOptions, RedisStore, Store, StoreError, StoreOptions,
+    AgentStore, ApprovalStore, Backend, Ledger, ManualClock, Period, RateLimits, RedisOptions,
+    RedisStore, Store, StoreError, StoreOptions, TrustStore,
 };
 
 const SHARED_URL: &str = "redis://127.0.0.1:6379/0";

@@ -1,13 +1,13 @@
-//! Delegated agents and trust scores in the `agents` and `trust` tables.
+//! Delegated agents on the embedded store: records in the `agents` table.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::sql_error;
+use super::{EmbeddedStore, sql_error};
 use crate::StoreError;
-use crate::agents::AgentRecord;
+use crate::agents::{AgentRecord, AgentStore, check_agent};
 use crate::keys::{from_millis, millis};
-use crate::trust::{NEGLIGIBLE_PENALTY, TrustParams, decayed, forget_after_ms, recorded, trust_of};
 
 type Sql<T> = Result<T, StoreError>;
 
@@ -88,92 +88,26 @@ pub(super) fn revoke(c: &Connection, id: &str, now: DateTime<Utc>) -> Sql<Option
     super::revoke_tree(c, "agents", "parent", id, now).map(Some)
 }
 
-fn penalty(c: &Connection, agent: &str) -> Sql<Option<(f64, i64)>> {
-    c.prepare_cached("SELECT penalty, updated_ms FROM trust WHERE agent = ?1")
-        .map_err(sql_error)?
-        .query_row([agent], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()
-        .map_err(sql_error)
-}
-
-pub(super) fn trust_record(
-    c: &Connection,
-    agent: &str,
-    added: f64,
-    success: bool,
-    params: &TrustParams,
-    now_ms: i64,
-) -> Sql<f64> {
-    let (p0, t0) = penalty(c, agent)?.unwrap_or((0.0, now_ms));
-    let p = recorded(p0, t0, now_ms, added, success, params);
-    if p <= NEGLIGIBLE_PENALTY {
-        // Nothing worth keeping: a fully trusted agent costs no row.
-        c.prepare_cached("DELETE FROM trust WHERE agent = ?1")
-            .map_err(sql_error)?
-            .execute([agent])
-            .map_err(sql_error)?;
-    } else {
-        c.prepare_cached(
-            "INSERT OR REPLACE INTO trust (agent, penalty, updated_ms, forget_ms)
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(sql_error)?
-        .execute(params![
-            agent,
-            p,
-            now_ms,
-            now_ms.saturating_add(forget_after_ms(p, params))
-        ])
-        .map_err(sql_error)?;
+#[async_trait]
+impl AgentStore for EmbeddedStore {
+    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
+        check_agent(agent)?;
+        let agent = agent.clone();
+        self.run(move |c| put(c, &agent)).await
     }
-    Ok(trust_of(p))
-}
 
-pub(super) fn trust_get(
-    c: &Connection,
-    agent: &str,
-    params: &TrustParams,
-    now_ms: i64,
-) -> Sql<f64> {
-    Ok(match penalty(c, agent)? {
-        Some((p, t0)) => trust_of(decayed(p, t0, now_ms, params)),
-        None => 1.0,
-    })
-}
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| by_id(c, &id)).await
+    }
 
-pub(super) fn trust_reset(c: &Connection, agent: &str) -> Sql<()> {
-    c.prepare_cached("DELETE FROM trust WHERE agent = ?1")
-        .map_err(sql_error)?
-        .execute([agent])
-        .map_err(sql_error)?;
-    Ok(())
-}
+    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        let parent = parent.map(str::to_owned);
+        self.read(move |c| list(c, parent.as_deref())).await
+    }
 
-pub(super) fn trust_all(
-    c: &Connection,
-    params: &TrustParams,
-    now_ms: i64,
-) -> Sql<Vec<(String, f64)>> {
-    let rows: Vec<(String, f64, i64)> = c
-        .prepare_cached("SELECT agent, penalty, updated_ms FROM trust ORDER BY agent")
-        .map_err(sql_error)?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(sql_error)?
-        .collect::<Result<_, _>>()
-        .map_err(sql_error)?;
-    Ok(rows
-        .into_iter()
-        .map(|(a, p, t0)| (a, decayed(p, t0, now_ms, params)))
-        .filter(|(_, p)| *p > NEGLIGIBLE_PENALTY)
-        .map(|(a, p)| (a, trust_of(p)))
-        .collect())
-}
-
-/// Forgets penalties that have decayed to nothing.
-pub(super) fn purge_trust(c: &Connection, now_ms: i64) -> Sql<()> {
-    c.prepare_cached("DELETE FROM trust WHERE forget_ms <= ?1")
-        .map_err(sql_error)?
-        .execute([now_ms])
-        .map_err(sql_error)?;
-    Ok(())
+    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let (id, now) = (id.to_owned(), self.opts.clock.now());
+        self.run(move |c| revoke(c, &id, now)).await
+    }
 }

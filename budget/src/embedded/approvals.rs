@@ -1,12 +1,16 @@
-//! Approval records in the `approvals` table.
+//! Approvals on the embedded store: records in the `approvals` table.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::sql_error;
+use super::{EmbeddedStore, sql_error};
 use crate::StoreError;
-use crate::approvals::{ApprovalRecord, ApprovalStatus, new_pending};
+use crate::approvals::{
+    ApprovalRecord, ApprovalStatus, ApprovalStore, check_approval, new_pending,
+};
 use crate::keys::{from_millis, millis};
+use crate::store::check_id;
 
 type Sql<T> = Result<T, StoreError>;
 
@@ -164,4 +168,46 @@ pub(super) fn purge(c: &Connection, now: DateTime<Utc>, retention_ms: i64) -> Sq
         .execute([millis(now).saturating_sub(retention_ms)])
         .map_err(sql_error)?;
     Ok(())
+}
+
+#[async_trait]
+impl ApprovalStore for EmbeddedStore {
+    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
+        check_approval(rec)?;
+        let (rec, now) = (rec.clone(), self.opts.clock.now());
+        self.run(move |c| request(c, &rec, now)).await
+    }
+
+    async fn find_approval(
+        &self,
+        agent: &str,
+        tool: &str,
+        args_sha256: &[u8; 32],
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let (agent, tool, hash, now) = (
+            agent.to_owned(),
+            tool.to_owned(),
+            *args_sha256,
+            self.opts.clock.now(),
+        );
+        self.read(move |c| find(c, &agent, &tool, &hash, now)).await
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        check_id("approval id", id)?;
+        let (id, now) = (id.to_owned(), self.opts.clock.now());
+        self.run(move |c| decide(c, &id, approve, now)).await
+    }
+
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let now = self.opts.clock.now();
+        self.read(move |c| list(c, status, now)).await
+    }
 }

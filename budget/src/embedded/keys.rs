@@ -1,11 +1,13 @@
-//! Agent key records in the `keys` table.
+//! Issued agent keys on the embedded store: records in the `keys` table.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::sql_error;
+use super::{EmbeddedStore, sql_error};
 use crate::StoreError;
-use crate::keys::{KeyRecord, from_millis, millis};
+use crate::keys::{KeyRecord, KeyStore, from_millis, millis};
+use crate::store::check_id;
 
 type Sql<T> = Result<T, StoreError>;
 
@@ -102,4 +104,37 @@ pub(super) fn revoke(c: &Connection, id: &str, now: DateTime<Utc>) -> Sql<Option
         return Ok(None);
     }
     super::revoke_tree(c, "keys", "parent_id", id, now).map(Some)
+}
+
+#[async_trait]
+impl KeyStore for EmbeddedStore {
+    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
+        check_id("key id", &key.id)?;
+        let key = key.clone();
+        self.run(move |c| put(c, &key)).await
+    }
+
+    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.run(move |c| update(c, &key)).await
+    }
+
+    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+        let hash = *sha256;
+        self.read(move |c| by_hash(c, &hash)).await
+    }
+
+    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| by_id(c, &id)).await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.read(list).await
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let (id, now) = (id.to_owned(), self.opts.clock.now());
+        self.run(move |c| revoke(c, &id, now)).await
+    }
 }

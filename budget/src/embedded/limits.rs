@@ -3,13 +3,17 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::sql_error;
+use super::{EmbeddedStore, sql_error};
 use crate::StoreError;
 use crate::limits::{
-    AcquireRequest, Acquired, Geometry, WindowVerdict, binding, duration_ms, judge, state,
+    AcquireRequest, Acquired, Geometry, RateLimits, WindowVerdict, binding, check_acquire,
+    check_adjust, duration_ms, judge, state,
 };
+use crate::store::check_id;
 
 type Sql<T> = Result<T, StoreError>;
 
@@ -202,4 +206,40 @@ pub(super) fn purge(c: &Connection, now_ms: i64) -> Sql<()> {
             .map_err(sql_error)?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl RateLimits for EmbeddedStore {
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
+        check_acquire(req)?;
+        let (req, now_ms, tidy) = (
+            req.clone(),
+            self.opts.clock.now().timestamp_millis(),
+            self.opts.reap_on_reserve,
+        );
+        self.run(move |c| acquire(c, &req, now_ms, tidy)).await
+    }
+
+    async fn adjust(
+        &self,
+        key: &str,
+        window: Duration,
+        lease_id: &str,
+        delta: i64,
+    ) -> Result<(), StoreError> {
+        check_adjust(key, window, lease_id, delta)?;
+        let (key, lease_id, now_ms) = (
+            key.to_owned(),
+            lease_id.to_owned(),
+            self.opts.clock.now().timestamp_millis(),
+        );
+        self.run(move |c| adjust(c, &key, window, &lease_id, delta, now_ms))
+            .await
+    }
+
+    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
+        check_id("lease id", lease_id)?;
+        let (lease_id, keys) = (lease_id.to_owned(), keys.to_vec());
+        self.run(move |c| release(c, &lease_id, &keys)).await
+    }
 }

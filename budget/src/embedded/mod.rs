@@ -10,14 +10,18 @@
 //! thread with its own connection, so they never queue behind writes; WAL lets it read the
 //! last committed state while the writer works. A third thread copies the log back into the
 //! database file (`wal`), and keeps it bounded under sustained writes.
+//!
+//! Each capability's SQL and trait impl live in a file of their own (`ledger/`, `keys`,
+//! `limits`, `approvals`, `trust`, `agents`); this file keeps the threads and the
+//! [`Backend`] impl, whose sweep reaches into every one of them.
 
-mod admin;
 mod agents;
 mod approvals;
-mod budget;
 mod keys;
+mod ledger;
 mod limits;
 mod schema;
+mod trust;
 mod wal;
 
 use std::path::Path;
@@ -29,18 +33,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use crate::StoreError;
-use crate::agents::{AgentRecord, check_agent};
-use crate::approvals::{ApprovalRecord, ApprovalStatus, check_approval};
-use crate::keys::KeyRecord;
-use crate::limits::{AcquireRequest, Acquired, check_acquire, check_adjust};
-use crate::model::{
-    Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
-    ReserveAnswer, ReserveRequest, ScopeBudget, check_limit,
-};
-use crate::plan::plan;
-use crate::scope::validate_scope;
-use crate::store::{Store, StoreOptions, check_id, check_reservation_ref, spend_request};
-use crate::trust::{TrustParams, check_params, check_trust};
+use crate::store::{Backend, StoreOptions};
 pub(crate) use wal::WalLimits;
 use wal::WalState;
 
@@ -200,7 +193,6 @@ fn worker(
     }
 }
 
-/// Storage trouble (locked, full, IO) is worth retrying; anything else is a bug or corruption.
 /// Revokes `id` and every row below it (`parent_col` points up the tree) in `table`, now;
 /// returns the ids newly revoked. Keys and delegated agents are both such trees. UNION (not
 /// UNION ALL) stops on a cycle.
@@ -233,6 +225,7 @@ pub(super) fn revoke_tree(
     Ok(ids)
 }
 
+/// Storage trouble (locked, full, IO) is worth retrying; anything else is a bug or corruption.
 pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
@@ -245,130 +238,7 @@ pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
-    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
-        let now = self.opts.clock.now();
-        let plan = plan(req, now)?;
-        let req = req.clone();
-        let opts = self.opts.clone();
-        self.run(move |c| budget::reserve(c, &opts, &plan, &req, now, false))
-            .await
-    }
-
-    async fn decide(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
-        let now = self.opts.clock.now();
-        let plan = plan(req, now)?;
-        let req = req.clone();
-        let opts = self.opts.clone();
-        self.run(move |c| budget::reserve(c, &opts, &plan, &req, now, true))
-            .await
-    }
-
-    async fn record_spend(
-        &self,
-        id: &str,
-        scopes: &[ScopeBudget],
-        amount: Nanos,
-    ) -> Result<bool, StoreError> {
-        let now = self.opts.clock.now();
-        let plan = plan(&spend_request(id, scopes, amount), now)?;
-        let id = id.to_owned();
-        self.run(move |c| budget::record(c, &plan, &id, amount, now))
-            .await
-    }
-
-    async fn commit(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-        actual: Nanos,
-    ) -> Result<CommitOutcome, StoreError> {
-        check_limit("a commit's actual cost", actual)?;
-        check_reservation_ref(tenant, reservation_id)?;
-        let (tenant, id, now) = (
-            tenant.to_owned(),
-            reservation_id.to_owned(),
-            self.opts.clock.now(),
-        );
-        self.run(move |c| budget::commit(c, &tenant, &id, actual, now))
-            .await
-    }
-
-    async fn release(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-    ) -> Result<ReleaseOutcome, StoreError> {
-        check_reservation_ref(tenant, reservation_id)?;
-        let (tenant, id, now) = (
-            tenant.to_owned(),
-            reservation_id.to_owned(),
-            self.opts.clock.now(),
-        );
-        self.run(move |c| budget::release(c, &tenant, &id, now))
-            .await
-    }
-
-    async fn extend(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-        ttl: Duration,
-    ) -> Result<ExtendOutcome, StoreError> {
-        check_reservation_ref(tenant, reservation_id)?;
-        let (tenant, id, now) = (
-            tenant.to_owned(),
-            reservation_id.to_owned(),
-            self.opts.clock.now(),
-        );
-        self.run(move |c| budget::extend(c, &tenant, &id, ttl, now))
-            .await
-    }
-
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let opts = self.opts.clone();
-        self.run(move |c| {
-            let reaped = budget::reap(c, now, usize::MAX, Some(&opts))?;
-            // Rate-limit, approval and trust rows that nothing will read again.
-            let now_ms = now.timestamp_millis();
-            limits::purge(c, now_ms)?;
-            approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
-            agents::purge_trust(c, now_ms)?;
-            Ok(reaped)
-        })
-        .await
-    }
-
-    async fn set_limit(
-        &self,
-        scope: &str,
-        limit: Option<Nanos>,
-        period: Period,
-    ) -> Result<(), StoreError> {
-        validate_scope(scope)?;
-        if let Some(l) = limit {
-            check_limit("a limit", l)?;
-        }
-        let scope = scope.to_owned();
-        self.run(move |c| admin::set_limit(c, &scope, limit, period))
-            .await
-    }
-
-    async fn limit_overrides(
-        &self,
-        prefix: Option<&str>,
-    ) -> Result<Vec<LimitOverride>, StoreError> {
-        let prefix = prefix.map(str::to_owned);
-        self.read(move |c| admin::overrides(c, prefix.as_deref()))
-            .await
-    }
-
-    async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
-        let prefix = prefix.map(str::to_owned);
-        self.read(move |c| admin::balances(c, prefix.as_deref()))
-            .await
-    }
-
+impl Backend for EmbeddedStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_error))
             .await
@@ -378,172 +248,18 @@ impl Store for EmbeddedStore {
         self.opts.clock.now()
     }
 
-    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        check_id("key id", &key.id)?;
-        let key = key.clone();
-        self.run(move |c| keys::put(c, &key)).await
-    }
-
-    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
-        let key = key.clone();
-        self.run(move |c| keys::update(c, &key)).await
-    }
-
-    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
-        let hash = *sha256;
-        self.read(move |c| keys::by_hash(c, &hash)).await
-    }
-
-    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |c| keys::by_id(c, &id)).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.read(keys::list).await
-    }
-
-    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-        let (id, now) = (id.to_owned(), self.opts.clock.now());
-        self.run(move |c| keys::revoke(c, &id, now)).await
-    }
-
-    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
-        check_acquire(req)?;
-        let (req, now_ms, tidy) = (
-            req.clone(),
-            self.opts.clock.now().timestamp_millis(),
-            self.opts.reap_on_reserve,
-        );
-        self.run(move |c| limits::acquire(c, &req, now_ms, tidy))
-            .await
-    }
-
-    async fn adjust(
-        &self,
-        key: &str,
-        window: Duration,
-        lease_id: &str,
-        delta: i64,
-    ) -> Result<(), StoreError> {
-        check_adjust(key, window, lease_id, delta)?;
-        let (key, lease_id, now_ms) = (
-            key.to_owned(),
-            lease_id.to_owned(),
-            self.opts.clock.now().timestamp_millis(),
-        );
-        self.run(move |c| limits::adjust(c, &key, window, &lease_id, delta, now_ms))
-            .await
-    }
-
-    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
-        check_id("lease id", lease_id)?;
-        let (lease_id, keys) = (lease_id.to_owned(), keys.to_vec());
-        self.run(move |c| limits::release(c, &lease_id, &keys))
-            .await
-    }
-
-    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
-        check_approval(rec)?;
-        let (rec, now) = (rec.clone(), self.opts.clock.now());
-        self.run(move |c| approvals::request(c, &rec, now)).await
-    }
-
-    async fn find_approval(
-        &self,
-        agent: &str,
-        tool: &str,
-        args_sha256: &[u8; 32],
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        let (agent, tool, hash, now) = (
-            agent.to_owned(),
-            tool.to_owned(),
-            *args_sha256,
-            self.opts.clock.now(),
-        );
-        self.read(move |c| approvals::find(c, &agent, &tool, &hash, now))
-            .await
-    }
-
-    async fn decide_approval(
-        &self,
-        id: &str,
-        approve: bool,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        check_id("approval id", id)?;
-        let (id, now) = (id.to_owned(), self.opts.clock.now());
-        self.run(move |c| approvals::decide(c, &id, approve, now))
-            .await
-    }
-
-    async fn list_approvals(
-        &self,
-        status: Option<ApprovalStatus>,
-    ) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let now = self.opts.clock.now();
-        self.read(move |c| approvals::list(c, status, now)).await
-    }
-
-    async fn trust_record(
-        &self,
-        agent: &str,
-        penalty: f64,
-        success: bool,
-        params: &TrustParams,
-    ) -> Result<f64, StoreError> {
-        check_trust(agent, penalty, params)?;
-        let (agent, params, now_ms) = (
-            agent.to_owned(),
-            *params,
-            self.opts.clock.now().timestamp_millis(),
-        );
-        self.run(move |c| agents::trust_record(c, &agent, penalty, success, &params, now_ms))
-            .await
-    }
-
-    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError> {
-        check_trust(agent, 0.0, params)?;
-        let (agent, params, now_ms) = (
-            agent.to_owned(),
-            *params,
-            self.opts.clock.now().timestamp_millis(),
-        );
-        self.read(move |c| agents::trust_get(c, &agent, &params, now_ms))
-            .await
-    }
-
-    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError> {
-        check_id("agent", agent)?;
-        let agent = agent.to_owned();
-        self.run(move |c| agents::trust_reset(c, &agent)).await
-    }
-
-    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError> {
-        check_params(params)?;
-        let (params, now_ms) = (*params, self.opts.clock.now().timestamp_millis());
-        self.read(move |c| agents::trust_all(c, &params, now_ms))
-            .await
-    }
-
-    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        check_agent(agent)?;
-        let agent = agent.clone();
-        self.run(move |c| agents::put(c, &agent)).await
-    }
-
-    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let id = id.to_owned();
-        self.read(move |c| agents::by_id(c, &id)).await
-    }
-
-    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
-        let parent = parent.map(str::to_owned);
-        self.read(move |c| agents::list(c, parent.as_deref())).await
-    }
-
-    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-        let (id, now) = (id.to_owned(), self.opts.clock.now());
-        self.run(move |c| agents::revoke(c, &id, now)).await
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let opts = self.opts.clone();
+        self.run(move |c| {
+            let reaped = ledger::reap(c, now, usize::MAX, Some(&opts))?;
+            // Rate-limit, approval and trust rows that nothing will read again.
+            let now_ms = now.timestamp_millis();
+            limits::purge(c, now_ms)?;
+            approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
+            trust::purge(c, now_ms)?;
+            Ok(reaped)
+        })
+        .await
     }
 }
 

@@ -210,7 +210,7 @@ mod tests {
     use std::time::Duration;
 
     use super::WalLimits;
-    use crate::{Budget, DB_FILE, EmbeddedStore, Period, ReserveRequest, ScopeBudget, Store};
+    use crate::{Budget, DB_FILE, EmbeddedStore, Ledger, Period, ReserveRequest, ScopeBudget};
 
     /// A frame is one page plus its 24-byte header; the log file starts with a 32-byte header.
     fn log_bytes(frames: u64) -> u64 {

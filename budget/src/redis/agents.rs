@@ -1,20 +1,31 @@
-//! Delegated agents (under the `{:keys}` tag, beside the keys they hold) and trust scores
-//! (under `{:trust}`).
+//! Delegated agents, under the `{:keys}` tag beside the keys they hold: one hash per agent,
+//! a set of children per parent and the set of all.
 
 use std::collections::HashMap;
 
-use redis::Value;
+use async_trait::async_trait;
+use redis::{Script, Value};
 
 use super::{RedisStore, Reply, fields, hash_reply};
 use crate::StoreError;
-use crate::agents::{AgentRecord, check_agent};
+use crate::agents::{AgentRecord, AgentStore, check_agent};
 use crate::keys::{from_millis, millis};
-use crate::store::check_id;
-use crate::trust::{NEGLIGIBLE_PENALTY, TrustParams, check_params, check_trust, decayed, trust_of};
 
-impl RedisStore {
-    fn trust_base(&self) -> String {
-        format!("{}:{{:trust}}:", self.prefix)
+/// The scripts in `lua/agents/`.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    put_agent: Script,
+    list_agents: Script,
+    revoke_agent: Script,
+}
+
+impl Scripts {
+    pub(super) fn load() -> Self {
+        Scripts {
+            put_agent: Script::new(include_str!("lua/agents/put_agent.lua")),
+            list_agents: Script::new(include_str!("lua/agents/list_agents.lua")),
+            revoke_agent: Script::new(include_str!("lua/agents/revoke_agent.lua")),
+        }
     }
 }
 
@@ -56,152 +67,63 @@ fn agent(f: &HashMap<String, String>) -> Result<AgentRecord, StoreError> {
     })
 }
 
-pub(super) async fn put(s: &RedisStore, a: &AgentRecord) -> Result<(), StoreError> {
-    check_agent(a)?;
-    let base = s.keys_base();
-    let mut inv = s.scripts.put_agent.prepare_invoke();
-    inv.key(format!("{base}gall"))
-        .arg(&base)
-        .arg(&a.id)
-        .arg(&a.parent);
-    for (name, value) in agent_fields(a) {
-        inv.arg(name).arg(value);
-    }
-    let n: i64 = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict(format!(
-            "agent `{}` already exists",
-            a.id
-        )))
-    }
-}
-
-pub(super) async fn by_id(s: &RedisStore, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-    let key = format!("{}g|{id}", s.keys_base());
-    let v: Value = s
-        .call(|mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
-        .await?;
-    let flat = hash_reply(&v)?;
-    if flat.is_empty() {
-        return Ok(None);
-    }
-    agent(&fields(&Reply(&flat))?).map(Some)
-}
-
-pub(super) async fn list(
-    s: &RedisStore,
-    parent: Option<&str>,
-) -> Result<Vec<AgentRecord>, StoreError> {
-    let base = s.keys_base();
-    let mut inv = s.scripts.list_agents.prepare_invoke();
-    inv.key(format!("{base}gall"))
-        .arg(&base)
-        .arg(parent.unwrap_or(""));
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    let mut out = (0..r.len())
-        .map(|i| agent(&fields(&r.nested(i)?)?))
-        .collect::<Result<Vec<_>, _>>()?;
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
-}
-
-pub(super) async fn revoke(s: &RedisStore, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-    let all = format!("{}gall", s.keys_base());
-    super::revoke_tree(s, &s.scripts.revoke_agent, all, id).await
-}
-
-fn float(text: &str) -> Result<f64, StoreError> {
-    text.parse()
-        .map_err(|_| StoreError::Internal(format!("a stored penalty is not a number: {text}")))
-}
-
-pub(super) async fn trust_record(
-    s: &RedisStore,
-    agent: &str,
-    penalty: f64,
-    success: bool,
-    params: &TrustParams,
-) -> Result<f64, StoreError> {
-    check_trust(agent, penalty, params)?;
-    let base = s.trust_base();
-    let mut inv = s.scripts.trust_record.prepare_invoke();
-    // `{:?}` prints the shortest text that parses back to the same f64, which Lua reads exactly.
-    inv.key(format!("{base}all"))
-        .arg(&base)
-        .arg(agent)
-        .arg(format!("{penalty:?}"))
-        .arg(if success { "1" } else { "0" })
-        .arg(params.half_life.as_millis() as i64)
-        .arg(format!("{:?}", params.recovery))
-        .arg(s.opts.clock.now().timestamp_millis())
-        .arg(format!("{NEGLIGIBLE_PENALTY:?}"));
-    let p: String = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    Ok(trust_of(float(&p)?))
-}
-
-pub(super) async fn trust_get(
-    s: &RedisStore,
-    agent: &str,
-    params: &TrustParams,
-) -> Result<f64, StoreError> {
-    check_trust(agent, 0.0, params)?;
-    let key = format!("{}t|{agent}", s.trust_base());
-    let (p, t0): (Option<String>, Option<i64>) = s
-        .call(|mut c| async move {
-            redis::cmd("HMGET")
-                .arg(key)
-                .arg("p")
-                .arg("t")
-                .query_async(&mut c)
-                .await
-        })
-        .await?;
-    let now_ms = s.opts.clock.now().timestamp_millis();
-    Ok(match (p, t0) {
-        (Some(p), Some(t0)) => trust_of(decayed(float(&p)?, t0, now_ms, params)),
-        _ => 1.0,
-    })
-}
-
-pub(super) async fn trust_reset(s: &RedisStore, agent: &str) -> Result<(), StoreError> {
-    check_id("agent", agent)?;
-    // `trust_all` drops the agent from its set once it finds the record gone.
-    let key = format!("{}t|{agent}", s.trust_base());
-    s.call(|mut c| async move { redis::cmd("DEL").arg(key).query_async::<i64>(&mut c).await })
-        .await
-        .map(drop)
-}
-
-pub(super) async fn trust_all(
-    s: &RedisStore,
-    params: &TrustParams,
-) -> Result<Vec<(String, f64)>, StoreError> {
-    check_params(params)?;
-    let base = s.trust_base();
-    let mut inv = s.scripts.trust_all.prepare_invoke();
-    inv.key(format!("{base}all")).arg(&base);
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    let now_ms = s.opts.clock.now().timestamp_millis();
-    let mut out = Vec::with_capacity(r.len());
-    for i in 0..r.len() {
-        let row = r.nested(i)?;
-        let p = decayed(float(&row.str(1)?)?, row.int(2)?, now_ms, params);
-        if p > NEGLIGIBLE_PENALTY {
-            out.push((row.str(0)?, trust_of(p)));
+#[async_trait]
+impl AgentStore for RedisStore {
+    async fn put_agent(&self, a: &AgentRecord) -> Result<(), StoreError> {
+        check_agent(a)?;
+        let base = self.keys_base();
+        let mut inv = self.scripts.agents.put_agent.prepare_invoke();
+        inv.key(format!("{base}gall"))
+            .arg(&base)
+            .arg(&a.id)
+            .arg(&a.parent);
+        for (name, value) in agent_fields(a) {
+            inv.arg(name).arg(value);
+        }
+        let n: i64 = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!(
+                "agent `{}` already exists",
+                a.id
+            )))
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+
+    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let key = format!("{}g|{id}", self.keys_base());
+        let v: Value = self
+            .call(|mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
+            .await?;
+        let flat = hash_reply(&v)?;
+        if flat.is_empty() {
+            return Ok(None);
+        }
+        agent(&fields(&Reply(&flat))?).map(Some)
+    }
+
+    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+        let base = self.keys_base();
+        let mut inv = self.scripts.agents.list_agents.prepare_invoke();
+        inv.key(format!("{base}gall"))
+            .arg(&base)
+            .arg(parent.unwrap_or(""));
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let r = Reply::of(&v)?;
+        let mut out = (0..r.len())
+            .map(|i| agent(&fields(&r.nested(i)?)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let all = format!("{}gall", self.keys_base());
+        super::revoke_tree(self, &self.scripts.agents.revoke_agent, all, id).await
+    }
 }

@@ -3,14 +3,37 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::Value;
+use redis::{Script, Value};
 
 use super::{RedisStore, Reply, fields, ms};
 use crate::StoreError;
-use crate::approvals::{ApprovalRecord, ApprovalStatus, check_approval, new_pending};
+use crate::approvals::{
+    ApprovalRecord, ApprovalStatus, ApprovalStore, check_approval, new_pending,
+};
 use crate::keys::{from_millis, millis};
 use crate::store::check_id;
+
+/// The scripts in `lua/approvals/`.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    request_approval: Script,
+    find_approval: Script,
+    decide_approval: Script,
+    list_approvals: Script,
+}
+
+impl Scripts {
+    pub(super) fn load() -> Self {
+        Scripts {
+            request_approval: Script::new(include_str!("lua/approvals/request_approval.lua")),
+            find_approval: Script::new(include_str!("lua/approvals/find_approval.lua")),
+            decide_approval: Script::new(include_str!("lua/approvals/decide_approval.lua")),
+            list_approvals: Script::new(include_str!("lua/approvals/list_approvals.lua")),
+        }
+    }
+}
 
 impl RedisStore {
     fn approvals_base(&self) -> String {
@@ -66,110 +89,110 @@ fn optional(r: &Reply<'_>) -> Result<Option<ApprovalRecord>, StoreError> {
     }
 }
 
-pub(super) async fn request(
-    s: &RedisStore,
-    rec: &ApprovalRecord,
-) -> Result<ApprovalRecord, StoreError> {
-    check_approval(rec)?;
-    let now = s.opts.clock.now();
-    let stored = new_pending(rec);
-    let base = s.approvals_base();
-    let mut inv = s.scripts.request_approval.prepare_invoke();
-    inv.key(format!("{base}all"))
-        .arg(&base)
-        .arg(millis(now))
-        .arg(ms(s.opts.settled_retention))
-        .arg(&stored.id)
-        .arg(&stored.agent)
-        .arg(&stored.tool)
-        .arg(hex::encode(stored.args_sha256));
-    for (name, value) in stored_fields(&stored) {
-        inv.arg(name).arg(value);
-    }
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    match r.str(0)?.as_str() {
-        "new" => Ok(stored.seen_at(now)),
-        "existing" => Ok(record(&fields(&r.nested(1)?)?)?.seen_at(now)),
-        "conflict" => Err(StoreError::Conflict(format!(
-            "approval `{}` already exists",
-            stored.id
-        ))),
-        other => Err(StoreError::Internal(format!(
-            "request_approval answered `{other}`"
-        ))),
-    }
-}
-
-pub(super) async fn find(
-    s: &RedisStore,
-    agent: &str,
-    tool: &str,
-    hash: &[u8; 32],
-) -> Result<Option<ApprovalRecord>, StoreError> {
-    let now = s.opts.clock.now();
-    let base = s.approvals_base();
-    let mut inv = s.scripts.find_approval.prepare_invoke();
-    inv.key(format!("{base}all"))
-        .arg(&base)
-        .arg(agent)
-        .arg(tool)
-        .arg(hex::encode(hash));
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    Ok(optional(&Reply::of(&v)?)?.filter(|a| {
-        // The index names the newest record of the call; it may have lapsed or been denied.
-        a.live_at(now) && a.agent == agent && a.tool == tool && a.args_sha256 == *hash
-    }))
-}
-
-pub(super) async fn decide(
-    s: &RedisStore,
-    id: &str,
-    approve: bool,
-) -> Result<Option<ApprovalRecord>, StoreError> {
-    check_id("approval id", id)?;
-    let now = s.opts.clock.now();
-    let base = s.approvals_base();
-    let status = if approve {
-        ApprovalStatus::Approved
-    } else {
-        ApprovalStatus::Denied
-    };
-    let mut inv = s.scripts.decide_approval.prepare_invoke();
-    inv.key(format!("{base}all"))
-        .arg(&base)
-        .arg(id)
-        .arg(status.as_str())
-        .arg(millis(now));
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    Ok(optional(&Reply::of(&v)?)?.map(|a| a.seen_at(now)))
-}
-
-pub(super) async fn list(
-    s: &RedisStore,
-    status: Option<ApprovalStatus>,
-) -> Result<Vec<ApprovalRecord>, StoreError> {
-    let now = s.opts.clock.now();
-    let base = s.approvals_base();
-    let mut inv = s.scripts.list_approvals.prepare_invoke();
-    inv.key(format!("{base}all")).arg(&base);
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    let mut out = Vec::with_capacity(r.len());
-    for i in 0..r.len() {
-        let a = record(&fields(&r.nested(i)?)?)?.seen_at(now);
-        if status.is_none_or(|st| a.status == st) {
-            out.push(a);
+#[async_trait]
+impl ApprovalStore for RedisStore {
+    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
+        check_approval(rec)?;
+        let now = self.opts.clock.now();
+        let stored = new_pending(rec);
+        let base = self.approvals_base();
+        let mut inv = self.scripts.approvals.request_approval.prepare_invoke();
+        inv.key(format!("{base}all"))
+            .arg(&base)
+            .arg(millis(now))
+            .arg(ms(self.opts.settled_retention))
+            .arg(&stored.id)
+            .arg(&stored.agent)
+            .arg(&stored.tool)
+            .arg(hex::encode(stored.args_sha256));
+        for (name, value) in stored_fields(&stored) {
+            inv.arg(name).arg(value);
+        }
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let r = Reply::of(&v)?;
+        match r.str(0)?.as_str() {
+            "new" => Ok(stored.seen_at(now)),
+            "existing" => Ok(record(&fields(&r.nested(1)?)?)?.seen_at(now)),
+            "conflict" => Err(StoreError::Conflict(format!(
+                "approval `{}` already exists",
+                stored.id
+            ))),
+            other => Err(StoreError::Internal(format!(
+                "request_approval answered `{other}`"
+            ))),
         }
     }
-    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    Ok(out)
+
+    async fn find_approval(
+        &self,
+        agent: &str,
+        tool: &str,
+        hash: &[u8; 32],
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let now = self.opts.clock.now();
+        let base = self.approvals_base();
+        let mut inv = self.scripts.approvals.find_approval.prepare_invoke();
+        inv.key(format!("{base}all"))
+            .arg(&base)
+            .arg(agent)
+            .arg(tool)
+            .arg(hex::encode(hash));
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(optional(&Reply::of(&v)?)?.filter(|a| {
+            // The index names the newest record of the call; it may have lapsed or been denied.
+            a.live_at(now) && a.agent == agent && a.tool == tool && a.args_sha256 == *hash
+        }))
+    }
+
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        check_id("approval id", id)?;
+        let now = self.opts.clock.now();
+        let base = self.approvals_base();
+        let status = if approve {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Denied
+        };
+        let mut inv = self.scripts.approvals.decide_approval.prepare_invoke();
+        inv.key(format!("{base}all"))
+            .arg(&base)
+            .arg(id)
+            .arg(status.as_str())
+            .arg(millis(now));
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        Ok(optional(&Reply::of(&v)?)?.map(|a| a.seen_at(now)))
+    }
+
+    async fn list_approvals(
+        &self,
+        status: Option<ApprovalStatus>,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let now = self.opts.clock.now();
+        let base = self.approvals_base();
+        let mut inv = self.scripts.approvals.list_approvals.prepare_invoke();
+        inv.key(format!("{base}all")).arg(&base);
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let r = Reply::of(&v)?;
+        let mut out = Vec::with_capacity(r.len());
+        for i in 0..r.len() {
+            let a = record(&fields(&r.nested(i)?)?)?.seen_at(now);
+            if status.is_none_or(|st| a.status == st) {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
 }

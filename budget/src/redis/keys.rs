@@ -1,13 +1,36 @@
 //! Agent key records: one hash per key plus a hash -> id index, all under the `{:keys}`
 //! tag (a tag no tenant can have: tenants have no `:`).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::Value;
+use redis::{Script, Value};
 
 use super::{RedisStore, Reply};
 use crate::StoreError;
-use crate::keys::{KeyRecord, from_millis, millis};
+use crate::keys::{KeyRecord, KeyStore, from_millis, millis};
 use crate::store::check_id;
+
+/// The scripts in `lua/keys/`.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    put_key: Script,
+    update_key: Script,
+    key_by_hash: Script,
+    list_keys: Script,
+    revoke_key: Script,
+}
+
+impl Scripts {
+    pub(super) fn load() -> Self {
+        Scripts {
+            put_key: Script::new(include_str!("lua/keys/put_key.lua")),
+            update_key: Script::new(include_str!("lua/keys/update_key.lua")),
+            key_by_hash: Script::new(include_str!("lua/keys/key_by_hash.lua")),
+            list_keys: Script::new(include_str!("lua/keys/list_keys.lua")),
+            revoke_key: Script::new(include_str!("lua/keys/revoke_key.lua")),
+        }
+    }
+}
 
 /// The record as hash field/value pairs; absent optional fields are absent fields.
 fn fields(k: &KeyRecord) -> Vec<(&'static str, String)> {
@@ -74,7 +97,7 @@ fn record(flat: &Reply<'_>) -> Result<KeyRecord, StoreError> {
     Ok(k)
 }
 
-async fn write(s: &RedisStore, script: &redis::Script, k: &KeyRecord) -> Result<i64, StoreError> {
+async fn write(s: &RedisStore, script: &Script, k: &KeyRecord) -> Result<i64, StoreError> {
     check_id("key id", &k.id)?;
     let base = s.keys_base();
     let mut inv = script.prepare_invoke();
@@ -89,90 +112,90 @@ async fn write(s: &RedisStore, script: &redis::Script, k: &KeyRecord) -> Result<
         .await
 }
 
-pub(super) async fn put(s: &RedisStore, k: &KeyRecord) -> Result<(), StoreError> {
-    match write(s, &s.scripts.put_key, k).await? {
-        1 => Ok(()),
-        _ => Err(StoreError::Conflict(format!(
-            "key `{}` or its hash is already stored",
-            k.id
-        ))),
-    }
-}
-
-pub(super) async fn update(s: &RedisStore, k: &KeyRecord) -> Result<bool, StoreError> {
-    match write(s, &s.scripts.update_key, k).await? {
-        1 => Ok(true),
-        0 => Ok(false),
-        _ => Err(StoreError::Conflict(format!(
-            "the hash of key `{}` belongs to another key",
-            k.id
-        ))),
-    }
-}
-
-pub(super) async fn by_hash(
-    s: &RedisStore,
-    hash: &[u8; 32],
-) -> Result<Option<KeyRecord>, StoreError> {
-    let base = s.keys_base();
-    let mut inv = s.scripts.key_by_hash.prepare_invoke();
-    inv.key(format!("{base}all"))
-        .arg(&base)
-        .arg(hex::encode(hash));
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    if r.len() == 0 {
-        Ok(None)
-    } else {
-        record(&r).map(Some)
-    }
-}
-
-pub(super) async fn by_id(s: &RedisStore, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-    let key = format!("{}k|{id}", s.keys_base());
-    let v: Value = s
-        .call(|mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
-        .await?;
-    let r = match &v {
-        // RESP2 answers an array, RESP3 a map: read both as flat pairs.
-        Value::Map(pairs) => {
-            let flat: Vec<Value> = pairs
-                .iter()
-                .flat_map(|(a, b)| [a.clone(), b.clone()])
-                .collect();
-            return if flat.is_empty() {
-                Ok(None)
-            } else {
-                record(&Reply(&flat)).map(Some)
-            };
+#[async_trait]
+impl KeyStore for RedisStore {
+    async fn put_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        match write(self, &self.scripts.keys.put_key, k).await? {
+            1 => Ok(()),
+            _ => Err(StoreError::Conflict(format!(
+                "key `{}` or its hash is already stored",
+                k.id
+            ))),
         }
-        other => Reply::of(other)?,
-    };
-    if r.len() == 0 {
-        Ok(None)
-    } else {
-        record(&r).map(Some)
     }
-}
 
-pub(super) async fn list(s: &RedisStore) -> Result<Vec<KeyRecord>, StoreError> {
-    let base = s.keys_base();
-    let mut inv = s.scripts.list_keys.prepare_invoke();
-    inv.key(format!("{base}all")).arg(&base);
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
-    let r = Reply::of(&v)?;
-    let mut out = (0..r.len())
-        .map(|i| record(&r.nested(i)?))
-        .collect::<Result<Vec<_>, _>>()?;
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
-}
+    async fn update_key(&self, k: &KeyRecord) -> Result<bool, StoreError> {
+        match write(self, &self.scripts.keys.update_key, k).await? {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::Conflict(format!(
+                "the hash of key `{}` belongs to another key",
+                k.id
+            ))),
+        }
+    }
 
-pub(super) async fn revoke(s: &RedisStore, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-    let all = format!("{}all", s.keys_base());
-    super::revoke_tree(s, &s.scripts.revoke_key, all, id).await
+    async fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
+        let base = self.keys_base();
+        let mut inv = self.scripts.keys.key_by_hash.prepare_invoke();
+        inv.key(format!("{base}all"))
+            .arg(&base)
+            .arg(hex::encode(hash));
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let r = Reply::of(&v)?;
+        if r.len() == 0 {
+            Ok(None)
+        } else {
+            record(&r).map(Some)
+        }
+    }
+
+    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let key = format!("{}k|{id}", self.keys_base());
+        let v: Value = self
+            .call(|mut c| async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await })
+            .await?;
+        let r = match &v {
+            // RESP2 answers an array, RESP3 a map: read both as flat pairs.
+            Value::Map(pairs) => {
+                let flat: Vec<Value> = pairs
+                    .iter()
+                    .flat_map(|(a, b)| [a.clone(), b.clone()])
+                    .collect();
+                return if flat.is_empty() {
+                    Ok(None)
+                } else {
+                    record(&Reply(&flat)).map(Some)
+                };
+            }
+            other => Reply::of(other)?,
+        };
+        if r.len() == 0 {
+            Ok(None)
+        } else {
+            record(&r).map(Some)
+        }
+    }
+
+    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let base = self.keys_base();
+        let mut inv = self.scripts.keys.list_keys.prepare_invoke();
+        inv.key(format!("{base}all")).arg(&base);
+        let v: Value = self
+            .call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?;
+        let r = Reply::of(&v)?;
+        let mut out = (0..r.len())
+            .map(|i| record(&r.nested(i)?))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let all = format!("{}all", self.keys_base());
+        super::revoke_tree(self, &self.scripts.keys.revoke_key, all, id).await
+    }
 }

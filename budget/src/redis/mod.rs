@@ -18,15 +18,20 @@
 //! | `P:{:apr}:...` | | approvals: `a\|<id>` hash, `x\|<agent>\|<tool>\|<hex>` -> newest id, `all` zset by creation |
 //! | `P:{:trust}:...` | | trust: `t\|<agent>` hash `p` penalty, `t` updated ms; `all` set |
 //!
+//! Each capability's scripts (`lua/<capability>/`), their calls and its trait impl live in a
+//! file of their own (`ledger`, `keys`, `limits`, `approvals`, `trust`, `agents`); this file
+//! keeps the connection, the reply readers and the [`Backend`] impl.
+//!
 //! Times come from the calling instance's clock (passed as arguments), not Redis's, so a
 //! store with a manual clock is testable; instances' clocks only need to agree to well
 //! within a reservation's TTL.
 
 mod agents;
 mod approvals;
-mod budget;
 mod keys;
+mod ledger;
 mod limits;
+mod trust;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
@@ -38,16 +43,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use crate::StoreError;
-use crate::agents::AgentRecord;
-use crate::approvals::{ApprovalRecord, ApprovalStatus};
-use crate::keys::KeyRecord;
-use crate::limits::{AcquireRequest, Acquired};
-use crate::model::{
-    Balance, CommitOutcome, ExtendOutcome, LimitOverride, Nanos, Period, ReleaseOutcome,
-    ReserveAnswer, ReserveRequest, ScopeBudget,
-};
-use crate::store::{Store, StoreOptions};
-use crate::trust::TrustParams;
+use crate::store::{Backend, StoreOptions};
 
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -73,73 +69,26 @@ impl RedisOptions {
     }
 }
 
-macro_rules! budget_script {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("lua/common.lua"),
-            "\n",
-            include_str!(concat!("lua/", $file))
-        ))
-    };
-}
-
+/// The Lua scripts, grouped by the capability whose file runs them (`lua/<capability>/`).
 #[derive(Debug)]
 struct Scripts {
-    reserve: Script,
-    record: Script,
-    commit: Script,
-    release: Script,
-    extend: Script,
-    reap: Script,
-    set_limit: Script,
-    balances: Script,
-    put_key: Script,
-    update_key: Script,
-    key_by_hash: Script,
-    list_keys: Script,
-    revoke_key: Script,
-    acquire: Script,
-    adjust: Script,
-    release_leases: Script,
-    request_approval: Script,
-    find_approval: Script,
-    decide_approval: Script,
-    list_approvals: Script,
-    trust_record: Script,
-    trust_all: Script,
-    put_agent: Script,
-    list_agents: Script,
-    revoke_agent: Script,
+    ledger: ledger::Scripts,
+    keys: keys::Scripts,
+    limits: limits::Scripts,
+    approvals: approvals::Scripts,
+    trust: trust::Scripts,
+    agents: agents::Scripts,
 }
 
 impl Scripts {
     fn load() -> Self {
         Scripts {
-            reserve: budget_script!("reserve.lua"),
-            record: budget_script!("record.lua"),
-            commit: budget_script!("commit.lua"),
-            release: budget_script!("release.lua"),
-            extend: budget_script!("extend.lua"),
-            reap: budget_script!("reap.lua"),
-            set_limit: budget_script!("set_limit.lua"),
-            balances: budget_script!("balances.lua"),
-            put_key: Script::new(include_str!("lua/put_key.lua")),
-            update_key: Script::new(include_str!("lua/update_key.lua")),
-            key_by_hash: Script::new(include_str!("lua/key_by_hash.lua")),
-            list_keys: Script::new(include_str!("lua/list_keys.lua")),
-            revoke_key: Script::new(include_str!("lua/revoke_key.lua")),
-            acquire: Script::new(include_str!("lua/acquire.lua")),
-            adjust: Script::new(include_str!("lua/adjust.lua")),
-            release_leases: Script::new(include_str!("lua/release_leases.lua")),
-            request_approval: Script::new(include_str!("lua/request_approval.lua")),
-            find_approval: Script::new(include_str!("lua/find_approval.lua")),
-            decide_approval: Script::new(include_str!("lua/decide_approval.lua")),
-            list_approvals: Script::new(include_str!("lua/list_approvals.lua")),
-            trust_record: Script::new(include_str!("lua/trust_record.lua")),
-            trust_all: Script::new(include_str!("lua/trust_all.lua")),
-            put_agent: Script::new(include_str!("lua/put_agent.lua")),
-            list_agents: Script::new(include_str!("lua/list_agents.lua")),
-            revoke_agent: Script::new(include_str!("lua/revoke_agent.lua")),
+            ledger: ledger::Scripts::load(),
+            keys: keys::Scripts::load(),
+            limits: limits::Scripts::load(),
+            approvals: approvals::Scripts::load(),
+            trust: trust::Scripts::load(),
+            agents: agents::Scripts::load(),
         }
     }
 }
@@ -369,74 +318,7 @@ fn unexpected(v: &Value) -> StoreError {
 }
 
 #[async_trait]
-impl Store for RedisStore {
-    async fn reserve(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
-        budget::reserve(self, req, false).await
-    }
-
-    async fn decide(&self, req: &ReserveRequest) -> Result<ReserveAnswer, StoreError> {
-        budget::reserve(self, req, true).await
-    }
-
-    async fn record_spend(
-        &self,
-        id: &str,
-        scopes: &[ScopeBudget],
-        amount: Nanos,
-    ) -> Result<bool, StoreError> {
-        budget::record(self, id, scopes, amount).await
-    }
-
-    async fn commit(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-        actual: Nanos,
-    ) -> Result<CommitOutcome, StoreError> {
-        budget::commit(self, tenant, reservation_id, actual).await
-    }
-
-    async fn release(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-    ) -> Result<ReleaseOutcome, StoreError> {
-        budget::release(self, tenant, reservation_id).await
-    }
-
-    async fn extend(
-        &self,
-        tenant: &str,
-        reservation_id: &str,
-        ttl: Duration,
-    ) -> Result<ExtendOutcome, StoreError> {
-        budget::extend(self, tenant, reservation_id, ttl).await
-    }
-
-    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        budget::reap(self, now).await
-    }
-
-    async fn set_limit(
-        &self,
-        scope: &str,
-        limit: Option<Nanos>,
-        period: Period,
-    ) -> Result<(), StoreError> {
-        budget::set_limit(self, scope, limit, period).await
-    }
-
-    async fn limit_overrides(
-        &self,
-        prefix: Option<&str>,
-    ) -> Result<Vec<LimitOverride>, StoreError> {
-        Ok(budget::listing(self, prefix).await?.1)
-    }
-
-    async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
-        Ok(budget::listing(self, prefix).await?.0)
-    }
-
+impl Backend for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.call(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
             .await
@@ -447,112 +329,8 @@ impl Store for RedisStore {
         self.opts.clock.now()
     }
 
-    async fn put_key(&self, key: &KeyRecord) -> Result<(), StoreError> {
-        keys::put(self, key).await
-    }
-
-    async fn update_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
-        keys::update(self, key).await
-    }
-
-    async fn key_by_hash(&self, sha256: &[u8; 32]) -> Result<Option<KeyRecord>, StoreError> {
-        keys::by_hash(self, sha256).await
-    }
-
-    async fn key_by_id(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        keys::by_id(self, id).await
-    }
-
-    async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        keys::list(self).await
-    }
-
-    async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-        keys::revoke(self, id).await
-    }
-
-    async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
-        limits::acquire(self, req).await
-    }
-
-    async fn adjust(
-        &self,
-        key: &str,
-        window: Duration,
-        lease_id: &str,
-        delta: i64,
-    ) -> Result<(), StoreError> {
-        limits::adjust(self, key, window, lease_id, delta).await
-    }
-
-    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
-        limits::release(self, lease_id, keys).await
-    }
-
-    async fn request_approval(&self, rec: &ApprovalRecord) -> Result<ApprovalRecord, StoreError> {
-        approvals::request(self, rec).await
-    }
-
-    async fn find_approval(
-        &self,
-        agent: &str,
-        tool: &str,
-        args_sha256: &[u8; 32],
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        approvals::find(self, agent, tool, args_sha256).await
-    }
-
-    async fn decide_approval(
-        &self,
-        id: &str,
-        approve: bool,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        approvals::decide(self, id, approve).await
-    }
-
-    async fn list_approvals(
-        &self,
-        status: Option<ApprovalStatus>,
-    ) -> Result<Vec<ApprovalRecord>, StoreError> {
-        approvals::list(self, status).await
-    }
-
-    async fn trust_record(
-        &self,
-        agent: &str,
-        penalty: f64,
-        success: bool,
-        params: &TrustParams,
-    ) -> Result<f64, StoreError> {
-        agents::trust_record(self, agent, penalty, success, params).await
-    }
-
-    async fn trust_get(&self, agent: &str, params: &TrustParams) -> Result<f64, StoreError> {
-        agents::trust_get(self, agent, params).await
-    }
-
-    async fn trust_reset(&self, agent: &str) -> Result<(), StoreError> {
-        agents::trust_reset(self, agent).await
-    }
-
-    async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError> {
-        agents::trust_all(self, params).await
-    }
-
-    async fn put_agent(&self, agent: &AgentRecord) -> Result<(), StoreError> {
-        agents::put(self, agent).await
-    }
-
-    async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        agents::by_id(self, id).await
-    }
-
-    async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
-        agents::list(self, parent).await
-    }
-
-    async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {
-        agents::revoke(self, id).await
+    async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        ledger::reap(self, now).await
     }
 }
 

@@ -2,9 +2,9 @@
 
 use rusqlite::{Connection, params};
 
-use super::budget::period_of;
-use super::sql_error;
+use super::holds::period_of;
 use crate::StoreError;
+use crate::embedded::sql_error;
 use crate::model::{Balance, LimitOverride, Nanos, Period, balance};
 use crate::scope::under_prefix;
 

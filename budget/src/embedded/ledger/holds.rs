@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::sql_error;
 use crate::StoreError;
+use crate::embedded::sql_error;
 use crate::keys::{from_millis, millis};
 use crate::model::{
     CommitOutcome, Decision, DenyReason, ExtendOutcome, Nanos, Period, ReleaseOutcome,
@@ -475,7 +475,7 @@ const REAP_LAPSED: &str = "SELECT tenant, id, granted, lines FROM reservations
 
 /// Gives back up to `limit` lapsed holds; with `forget`, also forgets settled reservations
 /// (and their idempotency keys) and idle run windows past the options' retentions.
-pub(super) fn reap(
+pub(in crate::embedded) fn reap(
     c: &Connection,
     now: DateTime<Utc>,
     limit: usize,
@@ -528,7 +528,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let conn = super::super::schema::open(&dir.path().join("t.db")).expect("open");
+        let conn = crate::embedded::schema::open(&dir.path().join("t.db")).expect("open");
         (dir, conn)
     }
 
