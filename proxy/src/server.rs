@@ -193,7 +193,7 @@ impl Upkeep {
     async fn refresh_trust(&self) {
         let rt = self.state.runtime();
         let params = crate::flow::trust_params(&rt.config.trust);
-        match self.state.store.trust_all(&params).await {
+        match self.state.trust().trust_all(&params).await {
             Ok(scores) => {
                 for id in rt.config.agents.keys() {
                     let score = scores
@@ -214,8 +214,8 @@ impl Upkeep {
 
     async fn tick(&self) {
         self.state.ping_store().await;
-        let store = &self.state.store;
-        match store.reap_expired(store.now()).await {
+        let backend = self.state.backend();
+        match backend.reap_expired(backend.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(reaped = n, "released lapsed budget reservations"),
             Err(e) => self.state.store_error("reap", &e),

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tollgate_audit::AuditSink;
-use tollgate_budget::Store;
+use tollgate_budget::{
+    AgentStore, ApprovalStore, Backend, KeyStore, Ledger, RateLimits, Store, TrustStore,
+};
 use tollgate_config::{Config, ConfigErrors, Policy, StaticKey, UnknownModel};
 use tollgate_pricing::{Price, PriceTable};
 
@@ -177,7 +179,7 @@ impl State {
 
     /// Checks the store, keeping `tollgate_store_up` current.
     pub async fn ping_store(&self) -> bool {
-        let up = match self.store.ping().await {
+        let up = match self.backend().ping().await {
             Ok(()) => true,
             Err(e) => {
                 self.store_error("ping", &e);
@@ -195,6 +197,29 @@ impl State {
     }
 
     /// The config version this request will use throughout.
+    /// The store by capability: each stage asks only for what it uses.
+    pub fn ledger(&self) -> &dyn Ledger {
+        &*self.store
+    }
+    pub fn keys(&self) -> &dyn KeyStore {
+        &*self.store
+    }
+    pub fn limits(&self) -> &dyn RateLimits {
+        &*self.store
+    }
+    pub fn approvals(&self) -> &dyn ApprovalStore {
+        &*self.store
+    }
+    pub fn trust(&self) -> &dyn TrustStore {
+        &*self.store
+    }
+    pub fn agents(&self) -> &dyn AgentStore {
+        &*self.store
+    }
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.store
+    }
+
     pub fn runtime(&self) -> Arc<Runtime> {
         self.runtime.load_full()
     }

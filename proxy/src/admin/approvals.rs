@@ -44,9 +44,9 @@ pub async fn list(state: &State, query: &str) -> Result<Value, GateError> {
         })?),
         None => None,
     };
-    let now = state.store.now();
+    let now = state.backend().now();
     let all = state
-        .store
+        .approvals()
         .list_approvals(status)
         .await
         .map_err(|e| store_down(state, "list_approvals", e))?;
@@ -56,7 +56,7 @@ pub async fn list(state: &State, query: &str) -> Result<Value, GateError> {
 /// `POST /admin/approvals/{id}/approve` and `/deny`.
 pub async fn decide(state: &State, id: &str, approve: bool) -> Result<Value, GateError> {
     let record = state
-        .store
+        .approvals()
         .decide_approval(id, approve)
         .await
         .map_err(|e| store_down(state, "decide_approval", e))?
@@ -99,5 +99,5 @@ pub async fn decide(state: &State, id: &str, approve: bool) -> Result<Value, Gat
         approval_id: Some(id.to_string()),
     }];
     state.append_audit(&mut audit).await;
-    Ok(describe(&record, state.store.now()))
+    Ok(describe(&record, state.backend().now()))
 }

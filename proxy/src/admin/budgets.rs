@@ -44,9 +44,9 @@ impl Row {
 /// `prefix`, each in its current window.
 pub async fn rows(state: &State, prefix: Option<&str>) -> Result<Vec<Row>, StoreError> {
     let rt = state.runtime();
-    let now = state.store.now();
-    let overrides = state.store.limit_overrides(prefix).await?;
-    let balances = state.store.balances(prefix).await?;
+    let now = state.backend().now();
+    let overrides = state.ledger().limit_overrides(prefix).await?;
+    let balances = state.ledger().balances(prefix).await?;
     let mut rows: Vec<Row> = Vec::new();
     let mut push = |scope: &str, period: budget::Period, tz, limit: i64, source| {
         let window = budget::window_id(period, tz, now);
@@ -164,7 +164,7 @@ pub async fn set(state: &State, body: &Value) -> Result<Value, GateError> {
         }
     };
     state
-        .store
+        .ledger()
         .set_limit(scope, limit, period)
         .await
         .map_err(|e| {

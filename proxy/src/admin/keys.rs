@@ -72,14 +72,14 @@ pub async fn mint(
         agent: agent.to_string(),
         sha256: new.sha256,
         label,
-        created_at: state.store.now(),
+        created_at: state.backend().now(),
         expires_at,
         revoked_at: None,
         not_after: None,
         parent_id,
     };
     state
-        .store
+        .keys()
         .put_key(&record)
         .await
         .map_err(|e| store_down(state, "put_key", e))?;
@@ -97,7 +97,7 @@ pub async fn issue(state: &State, body: &Value) -> Result<Value, GateError> {
             Some("agent"),
         ));
     }
-    let now = state.store.now();
+    let now = state.backend().now();
     let expires_at = duration_field(body, "expires")?.map(|d| after(now, d));
     let label = body["label"].as_str().map(str::to_string);
     let (record, secret) = mint(state, agent, label, expires_at, None).await?;
@@ -107,9 +107,9 @@ pub async fn issue(state: &State, body: &Value) -> Result<Value, GateError> {
 }
 
 pub async fn list(state: &State) -> Result<Value, GateError> {
-    let now = state.store.now();
+    let now = state.backend().now();
     let issued = state
-        .store
+        .keys()
         .list_keys()
         .await
         .map_err(|e| store_down(state, "list_keys", e))?;
@@ -132,7 +132,7 @@ async fn issued(state: &State, id: &str) -> Result<KeyRecord, GateError> {
         ));
     }
     state
-        .store
+        .keys()
         .key_by_id(id)
         .await
         .map_err(|e| store_down(state, "key_by_id", e))?
@@ -144,7 +144,7 @@ async fn issued(state: &State, id: &str) -> Result<KeyRecord, GateError> {
 pub async fn revoke(state: &State, id: &str) -> Result<Value, GateError> {
     issued(state, id).await?;
     let revoked = state
-        .store
+        .keys()
         .revoke_key(id)
         .await
         .map_err(|e| store_down(state, "revoke_key", e))?
@@ -156,7 +156,7 @@ pub async fn revoke(state: &State, id: &str) -> Result<Value, GateError> {
 /// one keeps working until the grace period ends.
 pub async fn rotate(state: &State, id: &str, body: &Value) -> Result<Value, GateError> {
     let mut old = issued(state, id).await?;
-    let now = state.store.now();
+    let now = state.backend().now();
     if !old.usable_at(now) {
         return Err(GateError::invalid(
             format!("key `{id}` is no longer usable and cannot be rotated"),
@@ -175,7 +175,7 @@ pub async fn rotate(state: &State, id: &str, body: &Value) -> Result<Value, Gate
     let until = after(now, grace);
     old.not_after = Some(old.not_after.map_or(until, |t| t.min(until)));
     state
-        .store
+        .keys()
         .update_key(&old)
         .await
         .map_err(|e| store_down(state, "update_key", e))?;

@@ -164,7 +164,7 @@ impl Admin {
         let mut out = windows.unwrap_or_else(crate::stats::AgentStats::idle);
         out["agent"] = Value::String(id.to_string());
         let params = crate::flow::trust_params(&self.state.runtime().config.trust);
-        out["trust"] = match self.state.store.trust_get(id, &params).await {
+        out["trust"] = match self.state.trust().trust_get(id, &params).await {
             Ok(score) => serde_json::json!(score),
             Err(_) => Value::Null,
         };
@@ -247,7 +247,7 @@ impl Admin {
             ("GET", ["audit", "verify"]) => (200, audit::verify(state).await?),
             ("GET", ["agents", id, "stats"]) => (200, self.agent_stats(id).await?),
             ("POST", ["agents", id, "trust", "reset"]) => {
-                state.store.trust_reset(id).await.map_err(|e| {
+                state.trust().trust_reset(id).await.map_err(|e| {
                     state.store_error("trust_reset", &e);
                     GateError::StoreUnavailable
                 })?;

@@ -38,13 +38,13 @@ pub async fn authenticate(
         Some(k) => (k.id.clone(), k.agent.clone()),
         None => {
             let record = state
-                .store
+                .keys()
                 .key_by_hash(&hash)
                 .await
                 .map_err(|e| store_down(state, "key_lookup", e))?
                 .filter(|k| keys::hashes_equal(&k.sha256, &hash))
                 .ok_or_else(|| GateError::unauthenticated(BAD_KEY))?;
-            let now = state.store.now();
+            let now = state.backend().now();
             if !record.usable_at(now) {
                 let why = if record.revoked_at.is_some_and(|t| t <= now) {
                     "This API key has been revoked."
@@ -75,7 +75,7 @@ pub async fn authenticate(
     }
     // Not configured: a delegated agent, or a key for an agent removed from the config.
     let record = state
-        .store
+        .agents()
         .agent(&agent_id)
         .await
         .map_err(|e| store_down(state, "agent", e))?

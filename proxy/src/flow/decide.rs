@@ -259,7 +259,7 @@ pub async fn decide(
     };
     let req = request(rt, agent, policy, &ask, ctx.request_id.clone())?;
     let answer = state
-        .store
+        .ledger()
         .decide(&req)
         .await
         .map_err(|e| store_down(state, "decide", e))?;
@@ -310,7 +310,7 @@ pub async fn reserve(
     let ask = ask(session, &body, agent, rt)?;
     let req = request(rt, agent, policy, &ask, reservation_id(agent))?;
     let answer = state
-        .store
+        .ledger()
         .reserve(&req)
         .await
         .map_err(|e| store_down(state, "reserve", e))?;
@@ -356,7 +356,7 @@ pub async fn commit(
         )
     })?;
     let outcome = state
-        .store
+        .ledger()
         .commit(agent.tenant(), id, actual)
         .await
         .map_err(|e| store_down(state, "commit", e))?;
@@ -395,7 +395,7 @@ pub async fn release(
 ) -> Result<(), GateError> {
     owned(agent, id)?;
     let outcome = state
-        .store
+        .ledger()
         .release(agent.tenant(), id)
         .await
         .map_err(|e| store_down(state, "release", e))?;

@@ -396,7 +396,7 @@ async fn claim_slot(
         // A child lives until it is revoked: the slot is held for as long as a lease may be.
         lease_ttl: std::time::Duration::from_secs(50 * 365 * 24 * 3600),
     };
-    match state.store.acquire(&req).await {
+    match state.limits().acquire(&req).await {
         Ok(tollgate_budget::Acquired::Granted { .. }) => Ok(key),
         Ok(tollgate_budget::Acquired::Limited { .. }) => Err(refuse(format!(
             "this agent already has its {max} sub-agents"
@@ -453,7 +453,7 @@ pub async fn create(
         true => Narrowing::default(),
         false => {
             let rec = state
-                .store
+                .agents()
                 .agent(&parent.id)
                 .await
                 .map_err(|_| GateError::StoreUnavailable)?;
@@ -487,7 +487,7 @@ pub async fn create(
         Some(max) => Some(claim_slot(state, &parent.id, &id, max).await?),
         None => None,
     };
-    let now = state.store.now();
+    let now = state.backend().now();
     let record = AgentRecord {
         id: id.clone(),
         parent: parent.id.clone(),
@@ -498,9 +498,9 @@ pub async fn create(
         created_at: now,
         revoked_at: None,
     };
-    if let Err(e) = state.store.put_agent(&record).await {
+    if let Err(e) = state.agents().put_agent(&record).await {
         if let Some(key) = slot {
-            let _ = state.store.release_leases(&id, &[key]).await;
+            let _ = state.limits().release_leases(&id, &[key]).await;
         }
         if let tollgate_budget::StoreError::Conflict(_) = e {
             return Err(GateError::invalid(

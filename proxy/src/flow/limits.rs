@@ -182,7 +182,7 @@ pub async fn acquire(
         // Long enough that a long stream's token count can still be corrected at its end.
         lease_ttl: config.store.reservation_ttl,
     };
-    let answer = match state.store.acquire(&req).await {
+    let answer = match state.limits().acquire(&req).await {
         Ok(a) => a,
         Err(e) => {
             state.store_error("acquire", &e);
@@ -231,7 +231,11 @@ pub async fn correct_tokens(state: &State, ctx: &Ctx, actual_tokens: u64) {
         return;
     }
     for key in &hold.token_keys {
-        if let Err(e) = state.store.adjust(key, MINUTE, &hold.lease_id, delta).await {
+        if let Err(e) = state
+            .limits()
+            .adjust(key, MINUTE, &hold.lease_id, delta)
+            .await
+        {
             state.store_error("adjust", &e);
         }
     }
@@ -242,7 +246,7 @@ pub async fn release(state: &State, ctx: &mut Ctx) {
     if let Some(hold) = ctx.rate.take()
         && !hold.lease_keys.is_empty()
         && let Err(e) = state
-            .store
+            .limits()
             .release_leases(&hold.lease_id, &hold.lease_keys)
             .await
     {

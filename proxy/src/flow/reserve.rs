@@ -140,7 +140,7 @@ pub async fn reserve(
             min_amount,
             ttl: rt.config.store.reservation_ttl,
         };
-        let answer = match state.store.reserve(&request).await {
+        let answer = match state.ledger().reserve(&request).await {
             Ok(a) => a,
             Err(e) => {
                 state.store_error("reserve", &e);

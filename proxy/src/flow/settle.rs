@@ -23,7 +23,7 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
     ctx.money.actual_nanos = Some(actual);
     match ctx.money.hold.take() {
         Some(hold) => {
-            if let Err(e) = state.store.commit(&hold.tenant, &hold.id, actual).await {
+            if let Err(e) = state.ledger().commit(&hold.tenant, &hold.id, actual).await {
                 state.store_error("commit", &e);
                 if e.is_unavailable() {
                     ctx.verdict.push(Code::CommitDeferred);
@@ -46,7 +46,7 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
         // `on_error: allow`): the money was still spent and is recorded as such.
         None if !ctx.money.spend_scopes.is_empty() => {
             if let Err(e) = state
-                .store
+                .ledger()
                 .record_spend(&ctx.request_id, &ctx.money.spend_scopes, actual)
                 .await
             {
@@ -82,10 +82,10 @@ pub async fn retry_pending(state: &State) {
     let pending = std::mem::take(&mut *state.pending_commits.lock().expect("pending commits"));
     let mut still = Vec::new();
     for p in pending {
-        let outcome = match state.store.commit(&p.tenant, &p.id, p.actual).await {
+        let outcome = match state.ledger().commit(&p.tenant, &p.id, p.actual).await {
             Ok(CommitOutcome::Committed { .. }) => Ok(()),
             Ok(CommitOutcome::AlreadyReleased | CommitOutcome::NotFound) => state
-                .store
+                .ledger()
                 .record_spend(&format!("{}:late", p.id), &p.scopes, p.actual)
                 .await
                 .map(|_| ()),
@@ -112,7 +112,7 @@ pub async fn retry_pending(state: &State) {
 /// Keeps the hold of a long stream alive for another `ttl`.
 pub async fn extend(state: &State, ctx: &mut Ctx, ttl: std::time::Duration) {
     if let Some(hold) = &ctx.money.hold
-        && let Err(e) = state.store.extend(&hold.tenant, &hold.id, ttl).await
+        && let Err(e) = state.ledger().extend(&hold.tenant, &hold.id, ttl).await
     {
         state.store_error("extend", &e);
     }
@@ -121,7 +121,7 @@ pub async fn extend(state: &State, ctx: &mut Ctx, ttl: std::time::Duration) {
 /// Drops the hold without spending: nothing was generated.
 pub async fn release(state: &State, ctx: &mut Ctx) {
     if let Some(hold) = ctx.money.hold.take()
-        && let Err(e) = state.store.release(&hold.tenant, &hold.id).await
+        && let Err(e) = state.ledger().release(&hold.tenant, &hold.id).await
     {
         state.store_error("release", &e);
         ctx.verdict.push(Code::ReleaseFailed);

@@ -208,7 +208,7 @@ impl Gate<'_> {
         call: &ProposedCall,
         ctx: &Ctx,
     ) -> Result<String, (Outcome, AuditDecision, Option<String>)> {
-        let store = &self.state.store;
+        let approvals = self.state.approvals();
         let hash = args_sha256(call);
         let unavailable = |e: tollgate_budget::StoreError| {
             self.state.store_error("approval", &e);
@@ -221,7 +221,7 @@ impl Gate<'_> {
                 None,
             )
         };
-        let found = store
+        let found = approvals
             .find_approval(&self.agent.id, &call.name, &hash)
             .await
             .map_err(unavailable)?;
@@ -231,7 +231,7 @@ impl Gate<'_> {
             None => {
                 let mut id = [0u8; 10];
                 rand::rng().fill_bytes(&mut id);
-                let now = store.now();
+                let now = self.state.backend().now();
                 let ttl = TimeDelta::from_std(self.agent.policy.tools.approval_ttl)
                     .unwrap_or(TimeDelta::hours(1));
                 let rec = ApprovalRecord {
@@ -246,7 +246,10 @@ impl Gate<'_> {
                     expires_at: now + ttl,
                     decided_at: None,
                 };
-                store.request_approval(&rec).await.map_err(unavailable)?
+                approvals
+                    .request_approval(&rec)
+                    .await
+                    .map_err(unavailable)?
             }
         };
         let why = format!(
@@ -290,7 +293,7 @@ impl Gate<'_> {
                 leases: Vec::new(),
                 lease_ttl: Duration::from_secs(60),
             };
-            match self.state.store.acquire(&req).await {
+            match self.state.limits().acquire(&req).await {
                 Ok(Acquired::Granted { .. }) => {}
                 Ok(Acquired::Limited { .. }) => {
                     return Err("this tool is over its call limit".into());
@@ -321,13 +324,13 @@ impl Gate<'_> {
             min_amount: cost,
             ttl: Duration::from_secs(60),
         };
-        let store = &self.state.store;
-        match store.reserve(&req).await {
+        let ledger = self.state.ledger();
+        match ledger.reserve(&req).await {
             Ok(a) if matches!(a.decision, Decision::Deny { .. }) => {
                 Err("the budget cannot afford this tool's cost".into())
             }
             Ok(_) => {
-                if let Err(e) = store.commit(self.agent.tenant(), &id, cost).await {
+                if let Err(e) = ledger.commit(self.agent.tenant(), &id, cost).await {
                     self.state.store_error("commit", &e);
                 }
                 Ok(())

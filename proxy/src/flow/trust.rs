@@ -35,7 +35,7 @@ pub async fn check(
         return Ok(());
     };
     let score = state
-        .store
+        .trust()
         .trust_get(&agent.id, &params(trust))
         .await
         .map_err(|e| {
@@ -110,7 +110,7 @@ pub async fn record(state: &State, ctx: &Ctx) {
         return;
     }
     match state
-        .store
+        .trust()
         .trust_record(&agent.id, p, success, &params(trust))
         .await
     {
