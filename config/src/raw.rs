@@ -132,6 +132,14 @@ pub struct Policy {
     pub min_trust: Option<f64>,
     pub log_prompts: Option<bool>,
     pub delegation: Option<Delegation>,
+    pub responses: Option<Responses>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Responses {
+    pub background: Option<bool>,
+    pub stored_context: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,7 +30,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A list of globs, kept with its source text for messages and `/v1/models`.
+/// A list of globs, kept with its source text for messages and `/v1/models`. Names match
+/// case-insensitively: `GPT-4O` is judged as `gpt-4o` is, as pricing does.
 #[derive(Clone)]
 pub struct Globs {
     pub patterns: Vec<String>,
@@ -51,6 +52,7 @@ impl Globs {
         for p in &patterns {
             let glob = globset::GlobBuilder::new(p)
                 .literal_separator(false)
+                .case_insensitive(true)
                 .build()
                 .map_err(|e| format!("invalid glob `{p}`: {}", e.kind()))?;
             builder.add(glob);
@@ -340,6 +342,19 @@ pub struct Policy {
     pub min_trust: Option<f64>,
     pub log_prompts: bool,
     pub delegation: Delegation,
+    pub responses: ResponsesRules,
+}
+
+/// What the Responses API may do out of tollgate's sight. Both are off by default: a
+/// background response is settled before it is generated, and stored context adds input
+/// tollgate cannot see or bound.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponsesRules {
+    /// `background: true`, held and charged at its whole worst case.
+    pub background: bool,
+    /// `previous_response_id`, `conversation` and stored `prompt`s, held as if the hidden
+    /// input filled the model's context window.
+    pub stored_context: bool,
 }
 
 /// Whether agents under a policy may mint keys for sub-agents.

@@ -80,6 +80,7 @@ impl Ctx<'_> {
         for (i, p) in patterns.iter().enumerate() {
             match globset::GlobBuilder::new(p)
                 .literal_separator(false)
+                .case_insensitive(true)
                 .build()
             {
                 Ok(g) => {
@@ -374,6 +375,18 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
                 .and_then(|d| d.enabled)
                 .unwrap_or(false),
             max_children: raw.delegation.as_ref().and_then(|d| d.max_children),
+        },
+        responses: ResponsesRules {
+            background: raw
+                .responses
+                .as_ref()
+                .and_then(|r| r.background)
+                .unwrap_or(false),
+            stored_context: raw
+                .responses
+                .as_ref()
+                .and_then(|r| r.stored_context)
+                .unwrap_or(false),
         },
         name,
     }

@@ -314,3 +314,22 @@ fn secrets_never_appear_in_debug_output() {
     assert!(!dump.contains("sk-test"));
     assert!(!dump.contains("\"admin\""));
 }
+
+/// A deny rule holds against a case variant of the name: `GPT-4O` is the model `gpt-4o`
+/// to pricing and to most providers, so policy judges it the same way.
+#[test]
+fn model_and_tool_rules_match_case_insensitively() {
+    let c = Config::from_yaml(
+        r#"
+policies:
+  p: { models: { deny: ["gpt-4o"] }, tools: { deny: ["delete_*"] } }
+"#,
+        &|_| None,
+    )
+    .expect("valid");
+    let p = &c.policies["p"];
+    assert!(!p.models.allows("GPT-4O"));
+    assert!(!p.models.allows("gpt-4o"));
+    assert!(p.models.allows("gpt-4o-mini"));
+    assert!(p.tools.deny.is_match("DELETE_repo"));
+}

@@ -213,13 +213,7 @@ pub fn parse(api: Api, deployment: Option<&str>, raw: &[u8]) -> Result<Request, 
     }
     required(&body, "model")?;
     let model = match &body["model"] {
-        Value::String(m) if !m.trim().is_empty() => m.clone(),
-        Value::String(_) => {
-            return Err(GateError::invalid(
-                "'model' must not be empty.",
-                Some("model"),
-            ));
-        }
+        Value::String(m) => model_name(m)?.to_string(),
         other => return Err(wrong("model", "a string", other)),
     };
     expect(&body, "stream", Value::is_boolean, "a boolean")?;
@@ -228,10 +222,12 @@ pub fn parse(api: Api, deployment: Option<&str>, raw: &[u8]) -> Result<Request, 
         "max_completion_tokens",
         "max_output_tokens",
         "n",
+        "best_of",
     ] {
         expect(&body, f, is_count, "a non-negative integer")?;
     }
     expect(&body, "tools", Value::is_array, "an array")?;
+    tool_names(api, &body)?;
     expect(&body, "stream_options", Value::is_object, "an object")?;
     match api {
         Api::ChatCompletions => {
@@ -257,12 +253,21 @@ pub fn parse(api: Api, deployment: Option<&str>, raw: &[u8]) -> Result<Request, 
                         Some(&format!("messages[{i}]")),
                     ));
                 }
+                content(&format!("messages[{i}].content"), m.get("content"))?;
             }
         }
         Api::AnthropicMessages => {
             required(&body, "messages")?;
             expect(&body, "messages", Value::is_array, "an array")?;
             required(&body, "max_tokens")?;
+            for (i, m) in body["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                content(&format!("messages[{i}].content"), m.get("content"))?;
+            }
         }
         Api::Responses => expect(&body, "input", is_text_or_list, "a string or an array")?,
         Api::Embeddings => {
@@ -281,6 +286,84 @@ pub fn parse(api: Api, deployment: Option<&str>, raw: &[u8]) -> Result<Request, 
         stream,
         body,
     })
+}
+
+/// Message content the guardrails and the estimator can read: a string, an array of part
+/// objects, or absent/null (an assistant turn carrying only tool calls).
+fn content(field: &str, v: Option<&Value>) -> Result<(), GateError> {
+    match v {
+        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        Some(Value::Array(parts)) => {
+            match parts
+                .iter()
+                .position(|p| !p.get("type").is_some_and(Value::is_string))
+            {
+                Some(j) => Err(GateError::invalid(
+                    format!(
+                        "Invalid content part at '{field}[{j}]': expected an object with a string 'type'."
+                    ),
+                    Some(&format!("{field}[{j}]")),
+                )),
+                None => Ok(()),
+            }
+        }
+        Some(other) => Err(wrong(field, "a string or an array of content parts", other)),
+    }
+}
+
+/// Every tool definition has the name its API requires: a nameless definition could not
+/// be judged by the tool policy.
+fn tool_names(api: Api, body: &Value) -> Result<(), GateError> {
+    for (i, def) in body["tools"].as_array().into_iter().flatten().enumerate() {
+        let kind = def.get("type").and_then(Value::as_str);
+        let name = match (api, kind) {
+            (Api::ChatCompletions, Some("custom")) => def.pointer("/custom/name"),
+            (Api::ChatCompletions, _) => def.pointer("/function/name"),
+            (Api::Responses, Some("function" | "custom")) => def.get("name"),
+            // Hosted tools are named by their type; namespaces by their members.
+            (Api::Responses, _) => continue,
+            (_, _) => def.get("name"),
+        };
+        if !def.is_object() || name.is_none_or(|n| n.as_str().is_none_or(str::is_empty)) {
+            return Err(GateError::invalid(
+                format!(
+                    "Invalid tool definition at 'tools[{i}]': it needs a non-empty string name."
+                ),
+                Some(&format!("tools[{i}]")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The longest model name accepted.
+const MAX_MODEL_LEN: usize = 256;
+
+/// A model name as providers spell them (`gpt-4o-2024-08-06`, `meta-llama/Llama-3-70b`,
+/// `us.anthropic.claude-3-5-sonnet-20240620-v1:0`, `ft:gpt-4o-mini:org::id`): letters,
+/// digits and `-._:@/+`, no empty, `.` or `..` path segment. Anything else could change
+/// the meaning of a provider URL the name is put into (`?`, `#`, `%`, spaces), or be
+/// judged by policy and priced as two different models.
+pub fn model_name(m: &str) -> Result<&str, GateError> {
+    let bad = |why: &str| Err(GateError::invalid(format!("'model' {why}."), Some("model")));
+    if m.is_empty() {
+        return bad("must not be empty");
+    }
+    if m.len() > MAX_MODEL_LEN {
+        return bad(&format!("must be at most {MAX_MODEL_LEN} characters"));
+    }
+    if !m
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._:@/+".contains(&b))
+    {
+        return bad("may contain only letters, digits and the characters - . _ : @ / +");
+    }
+    if m.split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return bad("must not contain an empty, `.` or `..` path segment");
+    }
+    Ok(m)
 }
 
 /// Describes a JSON error by position only: the message never echoes the body.

@@ -37,6 +37,7 @@ codes! {
     OutsideAllowedHours => "outside_allowed_hours",
     MaxRequestUsdExceeded => "max_request_usd_exceeded",
     DelegationNotAllowed => "delegation_not_allowed",
+    FeatureNotAllowed => "feature_not_allowed",
     TrustTooLow => "trust_too_low",
     RateLimitExceeded => "rate_limit_exceeded",
     BudgetExceeded => "budget_exceeded",

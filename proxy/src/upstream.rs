@@ -66,7 +66,7 @@ pub fn request_header(
     model: &str,
     client: &RequestHeader,
     body_len: usize,
-) -> RequestHeader {
+) -> Result<RequestHeader, String> {
     let base = &provider.base_url.path;
     let path = match provider.kind {
         ProviderKind::Azure => {
@@ -77,12 +77,13 @@ pub fn request_header(
                 .unwrap_or(model);
             let op = api.upstream_path();
             let version = provider.api_version.as_deref().unwrap_or_default();
+            let deployment = path_segment(deployment);
             format!("{base}/openai/deployments/{deployment}{op}?api-version={version}")
         }
         ProviderKind::OpenAi | ProviderKind::Anthropic => format!("{base}{}", api.upstream_path()),
     };
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(client.headers.len() + 4))
-        .expect("method and path are valid");
+        .map_err(|_| format!("invalid upstream path for model `{model}`"))?;
     for (name, value) in client.headers.iter() {
         if !dropped(name.as_str()) {
             let _ = req.append_header(name.clone(), value.clone());
@@ -118,7 +119,21 @@ pub fn request_header(
     if provider.kind == ProviderKind::Anthropic && !req.headers.contains_key("anthropic-version") {
         set(&mut req, "anthropic-version", &provider.anthropic_version);
     }
-    req
+    Ok(req)
+}
+
+/// `text` as one URL path segment: everything but RFC 3986's unreserved characters is
+/// percent-encoded, so a model name can never add a segment, a query or a fragment.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Resolved provider addresses, kept for a minute so a request does not wait on DNS.
@@ -206,6 +221,16 @@ impl Upstreams {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_model_name_stays_one_path_segment() {
+        assert_eq!(super::path_segment("gpt-4o"), "gpt-4o");
+        assert_eq!(
+            super::path_segment("gpt-4o/chat/completions?api-version=1#/gpt-4o-mini"),
+            "gpt-4o%2Fchat%2Fcompletions%3Fapi-version%3D1%23%2Fgpt-4o-mini"
+        );
+        assert_eq!(super::path_segment("ft:a b"), "ft%3Aa%20b");
+    }
+
     use super::*;
     use tollgate_config::Config;
 
@@ -234,7 +259,7 @@ mod tests {
         let p = provider(
             "providers: [{ name: o, kind: openai, base_url: 'https://api.openai.com/v1', api_key_env: K, models: ['*'] }]",
         );
-        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &client(), 10);
+        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &client(), 10).unwrap();
         assert_eq!(r.uri.path(), "/v1/chat/completions");
         assert_eq!(header(&r, "authorization"), Some("Bearer sk-provider"));
         assert_eq!(header(&r, "x-api-key"), None);
@@ -252,7 +277,7 @@ mod tests {
         let p = provider(
             "providers: [{ name: a, kind: azure, base_url: 'https://r.openai.azure.com', api_key_env: K, api_version: '2024-10-21', models: ['*'], deployments: { gpt-4o: prod-4o } }]",
         );
-        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &client(), 1);
+        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &client(), 1).unwrap();
         assert_eq!(
             r.uri.to_string(),
             "/openai/deployments/prod-4o/chat/completions?api-version=2024-10-21"
@@ -266,7 +291,8 @@ mod tests {
         let p = provider(
             "providers: [{ name: c, kind: anthropic, base_url: 'https://api.anthropic.com/v1', api_key_env: K, models: ['claude-*'] }]",
         );
-        let r = request_header(&p, Api::AnthropicMessages, "claude-sonnet-4", &client(), 1);
+        let r =
+            request_header(&p, Api::AnthropicMessages, "claude-sonnet-4", &client(), 1).unwrap();
         assert_eq!(r.uri.path(), "/v1/messages");
         assert_eq!(header(&r, "x-api-key"), Some("sk-provider"));
         assert_eq!(header(&r, "anthropic-version"), Some("2023-06-01"));

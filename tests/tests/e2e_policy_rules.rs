@@ -153,7 +153,10 @@ agents: { a1: { scope: acme/a1, policy: p } }
         ("mock-ab", false),
         ("gpt-4o", false),
         ("gpt-4o-mini-audio-preview", false),
-        ("GPT-4O-MINI", false),
+        // Names match case-insensitively, as pricing reads them: a case variant is the
+        // same model, allowed or denied as its lowercase spelling.
+        ("GPT-4O-MINI", true),
+        ("GPT-4O-MINI-AUDIO-PREVIEW", false),
         ("other-mock-a", false),
     ];
     let mut allowed = 0;

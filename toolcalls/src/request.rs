@@ -29,8 +29,13 @@ pub enum RequestVerdict {
 /// A definition is disallowed when the tool matches a `deny` glob or misses a non-empty
 /// `allow` list; tools that need approval stay declared, since the decision happens when
 /// the model proposes a call. A `tool_choice` forcing a disallowed tool is always blocked.
-/// Hosted tools without a name (OpenAI's `web_search`, `file_search`, `mcp`, ...) run at the
-/// provider, not in the agent, and are left alone.
+///
+/// Tools the provider runs itself (Responses' `web_search`, `file_search`,
+/// `code_interpreter`, `mcp`, ...; chat's `web_search_options`; Anthropic's `mcp_servers`)
+/// are governed by the same rules under their type's name (`mcp:<server_label>` for a
+/// remote MCP server). Their calls never pass through tollgate, so a rule that would
+/// escalate one denies it instead, and a remote MCP server is refused unless an `allow`
+/// pattern starting with `mcp:` names it.
 pub fn check_request(api: Api, body: &mut Value, tools: &Tools) -> RequestVerdict {
     let lists = match api {
         Api::ChatCompletions => CHAT_LISTS,
@@ -41,9 +46,11 @@ pub fn check_request(api: Api, body: &mut Value, tools: &Tools) -> RequestVerdic
     let Some(obj) = body.as_object() else {
         return RequestVerdict::Unchanged;
     };
-    let denial = |name: &str| match decide_name(tools, name) {
-        Some(Verdict::Deny { reason }) => Some(reason),
-        _ => None,
+    let denial = |name: &str| {
+        hosted_denial(tools, name).or_else(|| match decide_name(tools, name) {
+            Some(Verdict::Deny { reason }) => Some(reason),
+            _ => None,
+        })
     };
 
     for list in lists {
@@ -56,6 +63,11 @@ pub fn check_request(api: Api, body: &mut Value, tools: &Tools) -> RequestVerdic
     }
 
     let mut disallowed: Vec<(String, String)> = Vec::new();
+    for name in top_level_hosted(api, obj) {
+        if let Some(reason) = denial(&name) {
+            disallowed.push((name, reason));
+        }
+    }
     for list in lists {
         for def in obj
             .get(list.tools)
@@ -88,6 +100,7 @@ pub fn check_request(api: Api, body: &mut Value, tools: &Tools) -> RequestVerdic
     let Some(obj) = body.as_object_mut() else {
         return RequestVerdict::Unchanged;
     };
+    strip_top_level_hosted(api, obj, &is_removed);
     for list in lists {
         let Some(Value::Array(defs)) = obj.get_mut(list.tools) else {
             continue;
@@ -236,12 +249,104 @@ fn definition_names(api: Api, list: &ToolList, def: &Value) -> Vec<String> {
                 .filter_map(|t| definition_names(api, list, t).into_iter().next())
                 .collect();
         }
-        (Api::Responses, _) => None,
+        // A tool the provider runs, named by its type; a remote MCP server by its label.
+        (Api::Responses, Some("mcp")) => {
+            let label = str_at(def, &["server_label"]).unwrap_or("unnamed");
+            return vec![format!("{MCP_PREFIX}{label}")];
+        }
+        (Api::Responses, Some(kind)) => Some(kind),
+        (Api::Responses, None) => None,
         // Every Anthropic tool has a name, including Anthropic-defined ones such as `bash`
         // that the client runs.
         _ => str_at(def, &["name"]),
     };
     name.map(str::to_string).into_iter().collect()
+}
+
+/// The name prefix of a remote MCP server's tools.
+pub const MCP_PREFIX: &str = "mcp:";
+
+/// Denial reasons of tools the provider runs itself.
+pub const REASON_HOSTED_NEEDS_APPROVAL: &str = "hosted_tool_needs_approval";
+pub const REASON_MCP_NOT_ALLOWED: &str = "remote_mcp_not_allowed";
+
+/// Whether a tool definition names a tool the provider runs itself.
+fn is_hosted(name: &str) -> bool {
+    name.starts_with(MCP_PREFIX) || HOSTED.contains(&name)
+}
+
+/// Types of the tools OpenAI and Anthropic run at the provider.
+const HOSTED: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "computer_use_preview",
+];
+
+/// A hosted tool the rules cannot let through: one that would need approval (its calls
+/// never reach tollgate), or a remote MCP server no `mcp:` allow pattern names.
+fn hosted_denial(tools: &Tools, name: &str) -> Option<String> {
+    if !is_hosted(name) {
+        return None;
+    }
+    if name.starts_with(MCP_PREFIX) {
+        let named = tools
+            .allow
+            .patterns
+            .iter()
+            .any(|p| p.starts_with(MCP_PREFIX));
+        if !named || !tools.allow.is_match(name) {
+            return Some(REASON_MCP_NOT_ALLOWED.into());
+        }
+    }
+    match decide_name(tools, name) {
+        Some(Verdict::Escalate) => Some(REASON_HOSTED_NEEDS_APPROVAL.into()),
+        _ => None,
+    }
+}
+
+/// Hosted tools asked for outside the tool lists: chat's `web_search_options`,
+/// Anthropic's `mcp_servers`.
+fn top_level_hosted(api: Api, obj: &serde_json::Map<String, Value>) -> Vec<String> {
+    match api {
+        Api::ChatCompletions if obj.contains_key("web_search_options") => {
+            vec!["web_search".to_string()]
+        }
+        Api::AnthropicMessages => obj
+            .get("mcp_servers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|s| format!("{MCP_PREFIX}{}", str_at(s, &["name"]).unwrap_or("unnamed")))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn strip_top_level_hosted(
+    api: Api,
+    obj: &mut serde_json::Map<String, Value>,
+    is_removed: &dyn Fn(&str) -> bool,
+) {
+    match api {
+        Api::ChatCompletions if is_removed("web_search") => {
+            obj.remove("web_search_options");
+        }
+        Api::AnthropicMessages => {
+            if let Some(Value::Array(servers)) = obj.get_mut("mcp_servers") {
+                servers.retain(|s| {
+                    let name = format!("{MCP_PREFIX}{}", str_at(s, &["name"]).unwrap_or("unnamed"));
+                    !is_removed(&name)
+                });
+                if servers.is_empty() {
+                    obj.remove("mcp_servers");
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn strip_definitions(

@@ -250,13 +250,19 @@ fn cases() -> Vec<Case> {
             choice_after: Some(json!("auto")),
         },
         Case {
-            name: "responses: an emptied namespace disappears",
+            name: "responses: an emptied namespace disappears, a hosted tool off the allow-list too",
             fixture: "responses_request.json",
             api: Api::Responses,
             policy: only_weather,
             choice: None,
-            want: stripped(&["delete_file", "read_contact", "delete_contact", "run_sql"]),
-            left: &["get_weather", "web_search"],
+            want: stripped(&[
+                "delete_file",
+                "web_search",
+                "read_contact",
+                "delete_contact",
+                "run_sql",
+            ]),
+            left: &["get_weather"],
             absent: &[],
             choice_after: Some(json!("auto")),
         },
@@ -431,4 +437,73 @@ fn request_table() {
             }
         }
     }
+}
+
+/// Tools the provider runs are governed under their type's name; one that would need
+/// approval is denied (its calls never reach tollgate); a remote MCP server needs an
+/// explicit `mcp:` allow pattern, which a bare `*` is not.
+#[test]
+fn hosted_tools_follow_the_tool_rules() {
+    let responses = |tools: Value| json!({"model": "gpt-4o", "input": "hi", "tools": tools});
+    let check = |policy: &str, api: Api, mut body: Value| {
+        let verdict = check_request(api, &mut body, &common::tools(policy));
+        (verdict, body)
+    };
+
+    let (v, body) = check(
+        r#"{deny: ["web_search*"]}"#,
+        Api::Responses,
+        responses(json!([{"type": "web_search"}, {"type": "function", "name": "f"}])),
+    );
+    assert_eq!(v, stripped(&["web_search"]));
+    assert_eq!(body["tools"], json!([{"type": "function", "name": "f"}]));
+
+    let (v, _) = check(
+        r#"{approve: ["code_interpreter"], on_violation: block}"#,
+        Api::Responses,
+        responses(json!([{"type": "code_interpreter", "container": {"type": "auto"}}])),
+    );
+    assert_eq!(v, blocked("code_interpreter", "hosted_tool_needs_approval"));
+
+    let mcp = json!([{"type": "mcp", "server_label": "deepwiki",
+                      "server_url": "https://mcp.example/mcp"}]);
+    let (v, _) = check(r#"{allow: ["*"]}"#, Api::Responses, responses(mcp.clone()));
+    assert_eq!(
+        v,
+        RequestVerdict::Stripped {
+            removed: vec!["mcp:deepwiki".into()]
+        }
+    );
+    let (v, _) = check(r#"{}"#, Api::Responses, responses(mcp.clone()));
+    assert_eq!(
+        v,
+        stripped(&["mcp:deepwiki"]),
+        "no allow list is no MCP allowance"
+    );
+    let (v, _) = check(
+        r#"{allow: ["*", "mcp:deepwiki"]}"#,
+        Api::Responses,
+        responses(mcp),
+    );
+    assert_eq!(v, RequestVerdict::Unchanged);
+
+    let (v, body) = check(
+        r#"{allow: ["get_*"]}"#,
+        Api::ChatCompletions,
+        json!({"model": "gpt-4o-search-preview", "web_search_options": {},
+               "messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(v, stripped(&["web_search"]));
+    assert!(body.get("web_search_options").is_none());
+
+    let (v, body) = check(
+        r#"{allow: ["mcp:docs"]}"#,
+        Api::AnthropicMessages,
+        json!({"model": "claude-sonnet-4-5", "max_tokens": 10,
+               "messages": [{"role": "user", "content": "hi"}],
+               "mcp_servers": [{"type": "url", "url": "https://a.example/mcp", "name": "docs"},
+                               {"type": "url", "url": "https://b.example/mcp", "name": "evil"}]}),
+    );
+    assert_eq!(v, stripped(&["mcp:evil"]));
+    assert_eq!(body["mcp_servers"].as_array().map(Vec::len), Some(1));
 }

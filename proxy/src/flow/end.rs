@@ -27,6 +27,8 @@ pub enum Charge {
     InputOnly,
     /// What the provider reported, or what tollgate counted.
     Usage(Usage),
+    /// The whole hold: the answer came before the work it pays for.
+    Hold,
 }
 
 /// What is left to send once the request is settled and recorded.
@@ -103,6 +105,7 @@ pub async fn conclude(state: &State, session: &mut Session, ctx: &mut Ctx, ended
             settle::commit(state, ctx, usage).await
         }
         Charge::Usage(usage) => settle::commit(state, ctx, usage).await,
+        Charge::Hold => settle::commit_hold(state, ctx).await,
     }
     match ended.reason {
         Some(Code::GuardrailBlocked) => ctx.verdict.deny(Code::GuardrailBlocked),

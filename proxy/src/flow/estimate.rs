@@ -7,6 +7,7 @@ use tollgate_config::Policy;
 use tollgate_pricing::{self as pricing, Price};
 
 use super::context::Estimate;
+use super::policy::Hidden;
 use crate::api::Request;
 use crate::error::GateError;
 use crate::state::Runtime;
@@ -49,7 +50,16 @@ pub fn price_of(rt: &Runtime, model: &str) -> Result<Price, GateError> {
         })
 }
 
-pub fn estimate(rt: &Runtime, policy: &Policy, req: &mut Request) -> Result<Estimate, GateError> {
+/// Input assumed for stored context of a model whose context window the price table does
+/// not know: the largest windows models have today.
+const UNKNOWN_CONTEXT_WINDOW: u64 = 1_000_000;
+
+pub fn estimate(
+    rt: &Runtime,
+    policy: &Policy,
+    req: &mut Request,
+    hidden: Hidden,
+) -> Result<Estimate, GateError> {
     let price = price_of(rt, &req.model).map_err(|_| {
         GateError::invalid(
             format!(
@@ -59,7 +69,7 @@ pub fn estimate(rt: &Runtime, policy: &Policy, req: &mut Request) -> Result<Esti
             Some("model"),
         )
     })?;
-    let input_tokens = pricing::estimate_input_tokens(req.api, &req.model, &req.body);
+    let mut input_tokens = pricing::estimate_input_tokens(req.api, &req.model, &req.body);
     let multiplier = pricing::output_multiplier(req.api, &req.body);
     let output_tokens = match pricing::requested_output_limit(req.api, &req.body) {
         Some(n) => n,
@@ -72,6 +82,14 @@ pub fn estimate(rt: &Runtime, policy: &Policy, req: &mut Request) -> Result<Esti
             n
         }
     };
+    if hidden.stored_context {
+        // Hidden input may fill whatever of the context window the output leaves.
+        let window = price
+            .context_window
+            .map(u64::from)
+            .unwrap_or(UNKNOWN_CONTEXT_WINDOW);
+        input_tokens = input_tokens.max(window.saturating_sub(output_tokens));
+    }
     let worst_nanos = pricing::worst_case_cost(
         &price,
         input_tokens,

@@ -139,7 +139,8 @@ async fn attempt(
         &req.model,
         session.req_header(),
         body.len(),
-    );
+    )
+    .map_err(Failure::Connect)?;
     let io = |e: Box<pingora_error::Error>| {
         Failure::Connect(format!(
             "sending the request failed: {}",

@@ -182,10 +182,12 @@ impl Gateway {
             return Err(GateError::ModelNotFound { model: req.model });
         }
         policy::check(&self.state, policy, &req.model, ctx)?;
+        let hidden = policy::Hidden::of(api, &req.body);
+        policy::hidden(&self.state, policy, hidden, ctx)?;
         let guards = agent.guards.as_ref();
         guard::input(&self.state, policy, guards, &mut req, ctx)?;
         tools::check_request(&self.state, policy, &mut req, ctx)?;
-        let est = estimate::estimate(rt, policy, &mut req)?;
+        let est = estimate::estimate(rt, policy, &mut req, hidden)?;
         ctx.money.estimate = Some(est.clone());
         let tokens = est.input_tokens
             + est.output_tokens * tollgate_pricing::output_multiplier(api, &req.body);
@@ -214,6 +216,11 @@ impl Gateway {
             },
             strip_usage,
         };
-        Ok(relay::respond(&self.state, session, &req, upstream, &out, ctx).await)
+        let mut ended = relay::respond(&self.state, session, &req, upstream, &out, ctx).await;
+        if hidden.background && !matches!(ended.charge, Charge::Nothing) {
+            // Queued, not generated: the provider will spend up to the hold.
+            ended.charge = Charge::Hold;
+        }
+        Ok(ended)
     }
 }

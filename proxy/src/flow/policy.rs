@@ -3,10 +3,12 @@
 //! In `mode: shadow` a denial is recorded (`shadow_deny`) and the request goes on.
 
 use chrono::{Datelike, Utc};
+use serde_json::Value;
 use tollgate_config::{Hours, Mode, Policy};
 use tollgate_types::Decision;
 
 use super::context::Ctx;
+use crate::api::Api;
 use crate::error::GateError;
 use crate::state::State;
 
@@ -59,6 +61,60 @@ pub fn check(state: &State, policy: &Policy, model: &str, ctx: &mut Ctx) -> Resu
         let e = GateError::OutsideAllowedHours {
             window: describe(hours),
         };
+        deny(state, policy, "policy", e, ctx)?;
+    }
+    Ok(())
+}
+
+/// What a Responses request asks the provider to do out of tollgate's sight.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Hidden {
+    /// `background: true`: answered before it is generated.
+    pub background: bool,
+    /// `previous_response_id`, `conversation` or a stored `prompt`: input tollgate
+    /// cannot see.
+    pub stored_context: bool,
+}
+
+impl Hidden {
+    pub fn of(api: Api, body: &Value) -> Hidden {
+        if api != Api::Responses {
+            return Hidden::default();
+        }
+        let set = |k: &str| body.get(k).is_some_and(|v| !v.is_null());
+        Hidden {
+            background: body.get("background").and_then(Value::as_bool) == Some(true),
+            stored_context: set("previous_response_id") || set("conversation") || set("prompt"),
+        }
+    }
+}
+
+/// Refuses what the policy does not allow of [`Hidden`] work.
+pub fn hidden(
+    state: &State,
+    policy: &Policy,
+    hidden: Hidden,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    let refuse = |what: &str, switch: &str| GateError::FeatureNotAllowed {
+        message: format!(
+            "{what} is not allowed for this agent: tollgate cannot bound its cost (policy `responses.{switch}`)."
+        ),
+    };
+    if hidden.background && !policy.responses.background {
+        deny(
+            state,
+            policy,
+            "policy",
+            refuse("Background mode", "background"),
+            ctx,
+        )?;
+    }
+    if hidden.stored_context && !policy.responses.stored_context {
+        let e = refuse(
+            "Stored context (previous_response_id, conversation, prompt)",
+            "stored_context",
+        );
         deny(state, policy, "policy", e, ctx)?;
     }
     Ok(())
