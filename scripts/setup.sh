@@ -2,8 +2,9 @@
 # Installs what building and testing tollgate needs on a Debian machine. Idempotent and
 # quick when everything is already there. Usage: scripts/setup.sh [--test]
 #   (no flag)  build tools only: what `tollgate demo` needs
-#   --test     also Redis (running on 127.0.0.1:6379), Prometheus, and a Python venv
-#              with the official openai SDK for the end-to-end tests
+#   --test     also Redis (running on 127.0.0.1:6379), Prometheus, a Python venv with the
+#              official openai SDK and the official openai npm package (tests/node) for
+#              the end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,8 @@ if [ $want_test = 1 ]; then
   command -v redis-server >/dev/null || need redis-server
   command -v prometheus >/dev/null || need prometheus
   python3 -c 'import venv' 2>/dev/null || need python3-venv
+  command -v node >/dev/null || need nodejs
+  command -v npm >/dev/null || need npm
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -50,5 +53,17 @@ if [ $want_test = 1 ]; then
     echo "setup: creating .venv with the openai SDK"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4'
+  fi
+  # ... and with the official openai npm package, exactly as tests/node/package-lock.json
+  # pins it. The copy of the lock file left in node_modules says what is installed.
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$node_major" -lt 20 ]; then
+    echo "setup: the openai npm package needs Node.js 20 or newer; found $(node --version)" >&2
+    exit 1
+  fi
+  if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.installed-lock.json; then
+    echo "setup: installing the openai npm package in tests/node"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+    cp tests/node/package-lock.json tests/node/node_modules/.installed-lock.json
   fi
 fi

@@ -16,6 +16,7 @@
 mod budgets;
 mod client;
 mod gauge;
+mod node;
 mod python;
 mod redis;
 
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 pub use budgets::{BudgetRow, usd_to_nanos};
 pub use client::{Client, Reply};
 pub use gauge::InFlight;
+pub use node::{node, node_dir};
 pub use python::{python, venv_python};
 pub use redis::{PrivateRedis, SHARED_REDIS_PORT, SharedPrefix, delete_prefix, random_prefix};
 
