@@ -234,7 +234,7 @@ agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
 }
 
 /// With an hour's half-life time does nothing in a test; recovery 0.5 halves the penalty
-/// with each clean request.
+/// with each clean model call, and only with those.
 #[tokio::test]
 async fn clean_requests_of_a_gated_agent_shrink_the_penalty_by_recovery() {
     let mock = mock::provider().spawn().await;
@@ -252,6 +252,11 @@ agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
     let c = tg.client("a1");
     assert_denied(&c.chat(violation()).await, 403, "model_not_allowed");
     wait_trust(&tg, "a1", "exp(-2)", |t| (-t.ln() - 2.0).abs() < 0.01).await;
+    // Listing models is not work: looping on it must not wash the penalty away (each
+    // would otherwise halve it, and the steps below would never see 2·0.5^k).
+    for _ in 0..4 {
+        assert_eq!(c.get("/v1/models").await.status, 200);
+    }
     for k in 1..=3 {
         let r = c.chat(ok_chat()).await;
         assert_eq!(r.status, 200, "{}", r.text());

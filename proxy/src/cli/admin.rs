@@ -140,11 +140,27 @@ pub fn call(
     Err(fail(format!("{} ({})", message, reply.status)))
 }
 
+/// `text` safe to print on an operator's terminal: control characters (escape sequences
+/// an agent put in a tool argument or a name) and bidirectional overrides are shown as
+/// `\u{..}` instead of being interpreted.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Prints `rows` as an aligned table of `columns` (JSON field names).
 pub fn table(rows: &[Value], columns: &[&str]) {
     let cell = |v: &Value, c: &str| match &v[c] {
         Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         // Amounts are exact decimals on the wire: print them as decimals, not 5.25e-6.
         Value::Number(n) if n.is_f64() => {
             let text = format!("{:.9}", n.as_f64().unwrap_or_default());
@@ -448,5 +464,16 @@ fn verify(
             eprintln!("error: cannot verify {}: {e}", path.display());
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn terminal_escapes_are_shown_not_interpreted() {
+        let shown = super::printable("ok\u{1b}[2J\u{1b}]0;pwned\u{7}\u{202e}txt");
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown}");
+        assert_eq!(shown, "ok\\u{1b}[2J\\u{1b}]0;pwned\\u{7}\\u{202e}txt");
+        assert_eq!(super::printable("plain é"), "plain é");
     }
 }

@@ -12,6 +12,7 @@ use tollgate_config::{Policy, Trust};
 use tollgate_types::Decision;
 
 use super::context::{Agent, Ctx, Verdict};
+use crate::api::Endpoint;
 use crate::error::GateError;
 use crate::reason::Code;
 use crate::state::State;
@@ -104,7 +105,14 @@ pub async fn record(state: &State, ctx: &Ctx) {
     let Some(agent) = &ctx.agent else { return };
     let trust = &ctx.rt.config.trust;
     let p = penalty(trust, &ctx.verdict, ctx.upstream.status);
-    let success = p == 0.0 && (200..300).contains(&ctx.reply.status);
+    // Only model calls earn recovery: a cheap request (listing models, asking the decision
+    // API) repeated in a loop must not wash a penalty away.
+    let success = p == 0.0
+        && (200..300).contains(&ctx.reply.status)
+        && matches!(ctx.endpoint, Endpoint::Llm(_));
+    if p == 0.0 && !success {
+        return;
+    }
     let gated = agent.policy.min_trust.is_some();
     if p == 0.0 && !gated {
         return;
