@@ -44,6 +44,37 @@ fn dropped(name: &str) -> bool {
     DROPPED.contains(&name) || name.starts_with("x-tollgate-")
 }
 
+/// Anthropic betas an agent may turn on: ones that change limits, caching and streaming.
+/// Betas that make the provider run tools or reach out itself (`mcp-client-*`,
+/// `code-execution-*`, `computer-use-*`, `web-fetch-*`, `files-api-*`, ...) would bypass
+/// tool policy and are dropped, as is anything not listed.
+const ANTHROPIC_BETAS: &[&str] = &[
+    "prompt-caching-2024-07-31",
+    "extended-cache-ttl-2025-04-11",
+    "token-efficient-tools-2025-02-19",
+    "fine-grained-tool-streaming-2025-05-14",
+    "interleaved-thinking-2025-05-14",
+    "output-128k-2025-02-19",
+    "context-1m-2025-08-07",
+    "max-tokens-3-5-sonnet-2024-07-15",
+    "pdfs-2024-09-25",
+];
+
+/// The agent's `anthropic-beta` values tollgate passes on (comma-separated, any number
+/// of headers), or `None` when none is left.
+fn allowed_betas(client: &RequestHeader) -> Option<String> {
+    let kept: Vec<&str> = client
+        .headers
+        .get_all("anthropic-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|b| ANTHROPIC_BETAS.contains(b))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
 /// Why a provider could not be used; decides whether the next provider is tried.
 #[derive(Debug)]
 pub enum Failure {
@@ -85,9 +116,12 @@ pub fn request_header(
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(client.headers.len() + 4))
         .map_err(|_| format!("invalid upstream path for model `{model}`"))?;
     for (name, value) in client.headers.iter() {
-        if !dropped(name.as_str()) {
+        if !dropped(name.as_str()) && name.as_str() != "anthropic-beta" {
             let _ = req.append_header(name.clone(), value.clone());
         }
+    }
+    if let Some(betas) = allowed_betas(client) {
+        let _ = req.insert_header("anthropic-beta", betas);
     }
     let set = |req: &mut RequestHeader, name: &'static str, value: &str| {
         let _ = req.insert_header(name, value);
@@ -221,6 +255,28 @@ impl Upstreams {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_listed_anthropic_betas_pass() {
+        let mut client = pingora_http::RequestHeader::build("POST", b"/v1/messages", None).unwrap();
+        client
+            .append_header(
+                "anthropic-beta",
+                "mcp-client-2025-04-04, prompt-caching-2024-07-31",
+            )
+            .unwrap();
+        client
+            .append_header("anthropic-beta", "code-execution-2025-05-22")
+            .unwrap();
+        assert_eq!(
+            super::allowed_betas(&client).as_deref(),
+            Some("prompt-caching-2024-07-31")
+        );
+        let mut only_bad = pingora_http::RequestHeader::build("POST", b"/", None).unwrap();
+        only_bad
+            .append_header("anthropic-beta", "mcp-client-2025-04-04")
+            .unwrap();
+        assert_eq!(super::allowed_betas(&only_bad), None);
+    }
     #[test]
     fn a_model_name_stays_one_path_segment() {
         assert_eq!(super::path_segment("gpt-4o"), "gpt-4o");
