@@ -5,7 +5,7 @@
 //! `clientSecret`, `x-api-key`). The value must look like a secret: long enough,
 //! enough entropy, not a placeholder, not code (`token = self.next()`).
 
-use super::Secrets;
+use super::{Secrets, keys};
 use crate::Category;
 use crate::engine::{Ctx, Hit};
 use crate::text::{Hay, contains, entropy, is_b64, is_placeholder};
@@ -58,7 +58,9 @@ fn classify(key: &[u8]) -> Option<KeyClass> {
         b"credential",
     ];
     if !(0..k).any(|i| stems.iter().any(|s| key[i..].starts_with(s))) {
-        return None;
+        // An Azure shared access signature: `...&sig=<base64>` in a URL or a
+        // connection string.
+        return (key == b"sig").then_some(KeyClass::Secret);
     }
     let has = |w: &[u8]| contains(key, w);
     if key.ends_with(b"accountkey") || key.ends_with(b"sharedaccesskey") {
@@ -101,8 +103,18 @@ pub(super) fn operator(hay: &Hay, ctx: &Ctx, secrets: &Secrets, t: usize) -> Opt
         if hay.at(t + 1) == Some(b'=') {
             v += 1;
         }
-    } else {
-        if t > 0 && b"=!<>:+-*/%&|^~".contains(&b[t - 1]) {
+    }
+    // Make's `::=`, `:::=` and `?=`, PHP's `.=`: the operator starts before the `=`. A
+    // lone `:=` is handled at its `:`.
+    let mut op = t;
+    if b[t] == b'=' {
+        while op > 0 && t - op < 3 && matches!(b[op - 1], b':' | b'?' | b'.') {
+            op -= 1;
+        }
+        if t - op == 1 && b[op] == b':' {
+            return None;
+        }
+        if op > 0 && b"=!<>:+-*/%&|^~".contains(&b[op - 1]) {
             return None;
         }
         match hay.at(t + 1) {
@@ -112,22 +124,30 @@ pub(super) fn operator(hay: &Hay, ctx: &Ctx, secrets: &Secrets, t: usize) -> Opt
         }
     }
     // The key is context, not part of the finding, so it may lie before the floor.
-    let lim = t.saturating_sub(MAX_KEY + 8);
-    let mut k = t;
-    while k > lim && matches!(b[k - 1], b' ' | b'\t') && t - k < 4 {
+    let lim = op.saturating_sub(MAX_KEY + 8);
+    let mut k = op;
+    while k > lim && matches!(b[k - 1], b' ' | b'\t') && op - k < 4 {
         k -= 1;
     }
-    if k > lim && matches!(b[k - 1], b'"' | b'\'' | b'`') {
+    let key_quote = k > lim && matches!(b[k - 1], b'"' | b'\'' | b'`');
+    if key_quote {
         k -= 1;
     }
     let ke = k;
     while k > lim && is_key(b[k - 1]) && ke - k < MAX_KEY {
         k -= 1;
     }
-    let class = classify(&b[k..ke])?;
     while matches!(hay.at(v), Some(b' ' | b'\t')) && v - t < 10 {
         v += 1;
     }
+    if key_quote
+        && ke - k <= 2
+        && v >= ctx.floor
+        && let Some(h) = keys::jwk_member(hay, &b[k..ke], v)
+    {
+        return Some(h);
+    }
+    let class = classify(&b[k..ke])?;
     let quote = match hay.at(v) {
         Some(q @ (b'"' | b'\'' | b'`')) => {
             v += 1;
@@ -200,6 +220,9 @@ fn auth_value(hay: &Hay, ctx: &Ctx, secrets: &Secrets, v: usize, quote: Option<u
         b"Bot ",
         b"Api-Token ",
         b"ApiKey ",
+        b"NTLM ",
+        b"Negotiate ",
+        b"SSWS ",
     ] {
         if hay.starts_with_ci(v, scheme) {
             s = v + scheme.len();
@@ -221,8 +244,13 @@ fn auth_value(hay: &Hay, ctx: &Ctx, secrets: &Secrets, v: usize, quote: Option<u
         return None;
     }
     let val = &b[s..s + n];
-    let ok =
-        !is_placeholder(val) && entropy(val) >= 2.5 && !val.starts_with(b"$") && val[0] != b'{';
+    // Without a scheme a credential is not a plain word (`Authorization: Included`).
+    let word = s == v && val.iter().all(u8::is_ascii_alphabetic) && n < 16;
+    let ok = !word
+        && !is_placeholder(val)
+        && entropy(val) >= 2.5
+        && !val.starts_with(b"$")
+        && val[0] != b'{';
     ok.then(|| Hit::new(s, s + n, AUTH_HEADER, Category::Secret))
 }
 
@@ -249,7 +277,7 @@ pub(crate) fn plausible(val: &[u8], quoted: bool, password: bool) -> bool {
     let symbols = val.len() - letters - digits;
     let punct_only = val
         .iter()
-        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-' | b':'));
     // Identifiers (`user_password`, `os.environ`) have letters and separators only.
     let identifier = digits == 0 && punct_only;
     if letters == 0 || (identifier && !quoted) {

@@ -3,13 +3,16 @@
 //!
 //! Two cheap passes find the places to look. Prefixes made of letters and dots (`AKIA`,
 //! `eyJ`, `hvs.`) go into one aho-corasick automaton small enough for its SIMD
-//! prefilter. Prefixes with `_` or `-` (`ghp_`, `glpat-`, `-----BEGIN`) and the
-//! assignment, URL and separator rules are reached from the trigger-byte pass at `_`,
-//! `-`, `:`, `=`, `~`, which prose rarely contains.
+//! prefilter. Prefixes with `_`, `-` or a digit (`ghp_`, `glpat-`, `-----BEGIN`,
+//! `ya29.`) and the assignment, URL and separator rules are reached from the trigger-byte
+//! pass at `_`, `-`, digits, `:`, `=`, `~`, which prose rarely contains.
 
+mod blobs;
 mod generic;
+mod keys;
 mod structured;
 mod tokens;
+mod vendors;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 
@@ -46,17 +49,36 @@ pub(crate) struct Secrets {
 
 fn table() -> Vec<(&'static str, Det)> {
     let mut t: Vec<(&'static str, Det)> = Vec::new();
-    for spec in tokens::SPECS {
+    for spec in tokens::SPECS.iter().chain(vendors::SPECS) {
         for p in spec.prefixes {
             t.push((p, Det::Token(spec)));
         }
     }
     t.extend(structured::keywords());
+    t.extend([
+        ("MII", Det::Custom(keys::der)),
+        ("MIG", Det::Custom(keys::der)),
+        ("MHc", Det::Custom(keys::der)),
+        ("MHQ", Det::Custom(keys::der)),
+        ("MC4", Det::Custom(keys::der)),
+        ("LS0tLS1CRUdJTi", Det::Custom(keys::b64_pem)),
+        ("PuTTY-User-Key-File-", Det::Custom(keys::putty)),
+        ("EAA", Det::Custom(blobs::eaa)),
+        ("AAAAAAAAAAAAAAAAAAAAA", Det::Custom(blobs::twitter)),
+        ("TlRMTVNTUA", Det::Custom(blobs::ntlm_blob)),
+        ("aad3b435b51404ee", Det::Custom(blobs::ntlm_hash)),
+    ]);
     t
 }
 
+/// Whether a trigger byte (`_`, `-`, a digit) occurs in keyword `k`: such keywords are
+/// reached from the trigger pass instead of the automaton over the whole text.
 fn has_separator(k: &str) -> bool {
-    k.contains(['_', '-'])
+    k.bytes().any(is_separator)
+}
+
+fn is_separator(c: u8) -> bool {
+    c == b'_' || c == b'-' || c.is_ascii_digit()
 }
 
 impl Secrets {
@@ -74,7 +96,7 @@ impl Secrets {
             .start_kind(StartKind::Anchored)
             .build(&all)
             .expect("secret keywords compile");
-        let first_sep = |k: &str| k.find(['_', '-']).expect("has a separator");
+        let first_sep = |k: &str| k.bytes().position(is_separator).expect("has a separator");
         let mut sep_offsets: Vec<usize> = all
             .iter()
             .filter(|k| has_separator(k))
@@ -185,12 +207,23 @@ impl Secrets {
                 (h, t + 1)
             }
             b':' | b'=' => (generic::operator(hay, ctx, self, t), t + 1),
+            b'-' if hay.at(t + 1) == Some(b'u') => match blobs::mailchimp(hay, ctx, t) {
+                Some(h) => (Some(h), h.end),
+                None => self.word(hay, ctx, t),
+            },
             b'_' | b'-' => self.word(hay, ctx, t),
             b'~' => match structured::azure(hay, ctx, t) {
                 Some((h, end)) => (Some(h), end),
                 None => (None, t + 1),
             },
-            _ => (structured::twilio(hay, ctx, t), t + 1),
+            _ => {
+                if let (Some(h), end) = self.word(hay, ctx, t) {
+                    return (Some(h), end);
+                }
+                let h = blobs::aws_secret_near(hay, ctx, t)
+                    .or_else(|| structured::twilio(hay, ctx, t));
+                (h, t + 1)
+            }
         }
     }
 
@@ -226,8 +259,14 @@ pub(crate) fn shared() -> &'static Secrets {
 
 /// Every secret type name, for documentation and dashboards.
 pub(crate) fn kinds() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = tokens::SPECS.iter().map(|s| s.kind).collect();
+    let mut v: Vec<&'static str> = tokens::SPECS
+        .iter()
+        .chain(vendors::SPECS)
+        .map(|s| s.kind)
+        .collect();
     v.extend(structured::KINDS);
+    v.extend(blobs::KINDS);
+    v.push(keys::PRIVATE_KEY);
     v.extend(generic::KINDS);
     v.sort_unstable();
     v.dedup();

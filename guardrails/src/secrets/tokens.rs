@@ -2,7 +2,7 @@
 
 use crate::Category;
 use crate::engine::Hit;
-use crate::text::{Hay, contains_ci, entropy, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex};
+use crate::text::{Hay, contains_ci, entropy, glued, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex};
 
 /// A prefix-and-body token rule.
 pub(crate) struct Spec {
@@ -257,7 +257,7 @@ fn min_entropy(len: usize) -> f64 {
 
 pub(super) fn detect(hay: &Hay, spec: &Spec, start: usize, pend: usize) -> Option<Hit> {
     let b = hay.b;
-    if start > 0 && is_alnum(b[start - 1]) {
+    if glued(b, start) {
         return None;
     }
     let n = hay.run(pend, spec.max + 1, spec.body);
