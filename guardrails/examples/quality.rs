@@ -78,7 +78,7 @@ fn print_table(title: &str, scores: &BTreeMap<String, Score>) {
     row("**all**", &all);
 }
 
-fn seeded(g: &Guard) {
+fn seeded(g: &Guard, show: bool) {
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     for s in generate(2024, 20_000) {
         let found = g.scan(&s.text);
@@ -91,6 +91,9 @@ fn seeded(g: &Guard) {
                 e.tp += 1;
             } else {
                 e.fn_ += 1;
+                if show {
+                    eprintln!("missed {}\t{:?}", l.kind, s.text);
+                }
             }
         }
         for f in &found {
@@ -100,6 +103,14 @@ fn seeded(g: &Guard) {
                 .any(|l| f.kind == l.kind && f.start == l.start && f.end == l.end)
             {
                 scores.entry(f.kind.to_string()).or_default().fp += 1;
+                if show {
+                    eprintln!(
+                        "spurious {}\t{:?}\t{:?}",
+                        f.kind,
+                        &s.text[f.start..f.end],
+                        s.text
+                    );
+                }
             }
         }
     }
@@ -289,7 +300,7 @@ fn main() {
         .cloned()
         .unwrap_or_else(|| "../shared/corpora".into());
     let corpora = Path::new(&corpora);
-    seeded(&g);
+    seeded(&g, show == Some("seeded"));
     presidio(&g, &corpora.join("pii_presidio_generated_small.json"));
     gitleaks(&g, &corpora.join("secrets_gitleaks_cases.jsonl"));
     benign(&g, show);

@@ -34,9 +34,17 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     }
     // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
     let before = &b[t.saturating_sub(24)..t];
-    if ["version", "upgrade", "release", "build", "ver.", "oid", "objectidentifier"]
-        .iter()
-        .any(|w| contains_ci(before, w.as_bytes()))
+    if [
+        "version",
+        "upgrade",
+        "release",
+        "build",
+        "ver.",
+        "oid",
+        "objectidentifier",
+    ]
+    .iter()
+    .any(|w| contains_ci(before, w.as_bytes()))
     {
         return None;
     }

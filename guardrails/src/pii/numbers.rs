@@ -89,7 +89,9 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize, seq: &mut Seq) -> Option<()> {
     if t > ctx.floor {
         let p = b[t - 1];
         let before_ok = t - 1 == 0 || !is_alnum(b[t - 2]) && b[t - 2] != b'+' && b[t - 2] != b'(';
-        if p == b'+' && before_ok {
+        // `(+1 415 ...)`: a parenthesis may enclose an international number.
+        let plus_ok = t - 1 == 0 || !is_alnum(b[t - 2]) && b[t - 2] != b'+';
+        if p == b'+' && plus_ok {
             seq.plus = true;
             seq.start = t - 1;
         } else if p == b'(' && before_ok {
@@ -218,16 +220,63 @@ fn near(hay: &Hay, start: usize, words: &[&str]) -> bool {
 /// Words that say a nearby number is a phone number, in the languages of the formats
 /// the detector knows.
 const PHONE_WORDS: &[&str] = &[
-    "phone", "tel", "mobile", "mob.", "cell", "fax", "call", "sms", "text me", "whatsapp",
-    "contact", "reach", "dial", "hotline", "landline", "ring", "handy", "telefon", "teléfono",
-    "telefono", "téléphone", "numéro", "nummer", "número", "móvil", "portable", "cellulare",
+    "phone",
+    "tel",
+    "mobile",
+    "mob.",
+    "cell",
+    "fax",
+    "call",
+    "sms",
+    "text me",
+    "whatsapp",
+    "contact",
+    "reach",
+    "dial",
+    "hotline",
+    "landline",
+    "ring",
+    "handy",
+    "telefon",
+    "teléfono",
+    "telefono",
+    "téléphone",
+    "numéro",
+    "nummer",
+    "número",
+    "móvil",
+    "portable",
+    "cellulare",
 ];
 
 /// Words that say a nearby number is a payment card number.
 const CARD_WORDS: &[&str] = &[
-    "card", "credit", "debit", "visa", "mastercard", "amex", "maestro", "jcb", "diners",
-    "discover", "unionpay", "rupay", "cc ", "cc#", "cc:", "cc=", "ccn", "pan ", "pan:",
-    "payment", "karte", "kart", "carte", "tarjeta", "cartão", "carta",
+    "card",
+    "credit",
+    "debit",
+    "visa",
+    "mastercard",
+    "amex",
+    "maestro",
+    "jcb",
+    "diners",
+    "discover",
+    "unionpay",
+    "rupay",
+    "cc ",
+    "cc#",
+    "cc:",
+    "cc=",
+    "ccn",
+    "pan ",
+    "pan:",
+    "payment",
+    "karte",
+    "kart",
+    "carte",
+    "tarjeta",
+    "cartão",
+    "carta",
 ];
 
 const SSN_WORDS: &[&str] = &["ssn", "social security", "ss#", "ss no", "ss number"];
@@ -402,8 +451,7 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
 /// national format (`06 12 34 56 78`: five pairs, a leading zero) groups a phone number
 /// that way, and there a nearby `hex` still says otherwise.
 fn hex_dump(hay: &Hay, s: &Seq) -> bool {
-    if !(s.groups.iter().all(|&k| k == 2) && s.groups.len() >= 4 && s.uniform_sep() == Some(b' '))
-    {
+    if !(s.groups.iter().all(|&k| k == 2) && s.groups.len() >= 4 && s.uniform_sep() == Some(b' ')) {
         return false;
     }
     s.groups.len() != 5 || s.digits[0] != b'0' || near(hay, s.start, &["hex", "0x"])

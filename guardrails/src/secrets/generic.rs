@@ -20,11 +20,83 @@ pub(crate) const KINDS: &[&str] = &[PASSWORD, GENERIC, AUTH_HEADER, AWS_SECRET, 
 
 const MAX_KEY: usize = 64;
 const MAX_VALUE: usize = 256;
+const MAX_AUTH: usize = 8192;
+
+/// Services whose name in a key says its value is their credential.
+const VENDORS: &[&str] = &[
+    "adafruit",
+    "airtable",
+    "algolia",
+    "alibaba",
+    "asana",
+    "atlassian",
+    "bitbucket",
+    "bittrex",
+    "cloudflare",
+    "codecov",
+    "cohere",
+    "coinbase",
+    "confluent",
+    "contentful",
+    "datadog",
+    "deepgram",
+    "discord",
+    "droneci",
+    "dropbox",
+    "etsy",
+    "facebook",
+    "fastly",
+    "finicity",
+    "finnhub",
+    "flickr",
+    "freshbooks",
+    "gitter",
+    "heroku",
+    "hubspot",
+    "intercom",
+    "jfrog",
+    "kraken",
+    "kucoin",
+    "launchdarkly",
+    "linkedin",
+    "looker",
+    "mailchimp",
+    "mailgun",
+    "mapbox",
+    "mattermost",
+    "meraki",
+    "messagebird",
+    "mistral",
+    "netlify",
+    "newrelic",
+    "nytimes",
+    "okta",
+    "pagerduty",
+    "plaid",
+    "rapidapi",
+    "sendbird",
+    "sentry",
+    "snyk",
+    "sonar",
+    "sourcegraph",
+    "squarespace",
+    "sumo",
+    "telegram",
+    "travis",
+    "trello",
+    "twilio",
+    "twitch",
+    "twitter",
+    "typeform",
+    "yandex",
+    "zendesk",
+];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum KeyClass {
     Password,
     Secret,
+    Vendor,
     Authorization,
     AwsSecret,
     AzureStorage,
@@ -34,7 +106,42 @@ fn is_key(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')
 }
 
-fn classify(key: &[u8]) -> Option<KeyClass> {
+/// Whether one of the key's words, or two adjacent ones run together, is a vendor's
+/// name: `sourcegraph`, `HEROKU_KEY`, `newRelic`, but not `rookTable` or `sumOfExposures`.
+fn names_vendor(key: &[u8]) -> bool {
+    let mut words: Vec<&[u8]> = Vec::new();
+    let mut s = 0;
+    for i in 1..=key.len() {
+        let split = i == key.len()
+            || !key[i].is_ascii_alphanumeric()
+            || key[i].is_ascii_uppercase() && key[i - 1].is_ascii_lowercase();
+        if split {
+            let w = &key[s..i];
+            let w = w.strip_prefix(b"_").unwrap_or(w);
+            if w.iter().any(u8::is_ascii_alphanumeric) {
+                words.push(w.trim_ascii());
+            }
+            s = i;
+            if i < key.len() && !key[i].is_ascii_alphanumeric() {
+                s = i + 1;
+            }
+        }
+    }
+    let is = |w: &[u8]| VENDORS.iter().any(|v| v.as_bytes().eq_ignore_ascii_case(w));
+    words.iter().any(|w| is(w))
+        || words.windows(2).any(|p| {
+            let mut j = [0u8; 32];
+            let n = p[0].len() + p[1].len();
+            n <= 32 && {
+                j[..p[0].len()].copy_from_slice(p[0]);
+                j[p[0].len()..n].copy_from_slice(p[1]);
+                is(&j[..n])
+            }
+        })
+}
+
+fn classify(orig: &[u8]) -> Option<KeyClass> {
+    let key = orig;
     let mut buf = [0u8; MAX_KEY];
     let n = key.len().min(MAX_KEY);
     // Separators dropped, so `api_key`, `api-key`, `apiKey` and `APIKEY` all read `apikey`.
@@ -57,10 +164,26 @@ fn classify(key: &[u8]) -> Option<KeyClass> {
         b"token",
         b"credential",
     ];
+    // Keys that name an identifier, a location or a kind hold no secret
+    // (`credentialsId`, `access_key_id`, `token_url`, `secret_name`).
+    if [
+        "id", "ids", "name", "url", "uri", "path", "file", "type", "version",
+    ]
+    .iter()
+    .any(|w| key.ends_with(w.as_bytes()))
+    {
+        return None;
+    }
     if !(0..k).any(|i| stems.iter().any(|s| key[i..].starts_with(s))) {
+        let original = &orig[..orig.len().min(MAX_KEY)];
         // An Azure shared access signature: `...&sig=<base64>` in a URL or a
         // connection string.
-        return (key == b"sig").then_some(KeyClass::Secret);
+        if key == b"sig" {
+            return Some(KeyClass::Secret);
+        }
+        // A vendor's name alone (`sourcegraph: ...`, `heroku = ...`): a value there
+        // must look random on its own (see `operator`).
+        return names_vendor(original).then_some(KeyClass::Vendor);
     }
     let has = |w: &[u8]| contains(key, w);
     if key.ends_with(b"accountkey") || key.ends_with(b"sharedaccesskey") {
@@ -162,7 +285,11 @@ pub(super) fn operator(hay: &Hay, ctx: &Ctx, secrets: &Secrets, t: usize) -> Opt
         return auth_value(hay, ctx, secrets, v, quote);
     }
     let (vs, ve) = value(hay, v, quote)?;
-    if secrets.specific_at(hay, ctx, vs).is_some() {
+    if secrets.specific_at(hay, ctx, vs).is_some()
+        || ve - vs > 32
+            && hay.b[vs + 32] == b'-'
+            && super::blobs::mailchimp(hay, ctx, vs + 32).is_some()
+    {
         return None;
     }
     let val = &b[vs..ve];
@@ -182,7 +309,13 @@ pub(super) fn operator(hay: &Hay, ctx: &Ctx, secrets: &Secrets, t: usize) -> Opt
         _ => GENERIC,
     };
     let password = class == KeyClass::Password;
-    plausible(val, quote.is_some(), password).then(|| Hit::new(vs, ve, kind, Category::Secret))
+    let random = class != KeyClass::Vendor
+        || val.len() >= 16
+            && val.iter().any(u8::is_ascii_digit)
+            && val.iter().any(u8::is_ascii_alphabetic)
+            && entropy(val) >= 3.5;
+    (random && plausible(val, quote.is_some(), password))
+        .then(|| Hit::new(vs, ve, kind, Category::Secret))
 }
 
 /// The value's span: up to the closing quote, or a run of token characters.
@@ -232,10 +365,11 @@ fn auth_value(hay: &Hay, ctx: &Ctx, secrets: &Secrets, v: usize, quote: Option<u
     if s < ctx.floor || secrets.specific_at(hay, ctx, s).is_some() {
         return None;
     }
-    let n = hay.run(s, MAX_VALUE + 1, |c| {
+    // Bearer tokens (JWTs, opaque session blobs) run to a few kilobytes.
+    let n = hay.run(s, MAX_AUTH + 1, |c| {
         c.is_ascii_alphanumeric() || b"-._~+/=:@!#$%^&*".contains(&c)
     });
-    if !(8..=MAX_VALUE).contains(&n) {
+    if !(8..=MAX_AUTH).contains(&n) {
         return None;
     }
     if let Some(q) = quote
@@ -301,6 +435,14 @@ pub(crate) fn plausible(val: &[u8], quoted: bool, password: bool) -> bool {
     {
         return false;
     }
-    let threshold = if password { 2.0 } else { 3.0 };
+    // Hex has sixteen symbols: a random 16-character hex key often stays under 3 bits.
+    let hex = val.iter().all(u8::is_ascii_hexdigit);
+    let threshold = if password {
+        2.0
+    } else if hex {
+        2.5
+    } else {
+        3.0
+    };
     entropy(val) >= threshold
 }

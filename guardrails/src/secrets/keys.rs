@@ -30,8 +30,20 @@ fn is_wrapper(c: u8) -> bool {
     c.is_ascii_whitespace()
         || matches!(
             c,
-            b'"' | b'\'' | b'`' | b',' | b';' | b'(' | b')' | b'[' | b']' | b'#' | b'*' | b'|'
-                | b'>' | b':' | b'.'
+            b'"' | b'\''
+                | b'`'
+                | b','
+                | b';'
+                | b'('
+                | b')'
+                | b'['
+                | b']'
+                | b'#'
+                | b'*'
+                | b'|'
+                | b'>'
+                | b':'
+                | b'.'
         )
 }
 
@@ -49,7 +61,7 @@ pub(super) struct Body {
 /// `+` or `.` concatenation, `\n` escapes, commas and comment leaders. Stops at an
 /// `-----END` line, at a byte no wrapped key holds, or where prose starts (two short
 /// words in a row), after at most [`MAX_KEY`] bytes.
-pub(super) fn key_body(hay: &Hay, mut i: usize) -> Body {
+pub(super) fn key_body(hay: &Hay, mut i: usize, limit: usize) -> Body {
     let start = i;
     let mut body = Body {
         end_line: None,
@@ -58,13 +70,17 @@ pub(super) fn key_body(hay: &Hay, mut i: usize) -> Body {
     };
     // The previous run, if it was a short all-letter word followed by one space.
     let mut word_before = false;
-    while i - start < MAX_KEY {
+    while i - start < MAX_KEY && body.b64 < limit {
         let Some(c) = hay.at(i) else { break };
         if c == b'-' && hay.starts_with(i, b"-----END") {
             body.end_line = Some(i);
             break;
         }
-        if c == b'\\' && hay.at(i + 1).is_some_and(|n| matches!(n, b'n' | b'r' | b't')) {
+        if c == b'\\'
+            && hay
+                .at(i + 1)
+                .is_some_and(|n| matches!(n, b'n' | b'r' | b't'))
+        {
             i += 2;
             word_before = false;
             continue;
@@ -116,7 +132,7 @@ pub(super) fn pem(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<Hit> {
     if !hay.starts_with(i, b"-----") {
         return None;
     }
-    let body = key_body(hay, i + 5);
+    let body = key_body(hay, i + 5, usize::MAX);
     if let Some(e) = body.end_line {
         let j = e + 8;
         let tail = hay.run(j, 48, |c| {
@@ -187,7 +203,7 @@ fn der_len(d: &[u8], i: usize) -> Option<(usize, usize)> {
 /// SEC1), the outer length matching the base64 that follows.
 pub(super) fn der(hay: &Hay, _ctx: &Ctx, p: usize, _pend: usize) -> Option<Hit> {
     let b = hay.b;
-    if p > 0 && (is_b64(b[p - 1]) || b[p - 1] == b'=') {
+    if p > 0 && is_b64(b[p - 1]) {
         return None;
     }
     let head = hay.run(p, 24, is_b64);
@@ -211,8 +227,8 @@ pub(super) fn der(hay: &Hay, _ctx: &Ctx, p: usize, _pend: usize) -> Option<Hit> 
     if !shape || len < 32 {
         return None;
     }
-    let body = key_body(hay, p);
     let want = (1 + used + len).div_ceil(3) * 4;
+    let body = key_body(hay, p, want);
     if body.b64 + 4 < want || body.b64 > want + 4 {
         return None;
     }

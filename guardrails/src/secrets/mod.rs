@@ -67,6 +67,8 @@ fn table() -> Vec<(&'static str, Det)> {
         ("AAAAAAAAAAAAAAAAAAAAA", Det::Custom(blobs::twitter)),
         ("TlRMTVNTUA", Det::Custom(blobs::ntlm_blob)),
         ("aad3b435b51404ee", Det::Custom(blobs::ntlm_hash)),
+        ("-u", Det::Custom(blobs::curl_user)),
+        ("--user", Det::Custom(blobs::curl_user)),
     ]);
     t
 }
@@ -184,6 +186,11 @@ impl Secrets {
         if b[at..].starts_with(b"SK") {
             return structured::twilio(hay, ctx, at + 2);
         }
+        if b.get(at).is_some_and(u8::is_ascii_digit)
+            && let Some(h) = blobs::facebook_app(hay, ctx, at)
+        {
+            return Some(h);
+        }
         let digits = b[at..]
             .iter()
             .take(11)
@@ -221,6 +228,7 @@ impl Secrets {
                     return (Some(h), end);
                 }
                 let h = blobs::aws_secret_near(hay, ctx, t)
+                    .or_else(|| blobs::facebook_app(hay, ctx, t))
                     .or_else(|| structured::twilio(hay, ctx, t));
                 (h, t + 1)
             }

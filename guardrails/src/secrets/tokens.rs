@@ -2,7 +2,9 @@
 
 use crate::Category;
 use crate::engine::Hit;
-use crate::text::{Hay, contains_ci, entropy, glued, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex};
+use crate::text::{
+    Hay, contains_ci, entropy, glued, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex,
+};
 
 /// A prefix-and-body token rule.
 pub(crate) struct Spec {
@@ -270,6 +272,10 @@ pub(super) fn detect(hay: &Hay, spec: &Spec, start: usize, pend: usize) -> Optio
     }
     let body = &b[pend..end];
     if is_filler(body) || !(spec.check)(body) {
+        return None;
+    }
+    // `video_box.ico-<hash>.png`: a file name with a content hash, not a credential.
+    if start > 0 && b[start - 1] == b'.' && hay.at(end) == Some(b'.') {
         return None;
     }
     Some(Hit::new(start, end, spec.kind, Category::Secret))

@@ -106,7 +106,14 @@ macro_rules! spec {
 
 pub(crate) static SPECS: &[Spec] = &[
     // Design tools.
-    spec!("figma_token", ["figd_", "figu_"], is_b64url, 38, 64, has_digit),
+    spec!(
+        "figma_token",
+        ["figd_", "figu_"],
+        is_b64url,
+        38,
+        64,
+        has_digit
+    ),
     // PaaS, BaaS and edge platforms.
     spec!("heroku_api_key", ["HRKU-AA"], is_b64url, 58, 58),
     spec!("netlify_token", ["nfp_"], is_alnum, 36, 40, has_digit),
@@ -128,7 +135,13 @@ pub(crate) static SPECS: &[Spec] = &[
         letters_and_digits
     ),
     spec!("flyio_token", ["fo1_"], is_b64url, 43, 43),
-    spec!("flyio_token", ["fm1r_", "fm1a_", "fm2_"], b64_pad, 100, 4000),
+    spec!(
+        "flyio_token",
+        ["fm1r_", "fm1a_", "fm2_"],
+        b64_pad,
+        100,
+        4000
+    ),
     spec!("render_api_key", ["rnd_"], is_alnum, 32, 32, mixed),
     spec!("scalingo_token", ["tk-us-"], is_b64url, 48, 48),
     spec!("dynatrace_token", ["dt0c01."], alnum_dot, 89, 89, dynatrace),
@@ -168,7 +181,14 @@ pub(crate) static SPECS: &[Spec] = &[
     spec!("firecrawl_api_key", ["fc-"], is_lower_hex, 32, 32),
     spec!("jina_api_key", ["jina_"], is_alnum, 60, 60, mixed),
     spec!("elevenlabs_api_key", ["sk_"], is_lower_hex, 48, 48),
-    spec!("pinecone_api_key", ["pcsk_"], word, 50, 80, letters_and_digits),
+    spec!(
+        "pinecone_api_key",
+        ["pcsk_"],
+        word,
+        50,
+        80,
+        letters_and_digits
+    ),
     // Developer services and CI.
     spec!("prefect_api_key", ["pnu_"], is_alnum, 36, 36),
     spec!("readme_api_key", ["rdme_"], lower_alnum, 70, 70),
@@ -186,7 +206,14 @@ pub(crate) static SPECS: &[Spec] = &[
     ),
     spec!("buildkite_token", ["bkua_"], is_lower_hex, 40, 40),
     spec!("circleci_token", ["CCIPAT_"], word, 63, 63, circleci),
-    spec!("new_relic_api_key", ["NRII-"], alnum_dash, 32, 32, has_digit),
+    spec!(
+        "new_relic_api_key",
+        ["NRII-"],
+        alnum_dash,
+        32,
+        32,
+        has_digit
+    ),
     spec!(
         "hubspot_token",
         ["pat-na1-", "pat-eu1-", "pat-na2-", "pat-ap1-"],
@@ -211,8 +238,23 @@ pub(crate) static SPECS: &[Spec] = &[
         36,
         onepassword_secret_key
     ),
+    spec!(
+        "intra42_client_secret",
+        ["s-s4t2ud-", "s-s4t2af-"],
+        is_lower_hex,
+        64,
+        64
+    ),
     // Container orchestration.
-    spec!("docker_swarm_join_token", ["SWMTKN-1-"], alnum_dash, 76, 76, swarm),
+    spec!("openshift_token", ["sha256~"], is_b64url, 43, 43, has_digit),
+    spec!(
+        "docker_swarm_join_token",
+        ["SWMTKN-1-"],
+        alnum_dash,
+        76,
+        76,
+        swarm
+    ),
     // Notes and wikis: Notion's older internal-integration secrets.
     spec!("notion_token", ["secret_"], is_alnum, 43, 43, mixed),
     // E-mail marketing.
@@ -275,7 +317,14 @@ pub(crate) static SPECS: &[Spec] = &[
         40,
         40
     ),
-    spec!("easypost_api_key", ["EZAK", "EZTK"], is_alnum, 54, 54, mixed),
+    spec!(
+        "easypost_api_key",
+        ["EZAK", "EZTK"],
+        is_alnum,
+        54,
+        54,
+        mixed
+    ),
     spec!("aws_session_token", ["FwoGZXIvYXdz"], b64_pad, 100, 4000),
     spec!("aws_session_token", ["IQoJb3JpZ2lu"], b64_pad, 100, 4000),
 ];
