@@ -6,7 +6,7 @@
 //! formats and contexts; hard negatives (UUIDs, hashes, versions, dates, order numbers,
 //! placeholder keys, code) carry no label and must stay unflagged.
 
-mod more;
+pub(crate) mod more;
 mod values;
 
 /// A small deterministic PRNG (SplitMix64): the same seed gives the same corpus on every

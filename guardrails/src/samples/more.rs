@@ -12,7 +12,7 @@ const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding.
-pub(super) fn b64_encode(data: &[u8]) -> String {
+pub(crate) fn b64_encode(data: &[u8]) -> String {
     let mut out = String::new();
     for chunk in data.chunks(3) {
         let n = chunk.len();
@@ -52,7 +52,7 @@ fn uuid(r: &mut Rng) -> String {
 
 /// The DER of a PKCS#8 RSA private key of `body` random bytes (a real header and
 /// lengths, random key material).
-fn pkcs8_der(r: &mut Rng, body: usize) -> Vec<u8> {
+pub(crate) fn pkcs8_der(r: &mut Rng, body: usize) -> Vec<u8> {
     let inner_len = body;
     let octet = [&[0x04u8, 0x82][..], &(inner_len as u16).to_be_bytes()].concat();
     let alg = [
@@ -123,7 +123,7 @@ fn private_key_form(r: &mut Rng) -> String {
 }
 
 /// A value of one of the added token families.
-pub(super) fn token(r: &mut Rng, kind: &str) -> String {
+pub(crate) fn token(r: &mut Rng, kind: &str) -> String {
     match kind {
         "figma_token" => format!("figd_{}", mixed(r, 40)),
         "heroku_api_key" => format!("HRKU-AA{}", r.string(B64URL, 58)),
@@ -198,7 +198,7 @@ pub(super) fn token(r: &mut Rng, kind: &str) -> String {
 }
 
 /// The families [`token`] produces as bare values (the value is the finding).
-pub(super) const TOKEN_KINDS: &[&str] = &[
+pub(crate) const TOKEN_KINDS: &[&str] = &[
     "figma_token",
     "heroku_api_key",
     "netlify_token",

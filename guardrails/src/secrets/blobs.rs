@@ -220,6 +220,7 @@ pub(super) fn curl_user(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<
             }
         }
     };
+    let user_quoted = matches!(hay.at(i), Some(b'"' | b'\''));
     let (us, mut ue, next) = part(i)?;
     let (ps, pe) = if hay.at(next) == Some(b':') {
         let (ps, pe, _) = part(next + 1)?;
@@ -227,13 +228,14 @@ pub(super) fn curl_user(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<
     } else {
         // The colon inside one token: split at the first one.
         let colon = b[us..ue].iter().position(|&c| c == b':')?;
-        let (ps, pe) = if us + colon + 1 == ue && matches!(hay.at(ue), Some(b'"' | b'\'')) {
-            // `user:'password'`: the password quoted on its own.
-            let (ps, pe, _) = part(ue)?;
-            (ps, pe)
-        } else {
-            (us + colon + 1, ue)
-        };
+        let (ps, pe) =
+            if !user_quoted && us + colon + 1 == ue && matches!(hay.at(ue), Some(b'"' | b'\'')) {
+                // `user:'password'`: the password quoted on its own.
+                let (ps, pe, _) = part(ue)?;
+                (ps, pe)
+            } else {
+                (us + colon + 1, ue)
+            };
         ue = us + colon;
         (ps, pe)
     };

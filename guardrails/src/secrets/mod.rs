@@ -282,4 +282,6 @@ pub(crate) fn kinds() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
+mod family_tests;
+#[cfg(test)]
 mod tests;

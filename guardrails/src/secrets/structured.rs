@@ -213,7 +213,8 @@ pub(super) fn url(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
             let path = &b[i..i + n];
             let slashes = path.iter().filter(|&&c| c == b'/').count();
             // Workspace and hook ids may repeat letters; the last segment is the secret.
-            let last = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
+            let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+            let last = trimmed.rsplit(|&c| c == b'/').next().unwrap_or(trimmed);
             if n >= 24 && slashes >= 1 && last.len() >= 8 && !is_filler(last) {
                 return secret(s, i + n, kind);
             }

@@ -262,7 +262,11 @@ pub(super) fn detect(hay: &Hay, spec: &Spec, start: usize, pend: usize) -> Optio
     if glued(b, start) {
         return None;
     }
-    let n = hay.run(pend, spec.max + 1, spec.body);
+    let mut n = hay.run(pend, spec.max + 1, spec.body);
+    // A sentence may end right after a token whose alphabet has dots.
+    while n > 0 && b[pend + n - 1] == b'.' && hay.at(pend + n).is_none_or(|c| !is_alnum(c)) {
+        n -= 1;
+    }
     if n < spec.min || n > spec.max {
         return None;
     }
