@@ -208,8 +208,15 @@ const CONTEXT: usize = 48;
 fn near(hay: &Hay, start: usize, words: &[&str]) -> bool {
     let b = hay.b;
     let w = &b[start.saturating_sub(CONTEXT)..start];
+    // The words' first letters as a bit set: most positions start none of them.
+    let firsts = words
+        .iter()
+        .fold(0u32, |m, word| m | 1 << (word.as_bytes()[0] & 31));
     (0..w.len()).any(|i| {
-        (i == 0 || !w[i - 1].is_ascii_alphabetic())
+        let c = w[i];
+        c.is_ascii_alphabetic()
+            && firsts & (1 << (c & 31)) != 0
+            && (i == 0 || !w[i - 1].is_ascii_alphabetic())
             && words.iter().any(|word| {
                 w.len() - i >= word.len()
                     && w[i..i + word.len()].eq_ignore_ascii_case(word.as_bytes())
@@ -431,8 +438,13 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
     };
     // Where the text says it is a phone number, any grouping of 7 to 15 digits is one
     // (local numbers, `030/1234567`, bare runs), unless it reads as a date.
+    // `1999-2008`: a range of years.
+    let years = g == [4, 4]
+        && matches!(&s.digits[..2], b"19" | b"20")
+        && matches!(&s.digits[4..6], b"19" | b"20");
     let ok = ok
         || (7..=15).contains(&n)
+            && !years
             && !looks_like_date(s)
             && !(g.len() == 1 && n < 9 && !s.plus)
             && near(hay, s.start, PHONE_WORDS);

@@ -109,35 +109,64 @@ fn is_key(c: u8) -> bool {
 /// Whether one of the key's words, or two adjacent ones run together, is a vendor's
 /// name: `sourcegraph`, `HEROKU_KEY`, `newRelic`, but not `rookTable` or `sumOfExposures`.
 fn names_vendor(key: &[u8]) -> bool {
-    let mut words: Vec<&[u8]> = Vec::new();
+    let is = |w: &[u8]| VENDORS.iter().any(|v| v.as_bytes().eq_ignore_ascii_case(w));
+    let mut prev: &[u8] = &[];
     let mut s = 0;
     for i in 1..=key.len() {
         let split = i == key.len()
             || !key[i].is_ascii_alphanumeric()
+            || !key[i - 1].is_ascii_alphanumeric()
             || key[i].is_ascii_uppercase() && key[i - 1].is_ascii_lowercase();
-        if split {
-            let w = &key[s..i];
-            let w = w.strip_prefix(b"_").unwrap_or(w);
-            if w.iter().any(u8::is_ascii_alphanumeric) {
-                words.push(w.trim_ascii());
-            }
-            s = i;
-            if i < key.len() && !key[i].is_ascii_alphanumeric() {
-                s = i + 1;
+        if !split {
+            continue;
+        }
+        let w = &key[s..i];
+        s = i;
+        if !w[0].is_ascii_alphanumeric() {
+            continue;
+        }
+        if is(w) {
+            return true;
+        }
+        let n = prev.len() + w.len();
+        if !prev.is_empty() && n <= 32 {
+            let mut j = [0u8; 32];
+            j[..prev.len()].copy_from_slice(prev);
+            j[prev.len()..n].copy_from_slice(w);
+            if is(&j[..n]) {
+                return true;
             }
         }
+        prev = w;
     }
-    let is = |w: &[u8]| VENDORS.iter().any(|v| v.as_bytes().eq_ignore_ascii_case(w));
-    words.iter().any(|w| is(w))
-        || words.windows(2).any(|p| {
-            let mut j = [0u8; 32];
-            let n = p[0].len() + p[1].len();
-            n <= 32 && {
-                j[..p[0].len()].copy_from_slice(p[0]);
-                j[p[0].len()..n].copy_from_slice(p[1]);
-                is(&j[..n])
-            }
-        })
+    false
+}
+
+/// Per lowercase trigram (26^3 bits), whether some vendor name starts with it: most keys
+/// hold none and skip the word split.
+fn vendor_trigrams() -> &'static [u64] {
+    static T: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = vec![0u64; 26 * 26 * 26 / 64 + 1];
+        for v in VENDORS {
+            let i = trigram(v.as_bytes()).expect("vendor names are lowercase letters");
+            t[i / 64] |= 1 << (i % 64);
+        }
+        t
+    })
+}
+
+fn trigram(w: &[u8]) -> Option<usize> {
+    let l = |c: u8| c.is_ascii_lowercase().then(|| usize::from(c - b'a'));
+    Some((l(w[0])? * 26 + l(w[1])?) * 26 + l(w[2])?)
+}
+
+fn may_name_vendor(compact: &[u8]) -> bool {
+    let t = vendor_trigrams();
+    compact
+        .windows(3)
+        .filter_map(trigram)
+        .any(|i| t[i / 64] & (1 << (i % 64)) != 0)
 }
 
 fn classify(orig: &[u8]) -> Option<KeyClass> {
@@ -166,16 +195,14 @@ fn classify(orig: &[u8]) -> Option<KeyClass> {
     ];
     // Keys that name an identifier, a location or a kind hold no secret
     // (`credentialsId`, `access_key_id`, `token_url`, `secret_name`).
-    if [
-        "id", "ids", "name", "url", "uri", "path", "file", "type", "version",
-    ]
-    .iter()
-    .any(|w| key.ends_with(w.as_bytes()))
-    {
-        return None;
-    }
+    let names_no_secret = || {
+        [
+            "id", "ids", "name", "url", "uri", "path", "file", "type", "version",
+        ]
+        .iter()
+        .any(|w| key.ends_with(w.as_bytes()))
+    };
     if !(0..k).any(|i| stems.iter().any(|s| key[i..].starts_with(s))) {
-        let original = &orig[..orig.len().min(MAX_KEY)];
         // An Azure shared access signature: `...&sig=<base64>` in a URL or a
         // connection string.
         if key == b"sig" {
@@ -183,7 +210,11 @@ fn classify(orig: &[u8]) -> Option<KeyClass> {
         }
         // A vendor's name alone (`sourcegraph: ...`, `heroku = ...`): a value there
         // must look random on its own (see `operator`).
-        return names_vendor(original).then_some(KeyClass::Vendor);
+        let vendor = may_name_vendor(key) && !names_no_secret() && names_vendor(orig);
+        return vendor.then_some(KeyClass::Vendor);
+    }
+    if names_no_secret() {
+        return None;
     }
     let has = |w: &[u8]| contains(key, w);
     if key.ends_with(b"accountkey") || key.ends_with(b"sharedaccesskey") {

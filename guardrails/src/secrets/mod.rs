@@ -35,13 +35,10 @@ pub(crate) struct Secrets {
     /// All keywords, anchored: checked where a keyword may start near a trigger byte.
     anchored: AhoCorasick,
     dets: Vec<Det>,
-    /// For keywords with `_` or `-`: the offsets of their first separator, largest
-    /// first. A separator at `t` is looked at as the first separator of each keyword, at
-    /// `t - offset`: a fixed, local set of positions.
-    sep_offsets: Vec<usize>,
-    /// Per byte, bit `i` set if a keyword whose first separator is at `sep_offsets[i]`
-    /// starts with it: all offsets are tested at once, without a branch per offset.
-    sep_firsts: [u32; 256],
+    /// Keywords whose first trigger byte is `_` or `-`, by the offset of that byte.
+    sep: Offsets,
+    /// Keywords whose first trigger byte is a digit (`ya29.`, `oy2`), likewise.
+    digit: Offsets,
     /// The first two bytes of every keyword, as a bit set per first byte: where they do
     /// not occur, no keyword does and the anchored search is skipped.
     pairs: Box<[[u64; 4]; 256]>,
@@ -83,6 +80,31 @@ fn is_separator(c: u8) -> bool {
     c == b'_' || c == b'-' || c.is_ascii_digit()
 }
 
+/// Where keywords reached from a trigger byte may start: a trigger at `t` is looked at
+/// as the first trigger of each keyword, at `t - offset`, a fixed local set of positions.
+struct Offsets {
+    /// The offsets of the keywords' first trigger byte, largest first.
+    offsets: Vec<usize>,
+    /// Per byte, bit `i` set if a keyword whose first trigger is at `offsets[i]` starts
+    /// with it: all offsets are tested at once, without a branch per offset.
+    firsts: [u32; 256],
+}
+
+impl Offsets {
+    fn new(keywords: &[&str], first: impl Fn(&str) -> usize) -> Offsets {
+        let mut offsets: Vec<usize> = keywords.iter().map(|k| first(k)).collect();
+        offsets.sort_unstable_by_key(|&o| std::cmp::Reverse(o));
+        offsets.dedup();
+        assert!(offsets.len() <= 32, "offsets fit the bit set");
+        let mut firsts = [0u32; 256];
+        for k in keywords {
+            let i = offsets.iter().position(|&o| o == first(k));
+            firsts[usize::from(k.as_bytes()[0])] |= 1 << i.expect("listed");
+        }
+        Offsets { offsets, firsts }
+    }
+}
+
 impl Secrets {
     fn new() -> Secrets {
         let table = table();
@@ -99,19 +121,18 @@ impl Secrets {
             .build(&all)
             .expect("secret keywords compile");
         let first_sep = |k: &str| k.bytes().position(is_separator).expect("has a separator");
-        let mut sep_offsets: Vec<usize> = all
+        let reached: Vec<&str> = all.iter().copied().filter(|k| has_separator(k)).collect();
+        let (by_digit, by_sep): (Vec<&str>, Vec<&str>) = reached
             .iter()
-            .filter(|k| has_separator(k))
-            .map(|k| first_sep(k))
-            .collect();
-        sep_offsets.sort_unstable_by_key(|&o| std::cmp::Reverse(o));
-        sep_offsets.dedup();
-        assert!(sep_offsets.len() <= 32, "offsets fit the bit set");
-        let mut sep_firsts = [0u32; 256];
-        for k in all.iter().filter(|k| has_separator(k)) {
-            let i = sep_offsets.iter().position(|&o| o == first_sep(k));
-            sep_firsts[usize::from(k.as_bytes()[0])] |= 1 << i.expect("listed");
-        }
+            .partition(|k| k.as_bytes()[first_sep(k)].is_ascii_digit());
+        assert!(
+            by_digit
+                .iter()
+                .all(|k| k.as_bytes()[first_sep(k) - 1].is_ascii_alphabetic()),
+            "at_trigger looks for digit keywords only after a letter"
+        );
+        let sep = Offsets::new(&by_sep, first_sep);
+        let digit = Offsets::new(&by_digit, first_sep);
         let mut pairs = Box::new([[0u64; 4]; 256]);
         for k in &all {
             let k = k.as_bytes();
@@ -123,8 +144,8 @@ impl Secrets {
             ac_rule,
             anchored,
             dets: table.into_iter().map(|(_, d)| d).collect(),
-            sep_offsets,
-            sep_firsts,
+            sep,
+            digit,
             pairs,
         }
     }
@@ -224,7 +245,11 @@ impl Secrets {
                 None => (None, t + 1),
             },
             _ => {
-                if let (Some(h), end) = self.word(hay, ctx, t) {
+                // Every keyword whose first trigger is a digit has a letter before it.
+                if t > 0
+                    && b[t - 1].is_ascii_alphabetic()
+                    && let (Some(h), end) = self.word(hay, ctx, t)
+                {
                     return (Some(h), end);
                 }
                 let h = blobs::aws_secret_near(hay, ctx, t)
@@ -238,17 +263,22 @@ impl Secrets {
     /// At `_` or `-`: tries the keywords whose first separator this could be.
     fn word(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
         let b = hay.b;
+        let set = if b[t].is_ascii_digit() {
+            &self.digit
+        } else {
+            &self.sep
+        };
         let mut cands = 0u32;
-        for (i, &off) in self.sep_offsets.iter().enumerate() {
+        for (i, &off) in set.offsets.iter().enumerate() {
             if t >= ctx.floor + off {
-                cands |= self.sep_firsts[usize::from(b[t - off])] & (1 << i);
+                cands |= set.firsts[usize::from(b[t - off])] & (1 << i);
             }
         }
         // Largest offset first, as a keyword there starts earliest.
         while cands != 0 {
             let i = cands.trailing_zeros() as usize;
             cands &= cands - 1;
-            let at = t - self.sep_offsets[i];
+            let at = t - set.offsets[i];
             if self.may_be_specific(b, at)
                 && let Some(h) = self.specific_at(hay, ctx, at)
             {
