@@ -386,13 +386,15 @@ pub(crate) fn known_iin(d: &[u8]) -> bool {
                 && (16..=19).contains(&n)
                 || (p(2) == 67 || p(2) == 63) && n >= 12
         }
+        // Maestro's `0604`.
+        b'0' => p(4) == 604 && n >= 12,
         _ => false,
     }
 }
 
 fn looks_like_date(s: &Seq) -> bool {
     let g = &s.groups[..];
-    let sep_ok = matches!(s.uniform_sep(), Some(b'-' | b'.' | b' ' | b'/'));
+    let sep_ok = !s.seps.is_empty() && s.seps.iter().all(|c| b"-./ ".contains(c));
     sep_ok
         && g.len() == 3
         && (g == [4, 2, 2]
@@ -424,15 +426,22 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
         let a = if g.len() == 4 { 1 } else { 0 };
         sep.is_some() && s.digits[a] >= b'2' && s.digits[a + 3] >= b'2'
     } else if s.digits[0] == b'0' {
-        (9..=13).contains(&n)
-            && (s.seps.iter().all(|&c| c == b' ' || c == b'-') || sep == Some(b'.'))
+        // `0047 ...`, `001-...`: the international prefix dialled out, not a `+`.
+        let max = if s.digits[1] == b'0' { 15 } else { 13 };
+        (9..=max).contains(&n)
+            && s.seps.iter().all(|&c| matches!(c, b' ' | b'-' | b'.'))
             && !hex_dump(hay, s)
     } else {
         // Free grouping, as many countries print numbers: but not 10 000 000.
         g.len() >= 3
             && (8..=12).contains(&n)
             && g.iter().all(|&k| k >= 2)
-            && matches!(sep, Some(b' ' | b'-'))
+            && (matches!(sep, Some(b' ' | b'-'))
+                || g.len() >= 3
+                    && s.seps.iter().all(|&c| matches!(c, b' ' | b'-' | b'.'))
+                    && s.seps.iter().any(|&c| c != b'.'))
+            // `2020-300-23120`: a year first.
+            && !(g[0] == 4 && matches!(&s.digits[..2], b"19" | b"20"))
             && !g[1..].iter().all(|&k| k == 3)
             && !hex_dump(hay, s)
     };

@@ -201,6 +201,7 @@ fn classify(orig: &[u8]) -> Option<KeyClass> {
         ]
         .iter()
         .any(|w| key.ends_with(w.as_bytes()))
+            || contains(key, b"allowcredentials")
     };
     if !(0..k).any(|i| stems.iter().any(|s| key[i..].starts_with(s))) {
         // An Azure shared access signature: `...&sig=<base64>` in a URL or a
@@ -359,11 +360,18 @@ fn value(hay: &Hay, v: usize, quote: Option<u8>) -> Option<(usize, usize)> {
         }
         return Some((v, v + n));
     }
-    let n = hay.run(v, MAX_VALUE + 1, |c| {
+    let mut n = hay.run(v, MAX_VALUE + 1, |c| {
         (0x21..=0x7e).contains(&c) && !b",;\"'`)}]>&".contains(&c)
     });
     if n == 0 || n > MAX_VALUE {
         return None;
+    }
+    // An unquoted value inside an escaped string ends at the escape (`hell\r\n...`).
+    if let Some(e) = b[v..v + n]
+        .windows(2)
+        .position(|w| w[0] == b'\\' && b"rnt0x".contains(&w[1]))
+    {
+        n = e;
     }
     let mut e = v + n;
     while e > v && matches!(b[e - 1], b'.' | b':') {
@@ -427,8 +435,17 @@ pub(crate) fn plausible(val: &[u8], quoted: bool, password: bool) -> bool {
     }
     if matches!(
         val[0],
-        b'$' | b'%' | b'&' | b'*' | b'@' | b'#' | b'{' | b'<' | b'[' | b'(' | b'.' | b'/'
+        b'$' | b'%' | b'&' | b'*' | b'@' | b'#' | b'{' | b'<' | b'[' | b'(' | b'.' | b'/' | b'_'
     ) {
+        return false;
+    }
+    // `snake_case_7`: a name in code (`field: type_name_2`), not a value.
+    if !quoted
+        && val.contains(&b'_')
+        && val
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+    {
         return false;
     }
     if val.iter().any(|c| b"()[]{}<> ".contains(c)) || contains(val, b"::") {
