@@ -417,7 +417,7 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
     let ok = if slash {
         false
     } else if s.plus {
-        (8..=15).contains(&n) && (g.len() == 1 || g[0] <= 3)
+        (8..=15).contains(&n) && (g.len() == 1 || g[0] <= 3) && national_length_ok(s)
     } else if s.paren {
         (7..=12).contains(&n) && g[0] <= 5 && g.len() >= 2
     } else if looks_like_date(s) || g.len() < 2 || g == [3, 2, 4] {
@@ -466,6 +466,35 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
         PHONE,
         Category::Pii,
     ))
+}
+
+/// National number lengths (after the country code, without a trunk `(0)`) of
+/// countries whose plan is closed: `+44 1234567` is too short to be a UK number.
+/// Other country codes are not checked.
+const NATIONAL_LENGTHS: &[(&[u8], u8, u8)] = &[
+    (b"1", 10, 10),
+    (b"7", 10, 10),
+    (b"31", 9, 9),
+    (b"33", 9, 9),
+    (b"34", 9, 9),
+    (b"44", 9, 10),
+    (b"61", 9, 9),
+    (b"81", 9, 10),
+    (b"86", 10, 11),
+    (b"91", 10, 10),
+];
+
+fn national_length_ok(s: &Seq) -> bool {
+    let d = &s.digits[..];
+    let trunk = usize::from(s.seps.contains(&b'(') && s.groups.get(1) == Some(&1));
+    let Some(&(cc, lo, hi)) = NATIONAL_LENGTHS
+        .iter()
+        .find(|(cc, _, _)| d.starts_with(cc) && (s.groups.len() == 1 || s.groups[0] == cc.len()))
+    else {
+        return true;
+    };
+    let national = d.len() - cc.len() - trunk;
+    (usize::from(lo)..=usize::from(hi)).contains(&national)
 }
 
 /// Byte pairs (`30 81 04 00 00`): a hex dump, not a number to dial. Only the French
