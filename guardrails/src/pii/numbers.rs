@@ -454,6 +454,7 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
     let ok = ok
         || (7..=15).contains(&n)
             && !years
+            && (!s.plus || national_length_ok(s))
             && !looks_like_date(s)
             && !(g.len() == 1 && n < 9 && !s.plus)
             && near(hay, s.start, PHONE_WORDS);
