@@ -417,8 +417,9 @@ fn auth_value(hay: &Hay, ctx: &Ctx, secrets: &Secrets, v: usize, quote: Option<u
         return None;
     }
     let val = &b[s..s + n];
-    // Without a scheme a credential is not a plain word (`Authorization: Included`).
-    let word = s == v && val.iter().all(u8::is_ascii_alphabetic) && n < 16;
+    // Without a scheme a credential is not a plain word (`Authorization: Included`,
+    // `authorization: AuthorizationRef`).
+    let word = s == v && val.iter().all(u8::is_ascii_alphabetic);
     let ok = !word
         && !is_placeholder(val)
         && entropy(val) >= 2.5
