@@ -16,6 +16,7 @@ mod engine;
 mod guard;
 pub mod json;
 mod pii;
+#[cfg(any(test, feature = "samples"))]
 pub mod samples;
 mod secrets;
 mod stream;

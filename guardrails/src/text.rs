@@ -85,6 +85,43 @@ impl<'a> Hay<'a> {
     }
 }
 
+/// True if the byte before `i` continues a word that a token at `i` would be glued to.
+/// Not so after an escape that ends in a letter or digit: `\n`, `\t` and `\r` in a
+/// quoted string, a terminal colour code (`ESC[1;32m`, or written out as `\x1b[32m`,
+/// `\033[32m`, `\e[32m`, `\u001b[32m`), or a percent-escape in a URL (`%20`, `%3D`).
+#[inline]
+pub(crate) fn glued(b: &[u8], i: usize) -> bool {
+    i > 0 && is_alnum(b[i - 1]) && !after_escape(b, i)
+}
+
+#[cold]
+fn after_escape(b: &[u8], i: usize) -> bool {
+    let c = b[i - 1];
+    if i >= 2 && b[i - 2] == b'\\' && matches!(c, b'n' | b't' | b'r') {
+        return true;
+    }
+    if i >= 3 && b[i - 3] == b'%' && is_hex(b[i - 2]) && is_hex(c) {
+        return true;
+    }
+    if c != b'm' {
+        return false;
+    }
+    let mut j = i - 1;
+    while j > 0 && i - j < 16 && (b[j - 1].is_ascii_digit() || b[j - 1] == b';') {
+        j -= 1;
+    }
+    if j == 0 || b[j - 1] != b'[' {
+        return false;
+    }
+    let lead = &b[..j - 1];
+    lead.ends_with(b"\\x1b")
+        || lead.ends_with(b"\\x1B")
+        || lead.ends_with(b"\\033")
+        || lead.ends_with(b"\\e")
+        || lead.ends_with(b"\\u001b")
+        || lead.ends_with(&[0x1b])
+}
+
 #[inline]
 pub(crate) fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'

@@ -75,6 +75,110 @@ pub fn code(limit: usize) -> String {
     s
 }
 
+/// The rust-docs component of the pinned toolchain: its books are the pinned prose.
+pub const RUST_DOCS: &str =
+    ".rustup/toolchains/1.95.0-x86_64-unknown-linux-gnu/share/doc/rust/html";
+
+/// Prose pinned by version: the printable pages of the books shipped with rust-docs
+/// 1.95.0 (The Book, Cargo, rustc, rustdoc, the Reference, the Nomicon, the edition,
+/// embedded and style guides, Rust by Example, the error index), tags stripped and
+/// entities decoded. Technical English with code samples, as agents exchange it.
+pub fn pinned_prose() -> String {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let root = Path::new(&home).join(RUST_DOCS);
+    let mut out = String::new();
+    for book in [
+        "book",
+        "cargo",
+        "clippy",
+        "edition-guide",
+        "embedded-book",
+        "error_codes",
+        "nomicon",
+        "reference",
+        "rust-by-example",
+        "rustc",
+        "rustdoc",
+        "style-guide",
+    ] {
+        if let Ok(html) = std::fs::read_to_string(root.join(book).join("print.html")) {
+            out.push_str(&strip_tags(&html));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Text content of an HTML page: `<script>` and `<style>` bodies dropped, tags removed,
+/// the common entities decoded.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html;
+    while let Some(lt) = rest.find('<') {
+        out.push_str(&rest[..lt]);
+        rest = &rest[lt..];
+        let lower = rest.get(..8).unwrap_or("").to_ascii_lowercase();
+        let skip_to = if lower.starts_with("<script") {
+            "</script>"
+        } else if lower.starts_with("<style") {
+            "</style>"
+        } else {
+            ">"
+        };
+        match rest.find(skip_to) {
+            Some(end) => rest = &rest[end + skip_to.len()..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+}
+
+/// Source pinned by version: every crate this workspace's `Cargo.lock` names, read from
+/// the cargo registry (`cargo fetch` puts them there), files whose names end in one of
+/// `exts`, at most `per_crate` bytes from each crate in path order.
+pub fn pinned_crates(exts: &[&str], per_crate: usize) -> String {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let Ok(lock) = std::fs::read_to_string(lock) else {
+        return String::new();
+    };
+    let Some(index) = std::fs::read_dir(Path::new(&home).join(".cargo/registry/src"))
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.is_dir()))
+    else {
+        return String::new();
+    };
+    let mut names = Vec::new();
+    let mut name = "";
+    for line in lock.lines() {
+        if let Some(n) = line.strip_prefix("name = ") {
+            name = n.trim_matches('"');
+        } else if let Some(v) = line.strip_prefix("version = ") {
+            names.push(format!("{name}-{}", v.trim_matches('"')));
+        }
+    }
+    names.sort();
+    let mut out = String::new();
+    for n in names {
+        let mut s = String::new();
+        collect(
+            &index.join(&n),
+            &|p| exts.iter().any(|e| p.to_string_lossy().ends_with(e)),
+            per_crate,
+            &mut s,
+        );
+        out.push_str(&s);
+    }
+    out
+}
+
 /// Seeded samples joined by spaces: about one finding per 80 bytes.
 pub fn dense() -> String {
     generate(7, 20_000)

@@ -156,6 +156,7 @@ pub(super) fn detect(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
 }
 
 /// The two check digits that make `cc` + checks + `bban` valid (for generated samples).
+#[cfg(any(test, feature = "samples"))]
 pub(crate) fn check_digits(cc: &str, bban: &str) -> u32 {
     let mut rem: u32 = 0;
     for c in bban.bytes().chain(cc.bytes()).chain(*b"00") {

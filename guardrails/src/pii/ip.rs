@@ -34,9 +34,17 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     }
     // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
     let before = &b[t.saturating_sub(24)..t];
-    if ["version", "upgrade", "release", "build", "ver."]
-        .iter()
-        .any(|w| contains_ci(before, w.as_bytes()))
+    if [
+        "version",
+        "upgrade",
+        "release",
+        "build",
+        "ver.",
+        "oid",
+        "objectidentifier",
+    ]
+    .iter()
+    .any(|w| contains_ci(before, w.as_bytes()))
     {
         return None;
     }
@@ -45,6 +53,16 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     let o = ip.octets();
     if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || o[0] == 255 {
         return None;
+    }
+    // `10.0.0.0/8`: a network (its host bits zero), which identifies no one.
+    if hay.at(i) == Some(b'/') {
+        let n = hay.run(i + 1, 3, |c| c.is_ascii_digit());
+        let prefix = b[i + 1..i + 1 + n]
+            .iter()
+            .fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+        if (1..=2).contains(&n) && (1..32).contains(&prefix) && u32::from(ip) << prefix == 0 {
+            return None;
+        }
     }
     Some(Hit::new(t, i, IPV4, Category::Pii))
 }
@@ -92,7 +110,8 @@ pub(super) fn detect_v6(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     if b[start..t].iter().any(u8::is_ascii_digit) {
         return None;
     }
-    if start > 0 && (is_alnum(b[start - 1]) || b[start - 1] == b'.') {
+    // `-09::00` is a time-zone offset; `f16::E` a path in code.
+    if start > 0 && (is_alnum(b[start - 1]) || matches!(b[start - 1], b'.' | b'-' | b'+')) {
         return None;
     }
     let n = hay.run(t, 46, |c| is_v6(c) || c == b'.');
@@ -107,6 +126,9 @@ pub(super) fn detect_v6(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     let cand = &b[start..end];
     let colons = cand.iter().filter(|&&c| c == b':').count();
     if colons < 2 {
+        return None;
+    }
+    if cand.iter().any(u8::is_ascii_uppercase) && cand.iter().any(u8::is_ascii_lowercase) {
         return None;
     }
     let ip: Ipv6Addr = std::str::from_utf8(cand).ok()?.parse().ok()?;

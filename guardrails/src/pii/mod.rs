@@ -17,6 +17,7 @@ pub(crate) const US_SSN: &str = "us_ssn";
 pub(crate) const IPV4: &str = "ipv4";
 pub(crate) const IPV6: &str = "ipv6";
 
+#[cfg(any(test, feature = "samples"))]
 pub(crate) use iban::check_digits as iban_check_digits;
 
 pub(crate) const KINDS: &[&str] = &[EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN, IPV4, IPV6];

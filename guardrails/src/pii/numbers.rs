@@ -83,13 +83,15 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize, seq: &mut Seq) -> Option<()> {
     let b = hay.b;
     let mut open_paren = false;
     // A later group of a number already looked at is not a number of its own.
-    if t >= 2 && matches!(b[t - 1], b' ' | b'-' | b'.') && b[t - 2].is_ascii_digit() {
+    if t >= 2 && matches!(b[t - 1], b' ' | b'-' | b'.' | b'/') && b[t - 2].is_ascii_digit() {
         return None;
     }
     if t > ctx.floor {
         let p = b[t - 1];
         let before_ok = t - 1 == 0 || !is_alnum(b[t - 2]) && b[t - 2] != b'+' && b[t - 2] != b'(';
-        if p == b'+' && before_ok {
+        // `(+1 415 ...)`: a parenthesis may enclose an international number.
+        let plus_ok = t - 1 == 0 || !is_alnum(b[t - 2]) && b[t - 2] != b'+';
+        if p == b'+' && plus_ok {
             seq.plus = true;
             seq.start = t - 1;
         } else if p == b'(' && before_ok {
@@ -140,8 +142,14 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize, seq: &mut Seq) -> Option<()> {
             break;
         }
         match (hay.at(i), hay.at(i + 1)) {
-            (Some(c @ (b' ' | b'-' | b'.')), Some(d)) if d.is_ascii_digit() => {
+            (Some(c @ (b' ' | b'-' | b'.' | b'/')), Some(d)) if d.is_ascii_digit() => {
                 seq.seps.push(c);
+                i += 1;
+            }
+            // `+49(0)30 ...`: the trunk digit right after the country code.
+            (Some(b'('), Some(d)) if seq.plus && !open_paren && d.is_ascii_digit() => {
+                seq.seps.push(b'(');
+                open_paren = true;
                 i += 1;
             }
             // `+44 (0)20 ...`: a parenthesised trunk digit inside an international number.
@@ -165,6 +173,10 @@ fn parse(hay: &Hay, ctx: &Ctx, t: usize, seq: &mut Seq) -> Option<()> {
         Some(b'.') if hay.at(seq.end + 1).is_some_and(|d| d.is_ascii_digit()) => return None,
         _ => {}
     }
+    // `12:30:00.123456` is a time; `Tel:+1 ...` is not.
+    if seq.start >= 2 && b[seq.start - 1] == b':' && b[seq.start - 2].is_ascii_digit() {
+        return None;
+    }
     if t > 0 && matches!(b[seq.start.saturating_sub(1)], b'/' | b'.' | b'-' | b',') && seq.start > 0
     {
         return None;
@@ -177,19 +189,113 @@ pub(super) fn detect(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     parse(hay, ctx, t, &mut seq)?;
     let glued_x = hay.at(seq.end) == Some(b'x');
     if !glued_x {
-        if let Some(h) = ssn(&seq) {
+        if let Some(h) = ssn(hay, &seq) {
             return Some(h);
         }
-        if let Some(h) = card(&seq) {
+        if let Some(h) = card(hay, &seq) {
             return Some(h);
         }
     }
     phone(hay, &seq)
 }
 
-fn ssn(s: &Seq) -> Option<Hit> {
-    if s.plus || s.paren || *s.groups != [3, 2, 4] || !matches!(s.uniform_sep(), Some(b'-' | b' '))
-    {
+/// How far before a number a context word may stand.
+const CONTEXT: usize = 48;
+
+/// Whether one of `words` (lowercase) starts a word within [`CONTEXT`] bytes before
+/// `start`. Used only for shapes too common to be findings on their own, so its cost
+/// falls on few numbers.
+fn near(hay: &Hay, start: usize, words: &[&str]) -> bool {
+    let b = hay.b;
+    let w = &b[start.saturating_sub(CONTEXT)..start];
+    // The words' first letters as a bit set: most positions start none of them.
+    let firsts = words
+        .iter()
+        .fold(0u32, |m, word| m | 1 << (word.as_bytes()[0] & 31));
+    (0..w.len()).any(|i| {
+        let c = w[i];
+        c.is_ascii_alphabetic()
+            && firsts & (1 << (c & 31)) != 0
+            && (i == 0 || !w[i - 1].is_ascii_alphabetic())
+            && words.iter().any(|word| {
+                w.len() - i >= word.len()
+                    && w[i..i + word.len()].eq_ignore_ascii_case(word.as_bytes())
+            })
+    })
+}
+
+/// Words that say a nearby number is a phone number, in the languages of the formats
+/// the detector knows.
+const PHONE_WORDS: &[&str] = &[
+    "phone",
+    "tel",
+    "mobile",
+    "mob.",
+    "cell",
+    "fax",
+    "call",
+    "sms",
+    "text me",
+    "whatsapp",
+    "contact",
+    "reach",
+    "dial",
+    "hotline",
+    "landline",
+    "ring",
+    "handy",
+    "telefon",
+    "teléfono",
+    "telefono",
+    "téléphone",
+    "numéro",
+    "nummer",
+    "número",
+    "móvil",
+    "portable",
+    "cellulare",
+];
+
+/// Words that say a nearby number is a payment card number.
+const CARD_WORDS: &[&str] = &[
+    "card",
+    "credit",
+    "debit",
+    "visa",
+    "mastercard",
+    "amex",
+    "maestro",
+    "jcb",
+    "diners",
+    "discover",
+    "unionpay",
+    "rupay",
+    "cc ",
+    "cc#",
+    "cc:",
+    "cc=",
+    "ccn",
+    "pan ",
+    "pan:",
+    "payment",
+    "karte",
+    "kart",
+    "carte",
+    "tarjeta",
+    "cartão",
+    "carta",
+];
+
+const SSN_WORDS: &[&str] = &["ssn", "social security", "ss#", "ss no", "ss number"];
+
+fn ssn(hay: &Hay, s: &Seq) -> Option<Hit> {
+    if s.plus || s.paren {
+        return None;
+    }
+    let grouped = *s.groups == [3, 2, 4] && matches!(s.uniform_sep(), Some(b'-' | b' '));
+    // Nine bare digits are an SSN only where the text says so.
+    let bare = *s.groups == [9] && near(hay, s.start, SSN_WORDS);
+    if !grouped && !bare {
         return None;
     }
     ssn_valid(&s.digits).then(|| Hit::new(s.start, s.end, US_SSN, Category::Pii))
@@ -206,13 +312,13 @@ pub(crate) fn ssn_valid(d: &[u8]) -> bool {
         && &d[5..9] != b"0000"
 }
 
-fn card(s: &Seq) -> Option<Hit> {
+fn card(hay: &Hay, s: &Seq) -> Option<Hit> {
     let n = s.digits.len();
-    if s.plus || s.paren || !(13..=19).contains(&n) {
+    if s.plus || s.paren || !(12..=19).contains(&n) {
         return None;
     }
     if s.groups.len() > 1 {
-        if !matches!(s.uniform_sep(), Some(b' ' | b'-')) || s.groups[0] != 4 {
+        if !matches!(s.uniform_sep(), Some(b' ' | b'-' | b'.')) || s.groups[0] != 4 {
             return None;
         }
         let g = &s.groups[..];
@@ -221,8 +327,16 @@ fn card(s: &Seq) -> Option<Hit> {
             return None;
         }
     }
-    (known_iin(&s.digits) && luhn_ok(&s.digits))
-        .then(|| Hit::new(s.start, s.end, CREDIT_CARD, Category::Pii))
+    if !luhn_ok(&s.digits) || s.digits.iter().all(|&c| c == s.digits[0]) {
+        return None;
+    }
+    // Smaller networks' prefixes are many and shift over time: any Luhn-valid number
+    // is a card where the text says it is one.
+    // Long bare digit runs are mostly integer constants in code; only 13 to 16 bare
+    // digits with a known issuer prefix stand on their own.
+    let alone = n >= 13 && (s.groups.len() > 1 || n <= 16);
+    let ok = (alone && known_iin(&s.digits)) || near(hay, s.start, CARD_WORDS);
+    ok.then(|| Hit::new(s.start, s.end, CREDIT_CARD, Category::Pii))
 }
 
 pub(crate) fn luhn_ok(d: &[u8]) -> bool {
@@ -251,7 +365,16 @@ pub(crate) fn known_iin(d: &[u8]) -> bool {
             (51..=55).contains(&p(2)) && n == 16
                 || (p(2) == 50 || (56..=59).contains(&p(2))) && n >= 12
         }
-        b'2' => (2221..=2720).contains(&p(4)) && n == 16,
+        // Mastercard 2-series; Mir; JCB's 15-digit 2131.
+        b'2' => {
+            (2221..=2720).contains(&p(4)) && n == 16
+                || (2200..=2204).contains(&p(4)) && (16..=19).contains(&n)
+                || p(4) == 2131 && n == 15
+        }
+        // JCB's 15-digit 1800.
+        b'1' => p(4) == 1800 && n == 15,
+        // Troy.
+        b'9' => p(4) == 9792 && n == 16,
         b'3' => {
             (matches!(p(2), 34 | 37) && n == 15)
                 || ((3528..=3589).contains(&p(4)) && (16..=19).contains(&n))
@@ -259,31 +382,42 @@ pub(crate) fn known_iin(d: &[u8]) -> bool {
                     && (14..=19).contains(&n))
         }
         b'6' => {
-            (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || p(2) == 62)
+            (p(4) == 6011 || p(2) == 65 || (644..=649).contains(&p(3)) || p(2) == 62 || p(2) == 60)
                 && (16..=19).contains(&n)
                 || (p(2) == 67 || p(2) == 63) && n >= 12
         }
+        // Maestro's `0604`.
+        b'0' => p(4) == 604 && n >= 12,
         _ => false,
     }
 }
 
 fn looks_like_date(s: &Seq) -> bool {
     let g = &s.groups[..];
-    let sep_ok = matches!(s.uniform_sep(), Some(b'-' | b'.' | b' '));
+    let sep_ok = !s.seps.is_empty() && s.seps.iter().all(|c| b"-./ ".contains(c));
     sep_ok
         && g.len() == 3
         && (g == [4, 2, 2]
             || g == [2, 2, 4]
             || g[0] <= 2 && g[1] <= 2 && g[2] == 4
-            || g[0] == 4 && g[1] <= 2 && g[2] <= 2)
+            || g[0] == 4 && g[1] <= 2 && g[2] <= 2
+            // `2017-06-170`: a year and a month, whatever follows.
+            || g[0] == 4 && g[1] == 2 && matches!(&s.digits[..2], b"19" | b"20"))
 }
 
 fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
     let n = s.digits.len();
     let g = &s.groups[..];
     let sep = s.uniform_sep();
-    let ok = if s.plus {
-        (8..=15).contains(&n) && (g.len() == 1 || g[0] <= 3)
+    let slash = s.seps.contains(&b'/');
+    // `0.30326533`, `1.234567`: decimals, not numbers to dial.
+    if s.seps.contains(&b'.') && g.len() < 3 {
+        return None;
+    }
+    let ok = if slash {
+        false
+    } else if s.plus {
+        (8..=15).contains(&n) && (g.len() == 1 || g[0] <= 3) && national_length_ok(s)
     } else if s.paren {
         (7..=12).contains(&n) && g[0] <= 5 && g.len() >= 2
     } else if looks_like_date(s) || g.len() < 2 || g == [3, 2, 4] {
@@ -292,15 +426,38 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
         let a = if g.len() == 4 { 1 } else { 0 };
         sep.is_some() && s.digits[a] >= b'2' && s.digits[a + 3] >= b'2'
     } else if s.digits[0] == b'0' {
-        (9..=13).contains(&n) && s.seps.iter().all(|&c| c == b' ' || c == b'-')
+        // `0047 ...`, `001-...`: the international prefix dialled out, not a `+`.
+        let max = if s.digits[1] == b'0' { 15 } else { 13 };
+        (9..=max).contains(&n)
+            && s.seps.iter().all(|&c| matches!(c, b' ' | b'-' | b'.'))
+            && !hex_dump(hay, s)
     } else {
         // Free grouping, as many countries print numbers: but not 10 000 000.
         g.len() >= 3
             && (8..=12).contains(&n)
             && g.iter().all(|&k| k >= 2)
-            && matches!(sep, Some(b' ' | b'-'))
+            && (matches!(sep, Some(b' ' | b'-'))
+                || g.len() >= 3
+                    && s.seps.iter().all(|&c| matches!(c, b' ' | b'-' | b'.'))
+                    && s.seps.iter().any(|&c| c != b'.'))
+            // `2020-300-23120`: a year first.
+            && !(g[0] == 4 && matches!(&s.digits[..2], b"19" | b"20"))
             && !g[1..].iter().all(|&k| k == 3)
+            && !hex_dump(hay, s)
     };
+    // Where the text says it is a phone number, any grouping of 7 to 15 digits is one
+    // (local numbers, `030/1234567`, bare runs), unless it reads as a date.
+    // `1999-2008`: a range of years.
+    let years = g == [4, 4]
+        && matches!(&s.digits[..2], b"19" | b"20")
+        && matches!(&s.digits[4..6], b"19" | b"20");
+    let ok = ok
+        || (7..=15).contains(&n)
+            && !years
+            && (!s.plus || national_length_ok(s))
+            && !looks_like_date(s)
+            && !(g.len() == 1 && n < 9 && !s.plus)
+            && near(hay, s.start, PHONE_WORDS);
     if !ok {
         return None;
     }
@@ -310,6 +467,45 @@ fn phone(hay: &Hay, s: &Seq) -> Option<Hit> {
         PHONE,
         Category::Pii,
     ))
+}
+
+/// National number lengths (after the country code, without a trunk `(0)`) of
+/// countries whose plan is closed: `+44 1234567` is too short to be a UK number.
+/// Other country codes are not checked.
+const NATIONAL_LENGTHS: &[(&[u8], u8, u8)] = &[
+    (b"1", 10, 10),
+    (b"7", 10, 10),
+    (b"31", 9, 9),
+    (b"33", 9, 9),
+    (b"34", 9, 9),
+    (b"44", 9, 10),
+    (b"61", 9, 9),
+    (b"81", 9, 10),
+    (b"86", 10, 11),
+    (b"91", 10, 10),
+];
+
+fn national_length_ok(s: &Seq) -> bool {
+    let d = &s.digits[..];
+    let trunk = usize::from(s.seps.contains(&b'(') && s.groups.get(1) == Some(&1));
+    let Some(&(cc, lo, hi)) = NATIONAL_LENGTHS
+        .iter()
+        .find(|(cc, _, _)| d.starts_with(cc) && (s.groups.len() == 1 || s.groups[0] == cc.len()))
+    else {
+        return true;
+    };
+    let national = d.len() - cc.len() - trunk;
+    (usize::from(lo)..=usize::from(hi)).contains(&national)
+}
+
+/// Byte pairs (`30 81 04 00 00`): a hex dump, not a number to dial. Only the French
+/// national format (`06 12 34 56 78`: five pairs, a leading zero) groups a phone number
+/// that way, and there a nearby `hex` still says otherwise.
+fn hex_dump(hay: &Hay, s: &Seq) -> bool {
+    if !(s.groups.iter().all(|&k| k == 2) && s.groups.len() >= 4 && s.uniform_sep() == Some(b' ')) {
+        return false;
+    }
+    s.groups.len() != 5 || s.digits[0] != b'0' || near(hay, s.start, &["hex", "0x"])
 }
 
 /// `x123`, ` x123`, `ext. 123`: an extension belongs to the number.

@@ -83,6 +83,8 @@ fn phone() {
             "born 2024-01-15 and 15.01.2024",
             "v1.2.3 and 1.2.3",
             "4155550100 is an id",
+            "\"phones\": [\"+44 1234567\"]",
+            "+1 555 0100 222 333",
             "10 000 000 people",
             "room 12 and 34",
             "12/27/1986",
@@ -178,6 +180,133 @@ fn ip_addresses() {
             "12:30:45",
             "a::b",
             "00:1a:2b:3c:4d:5e",
+        ],
+    );
+}
+
+/// Pushing `text` in two pieces, split at every char boundary, emits what `apply`
+/// gives for the whole.
+fn streamed_equals_whole(text: &str) {
+    let g = pii_guard();
+    let whole = g.apply(text).redacted.unwrap_or_else(|| text.to_string());
+    for k in (0..=text.len()).filter(|&k| text.is_char_boundary(k)) {
+        let mut s = g.stream();
+        let mut out = s.push(&text[..k]);
+        out.push_str(&s.push(&text[k..]));
+        out.push_str(&s.finish());
+        assert_eq!(out, whole, "split at {k} of {text:?}");
+    }
+}
+
+const INTERNATIONAL_PHONES: &[&str] = &[
+    "[[+49 (0)874 5128495]], ok?",
+    "([[+1 836-757-8741]]) thanks",
+    "[[+49(0)30 12345678]]",
+    "[[+33 (0)1 50 83 90 87]]",
+    "[[01.23.45.67.89]]",
+    "[[+34 912 345 678]]",
+    "[[+39 333 1234567]]",
+    "[[+91 98765 43210]]",
+    "[[090-1234-5678]]",
+    "[[+81 90-1234-5678]]",
+    "[[+55 (11) 91234-5678]]",
+    "[[+7 (912) 345-67-89]]",
+    "[[+61 412 345 678]]",
+    "[[(02) 1234 5678]]",
+    "[[+86 138 1234 5678]]",
+    "[[+1 (415) 555-0100 ext. 204]]",
+    "[[0047.512 722-7470]]",
+    "[[001-545-839 6262]]",
+    "[[(035)-54263-0393]]",
+    "[[+63 963.426 2633]]",
+];
+
+#[test]
+fn phone_formats_of_many_countries() {
+    check("phone", INTERNATIONAL_PHONES, &[]);
+    for case in INTERNATIONAL_PHONES {
+        streamed_equals_whole(&case.replace("[[", "").replace("]]", ""));
+    }
+}
+
+#[test]
+fn local_phone_numbers_need_a_context_word() {
+    let positives = [
+        "Call me on [[555-1234]] after 6pm",
+        "Tel: [[030/1234567]]",
+        "mobile: [[13812345678]]",
+        "fax [[4155 0100]].",
+        "SMS to [[0612345678]]",
+        "Telefon [[0171 2345678]]",
+    ];
+    check("phone", &positives, &[]);
+    for case in positives {
+        streamed_equals_whole(&case.replace("[[", "").replace("]]", ""));
+    }
+    check(
+        "phone",
+        &[],
+        &[
+            "room 555-1234",
+            "id 13812345678",
+            "let input = &hex!(\"30 81 04 00 00\");",
+            "x = 0.30326533 and 1.234567",
+            "at 23:54:35.123456780 sharp",
+            "parse_date(\"2017-06-170\")",
+            "call it at 12/05/2024",
+        ],
+    );
+}
+
+#[test]
+fn cards_of_smaller_networks_near_card_words() {
+    check(
+        "credit_card",
+        &[
+            "Card number: [[8171 9999 2766 0000]] exp 09/27",
+            "paid with card [[7012345678901232]].",
+            "Kartennummer [[900100000000009]]",
+            "Mir [[2200 1234 5678 9019]]",
+            "JCB [[180012345678905]]",
+        ],
+        &[
+            "order 8171999927660000 shipped",
+            "assert_eq!(x, 4000000000000000006);",
+            "card 4111 1111 1111 1112",
+            "card 0000 0000 0000 0000",
+        ],
+    );
+    streamed_equals_whole("Card number: 8171 9999 2766 0000 exp 09/27");
+}
+
+#[test]
+fn bare_ssn_near_ssn_words() {
+    check(
+        "us_ssn",
+        &[
+            "SSN [[531217351]].",
+            "social security number: [[078051120]]",
+        ],
+        &["order 531217351", "SSN 666217351"],
+    );
+}
+
+#[test]
+fn addresses_that_are_no_host() {
+    check(
+        "ipv4",
+        &["host [[10.1.2.3]]/24 up"],
+        &[
+            "net \"10.0.0.0/8\" and 192.168.0.0/16",
+            "oid!(2.5.4.3) and ObjectIdentifier::new(\"2.5.18.12\")",
+        ],
+    );
+    check(
+        "ipv6",
+        &[],
+        &[
+            "assert_eq!(f16::E, e)",
+            "parse(\"Aug 09 2013 23:54:35 -09::00\")",
         ],
     );
 }

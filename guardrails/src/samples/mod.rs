@@ -6,6 +6,7 @@
 //! formats and contexts; hard negatives (UUIDs, hashes, versions, dates, order numbers,
 //! placeholder keys, code) carry no label and must stay unflagged.
 
+pub(crate) mod more;
 mod values;
 
 /// A small deterministic PRNG (SplitMix64): the same seed gives the same corpus on every
@@ -94,6 +95,7 @@ pub fn kinds() -> Vec<&'static str> {
         "azure_storage_key",
     ];
     v.extend(values::TOKEN_KINDS);
+    v.extend(more::TOKEN_KINDS);
     v
 }
 
@@ -126,6 +128,7 @@ const TAILS: &[&str] = &[
 fn pii_value(r: &mut Rng, kind: &str) -> String {
     match kind {
         "email" => values::email(r),
+        "phone" if r.chance(0.5) => more::phone(r),
         "phone" => values::phone(r),
         "credit_card" => values::credit_card(r),
         "iban" => values::iban(r),
@@ -227,7 +230,7 @@ fn positive(r: &mut Rng, s: &mut Sample) {
             s.push(";EndpointSuffix=core.windows.net ");
         }
         _ => {
-            let v = values::secret(r, kind);
+            let v = secret(r, kind);
             s.push(r.pick(&[
                 "token: ",
                 "Use ",
@@ -245,6 +248,10 @@ fn positive(r: &mut Rng, s: &mut Sample) {
 
 /// Text that looks like a finding and is not one.
 fn negative(r: &mut Rng, s: &mut Sample) {
+    if r.chance(0.3) {
+        s.push(&more::negative(r));
+        return;
+    }
     let hex40 = r.string(values::HEX, 40);
     let t = match r.below(22) {
         0 => format!(
@@ -331,8 +338,9 @@ pub fn generate(seed: u64, n: usize) -> Vec<Sample> {
     (0..n)
         .map(|_| {
             let mut s = Sample::default();
-            match r.below(6) {
+            match r.below(7) {
                 0 | 1 => negative(&mut r, &mut s),
+                6 => more::contextual(&mut r, &mut s),
                 2 => {
                     positive(&mut r, &mut s);
                     s.push(" and ");
@@ -356,7 +364,16 @@ pub fn value(r: &mut Rng, kind: &str) -> String {
         "email" | "phone" | "credit_card" | "iban" | "us_ssn" | "ipv4" | "ipv6" => {
             pii_value(r, kind)
         }
-        _ => values::secret(r, kind),
+        _ => secret(r, kind),
+    }
+}
+
+/// A secret value of `kind`: the added families and key forms from `more`.
+fn secret(r: &mut Rng, kind: &str) -> String {
+    if more::TOKEN_KINDS.contains(&kind) || kind == "private_key" && r.chance(0.5) {
+        more::token(r, kind)
+    } else {
+        values::secret(r, kind)
     }
 }
 
@@ -372,5 +389,6 @@ pub fn value_kinds() -> Vec<&'static str> {
         "ipv6",
     ];
     v.extend(values::TOKEN_KINDS);
+    v.extend(more::TOKEN_KINDS);
     v
 }

@@ -3,13 +3,16 @@
 //!
 //! Two cheap passes find the places to look. Prefixes made of letters and dots (`AKIA`,
 //! `eyJ`, `hvs.`) go into one aho-corasick automaton small enough for its SIMD
-//! prefilter. Prefixes with `_` or `-` (`ghp_`, `glpat-`, `-----BEGIN`) and the
-//! assignment, URL and separator rules are reached from the trigger-byte pass at `_`,
-//! `-`, `:`, `=`, `~`, which prose rarely contains.
+//! prefilter. Prefixes with `_`, `-` or a digit (`ghp_`, `glpat-`, `-----BEGIN`,
+//! `ya29.`) and the assignment, URL and separator rules are reached from the trigger-byte
+//! pass at `_`, `-`, digits, `:`, `=`, `~`, which prose rarely contains.
 
+mod blobs;
 mod generic;
+mod keys;
 mod structured;
 mod tokens;
+mod vendors;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 
@@ -32,13 +35,10 @@ pub(crate) struct Secrets {
     /// All keywords, anchored: checked where a keyword may start near a trigger byte.
     anchored: AhoCorasick,
     dets: Vec<Det>,
-    /// For keywords with `_` or `-`: the offsets of their first separator, largest
-    /// first. A separator at `t` is looked at as the first separator of each keyword, at
-    /// `t - offset`: a fixed, local set of positions.
-    sep_offsets: Vec<usize>,
-    /// Per byte, bit `i` set if a keyword whose first separator is at `sep_offsets[i]`
-    /// starts with it: all offsets are tested at once, without a branch per offset.
-    sep_firsts: [u32; 256],
+    /// Keywords whose first trigger byte is `_` or `-`, by the offset of that byte.
+    sep: Offsets,
+    /// Keywords whose first trigger byte is a digit (`ya29.`, `oy2`), likewise.
+    digit: Offsets,
     /// The first two bytes of every keyword, as a bit set per first byte: where they do
     /// not occur, no keyword does and the anchored search is skipped.
     pairs: Box<[[u64; 4]; 256]>,
@@ -46,17 +46,63 @@ pub(crate) struct Secrets {
 
 fn table() -> Vec<(&'static str, Det)> {
     let mut t: Vec<(&'static str, Det)> = Vec::new();
-    for spec in tokens::SPECS {
+    for spec in tokens::SPECS.iter().chain(vendors::SPECS) {
         for p in spec.prefixes {
             t.push((p, Det::Token(spec)));
         }
     }
     t.extend(structured::keywords());
+    t.extend([
+        ("MII", Det::Custom(keys::der)),
+        ("MIG", Det::Custom(keys::der)),
+        ("MHc", Det::Custom(keys::der)),
+        ("MHQ", Det::Custom(keys::der)),
+        ("MC4", Det::Custom(keys::der)),
+        ("LS0tLS1CRUdJTi", Det::Custom(keys::b64_pem)),
+        ("PuTTY-User-Key-File-", Det::Custom(keys::putty)),
+        ("EAA", Det::Custom(blobs::eaa)),
+        ("AAAAAAAAAAAAAAAAAAAAA", Det::Custom(blobs::twitter)),
+        ("TlRMTVNTUA", Det::Custom(blobs::ntlm_blob)),
+        ("aad3b435b51404ee", Det::Custom(blobs::ntlm_hash)),
+        ("-u", Det::Custom(blobs::curl_user)),
+        ("--user", Det::Custom(blobs::curl_user)),
+    ]);
     t
 }
 
+/// Whether a trigger byte (`_`, `-`, a digit) occurs in keyword `k`: such keywords are
+/// reached from the trigger pass instead of the automaton over the whole text.
 fn has_separator(k: &str) -> bool {
-    k.contains(['_', '-'])
+    k.bytes().any(is_separator)
+}
+
+fn is_separator(c: u8) -> bool {
+    c == b'_' || c == b'-' || c.is_ascii_digit()
+}
+
+/// Where keywords reached from a trigger byte may start: a trigger at `t` is looked at
+/// as the first trigger of each keyword, at `t - offset`, a fixed local set of positions.
+struct Offsets {
+    /// The offsets of the keywords' first trigger byte, largest first.
+    offsets: Vec<usize>,
+    /// Per byte, bit `i` set if a keyword whose first trigger is at `offsets[i]` starts
+    /// with it: all offsets are tested at once, without a branch per offset.
+    firsts: [u32; 256],
+}
+
+impl Offsets {
+    fn new(keywords: &[&str], first: impl Fn(&str) -> usize) -> Offsets {
+        let mut offsets: Vec<usize> = keywords.iter().map(|k| first(k)).collect();
+        offsets.sort_unstable_by_key(|&o| std::cmp::Reverse(o));
+        offsets.dedup();
+        assert!(offsets.len() <= 32, "offsets fit the bit set");
+        let mut firsts = [0u32; 256];
+        for k in keywords {
+            let i = offsets.iter().position(|&o| o == first(k));
+            firsts[usize::from(k.as_bytes()[0])] |= 1 << i.expect("listed");
+        }
+        Offsets { offsets, firsts }
+    }
 }
 
 impl Secrets {
@@ -74,20 +120,19 @@ impl Secrets {
             .start_kind(StartKind::Anchored)
             .build(&all)
             .expect("secret keywords compile");
-        let first_sep = |k: &str| k.find(['_', '-']).expect("has a separator");
-        let mut sep_offsets: Vec<usize> = all
+        let first_sep = |k: &str| k.bytes().position(is_separator).expect("has a separator");
+        let reached: Vec<&str> = all.iter().copied().filter(|k| has_separator(k)).collect();
+        let (by_digit, by_sep): (Vec<&str>, Vec<&str>) = reached
             .iter()
-            .filter(|k| has_separator(k))
-            .map(|k| first_sep(k))
-            .collect();
-        sep_offsets.sort_unstable_by_key(|&o| std::cmp::Reverse(o));
-        sep_offsets.dedup();
-        assert!(sep_offsets.len() <= 32, "offsets fit the bit set");
-        let mut sep_firsts = [0u32; 256];
-        for k in all.iter().filter(|k| has_separator(k)) {
-            let i = sep_offsets.iter().position(|&o| o == first_sep(k));
-            sep_firsts[usize::from(k.as_bytes()[0])] |= 1 << i.expect("listed");
-        }
+            .partition(|k| k.as_bytes()[first_sep(k)].is_ascii_digit());
+        assert!(
+            by_digit
+                .iter()
+                .all(|k| k.as_bytes()[first_sep(k) - 1].is_ascii_alphabetic()),
+            "at_trigger looks for digit keywords only after a letter"
+        );
+        let sep = Offsets::new(&by_sep, first_sep);
+        let digit = Offsets::new(&by_digit, first_sep);
         let mut pairs = Box::new([[0u64; 4]; 256]);
         for k in &all {
             let k = k.as_bytes();
@@ -99,8 +144,8 @@ impl Secrets {
             ac_rule,
             anchored,
             dets: table.into_iter().map(|(_, d)| d).collect(),
-            sep_offsets,
-            sep_firsts,
+            sep,
+            digit,
             pairs,
         }
     }
@@ -162,6 +207,11 @@ impl Secrets {
         if b[at..].starts_with(b"SK") {
             return structured::twilio(hay, ctx, at + 2);
         }
+        if b.get(at).is_some_and(u8::is_ascii_digit)
+            && let Some(h) = blobs::facebook_app(hay, ctx, at)
+        {
+            return Some(h);
+        }
         let digits = b[at..]
             .iter()
             .take(11)
@@ -185,29 +235,50 @@ impl Secrets {
                 (h, t + 1)
             }
             b':' | b'=' => (generic::operator(hay, ctx, self, t), t + 1),
+            b'-' if hay.at(t + 1) == Some(b'u') => match blobs::mailchimp(hay, ctx, t) {
+                Some(h) => (Some(h), h.end),
+                None => self.word(hay, ctx, t),
+            },
             b'_' | b'-' => self.word(hay, ctx, t),
             b'~' => match structured::azure(hay, ctx, t) {
                 Some((h, end)) => (Some(h), end),
                 None => (None, t + 1),
             },
-            _ => (structured::twilio(hay, ctx, t), t + 1),
+            _ => {
+                // Every keyword whose first trigger is a digit has a letter before it.
+                if t > 0
+                    && b[t - 1].is_ascii_alphabetic()
+                    && let (Some(h), end) = self.word(hay, ctx, t)
+                {
+                    return (Some(h), end);
+                }
+                let h = blobs::aws_secret_near(hay, ctx, t)
+                    .or_else(|| blobs::facebook_app(hay, ctx, t))
+                    .or_else(|| structured::twilio(hay, ctx, t));
+                (h, t + 1)
+            }
         }
     }
 
     /// At `_` or `-`: tries the keywords whose first separator this could be.
     fn word(&self, hay: &Hay, ctx: &Ctx, t: usize) -> (Option<Hit>, usize) {
         let b = hay.b;
+        let set = if b[t].is_ascii_digit() {
+            &self.digit
+        } else {
+            &self.sep
+        };
         let mut cands = 0u32;
-        for (i, &off) in self.sep_offsets.iter().enumerate() {
+        for (i, &off) in set.offsets.iter().enumerate() {
             if t >= ctx.floor + off {
-                cands |= self.sep_firsts[usize::from(b[t - off])] & (1 << i);
+                cands |= set.firsts[usize::from(b[t - off])] & (1 << i);
             }
         }
         // Largest offset first, as a keyword there starts earliest.
         while cands != 0 {
             let i = cands.trailing_zeros() as usize;
             cands &= cands - 1;
-            let at = t - self.sep_offsets[i];
+            let at = t - set.offsets[i];
             if self.may_be_specific(b, at)
                 && let Some(h) = self.specific_at(hay, ctx, at)
             {
@@ -226,13 +297,21 @@ pub(crate) fn shared() -> &'static Secrets {
 
 /// Every secret type name, for documentation and dashboards.
 pub(crate) fn kinds() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = tokens::SPECS.iter().map(|s| s.kind).collect();
+    let mut v: Vec<&'static str> = tokens::SPECS
+        .iter()
+        .chain(vendors::SPECS)
+        .map(|s| s.kind)
+        .collect();
     v.extend(structured::KINDS);
+    v.extend(blobs::KINDS);
+    v.push(keys::PRIVATE_KEY);
     v.extend(generic::KINDS);
     v.sort_unstable();
     v.dedup();
     v
 }
 
+#[cfg(test)]
+mod family_tests;
 #[cfg(test)]
 mod tests;

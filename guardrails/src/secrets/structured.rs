@@ -1,15 +1,14 @@
-//! Secrets with a shape of their own: PEM private keys, JWTs, OpenAI and Anthropic keys,
+//! Secrets with a shape of their own: JWTs (and Grafana's older keys, which look alike), OpenAI and Anthropic keys,
 //! credentials in URLs, webhooks, and keys recognised by a separator (`Q~`, `:AA`).
 
 use super::Det;
 use super::tokens::is_filler;
 use crate::Category;
 use crate::engine::{Ctx, Hit};
-use crate::text::{Hay, contains, entropy, is_alnum, is_b64url, is_lower_hex};
+use crate::text::{Hay, entropy, glued, is_alnum, is_b64url, is_lower_hex, is_placeholder};
 
 pub(crate) const OPENAI: &str = "openai_api_key";
 pub(crate) const ANTHROPIC: &str = "anthropic_api_key";
-pub(crate) const PRIVATE_KEY: &str = "private_key";
 pub(crate) const JWT: &str = "jwt";
 pub(crate) const TERRAFORM: &str = "terraform_cloud_token";
 pub(crate) const URL_PASSWORD: &str = "url_password";
@@ -18,11 +17,14 @@ pub(crate) const DISCORD_WEBHOOK: &str = "discord_webhook";
 pub(crate) const TELEGRAM: &str = "telegram_bot_token";
 pub(crate) const AZURE_CLIENT_SECRET: &str = "azure_client_secret";
 pub(crate) const TWILIO: &str = "twilio_api_key";
+pub(crate) const GRAFANA: &str = "grafana_token";
+pub(crate) const TEAMS_WEBHOOK: &str = "teams_webhook";
+pub(crate) const GOOGLE_CHAT_WEBHOOK: &str = "google_chat_webhook";
+pub(crate) const ZAPIER_WEBHOOK: &str = "zapier_webhook";
 
 pub(crate) const KINDS: &[&str] = &[
     OPENAI,
     ANTHROPIC,
-    PRIVATE_KEY,
     JWT,
     TERRAFORM,
     URL_PASSWORD,
@@ -31,15 +33,16 @@ pub(crate) const KINDS: &[&str] = &[
     TELEGRAM,
     AZURE_CLIENT_SECRET,
     TWILIO,
+    GRAFANA,
+    TEAMS_WEBHOOK,
+    GOOGLE_CHAT_WEBHOOK,
+    ZAPIER_WEBHOOK,
 ];
-
-/// A PEM block longer than this is not scanned for its end line.
-const MAX_PEM: usize = 16 * 1024;
 
 pub(super) fn keywords() -> Vec<(&'static str, Det)> {
     vec![
         ("sk-", Det::Custom(openai)),
-        ("-----BEGIN", Det::Custom(pem)),
+        ("-----BEGIN", Det::Custom(super::keys::pem)),
         ("eyJ", Det::Custom(jwt)),
         ("atlasv1", Det::Custom(terraform)),
     ]
@@ -53,7 +56,7 @@ fn secret(start: usize, end: usize, kind: &'static str) -> Option<Hit> {
 /// OpenAI-compatible providers that copied the shape).
 fn openai(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<Hit> {
     let b = hay.b;
-    if p > 0 && (is_alnum(b[p - 1]) || b[p - 1] == b'-') {
+    if glued(b, p) || p > 0 && b[p - 1] == b'-' {
         return None;
     }
     let n = hay.run(pend, 301, is_b64url);
@@ -81,69 +84,16 @@ fn openai(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<Hit> {
     if ok { secret(p, end, OPENAI) } else { None }
 }
 
-fn is_pem_body(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(c, b'+' | b'/' | b'=' | b'\\' | b':' | b',' | b'-' | b'.')
-        || c.is_ascii_whitespace()
-}
-
-/// A whole `-----BEGIN ... PRIVATE KEY-----` block through its END line. A block cut
-/// short (no END line) is still a key: the finding then ends with its base64 body.
-fn pem(hay: &Hay, _ctx: &Ctx, p: usize, pend: usize) -> Option<Hit> {
-    let b = hay.b;
-    if hay.at(pend) != Some(b' ') {
-        return None;
-    }
-    let label = hay.run(pend + 1, 48, |c| {
-        c.is_ascii_uppercase() || c.is_ascii_digit() || c == b' '
-    });
-    let label_bytes = &b[pend + 1..pend + 1 + label];
-    if !contains(label_bytes, b"PRIVATE KEY") {
-        return None;
-    }
-    let mut i = pend + 1 + label;
-    if !hay.starts_with(i, b"-----") {
-        return None;
-    }
-    i += 5;
-    let body_start = i;
-    let mut b64 = 0usize;
-    let mut last_b64 = i;
-    while i - body_start < MAX_PEM {
-        let Some(c) = hay.at(i) else { break };
-        if c == b'-' && hay.starts_with(i, b"-----END") {
-            let j = i + 8;
-            let tail = hay.run(j, 48, |c| {
-                c.is_ascii_uppercase() || c.is_ascii_digit() || c == b' '
-            });
-            if b64 >= 32 && hay.starts_with(j + tail, b"-----") {
-                return secret(p, j + tail + 5, PRIVATE_KEY);
-            }
-            break;
-        }
-        if !is_pem_body(c) {
-            break;
-        }
-        if c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=' {
-            b64 += 1;
-            last_b64 = i + 1;
-        }
-        i += 1;
-    }
-    if b64 >= 64 {
-        secret(p, last_b64, PRIVATE_KEY)
-    } else {
-        None
-    }
-}
-
 /// `header.payload.signature`, both JSON parts base64url (`eyJ` is `{"`).
 fn jwt(hay: &Hay, _ctx: &Ctx, p: usize, _pend: usize) -> Option<Hit> {
     let b = hay.b;
-    if p > 0 && (is_b64url(b[p - 1]) || b[p - 1] == b'.') {
+    if glued(b, p) || p > 0 && matches!(b[p - 1], b'-' | b'_' | b'.') {
         return None;
     }
     let h = hay.run(p, 4096, is_b64url);
+    if hay.starts_with(p, b"eyJrIjoi") && hay.at(p + h) != Some(b'.') {
+        return grafana_legacy(hay, p);
+    }
     if h < 10 || hay.at(p + h) != Some(b'.') || !hay.starts_with(p + h + 1, b"eyJ") {
         return None;
     }
@@ -158,6 +108,18 @@ fn jwt(hay: &Hay, _ctx: &Ctx, p: usize, _pend: usize) -> Option<Hit> {
         return None;
     }
     secret(p, s + sig, JWT)
+}
+
+/// `eyJrIjoi` (`{"k":"` in base64) and 70 to 400 more: a Grafana API key of the kind
+/// issued before service accounts.
+fn grafana_legacy(hay: &Hay, p: usize) -> Option<Hit> {
+    let n = hay.run(p + 8, 401, |c| c.is_ascii_alphanumeric());
+    let pad = hay.run(p + 8 + n, 3, |c| c == b'=');
+    let end = p + 8 + n + pad;
+    if !(70..=400).contains(&n) || hay.at(end).is_some_and(|c| is_b64url(c) || c == b'.') {
+        return None;
+    }
+    secret(p, end, GRAFANA)
 }
 
 /// `<14 chars>.atlasv1.<60-70 chars>`.
@@ -201,6 +163,10 @@ const WEAK_PASSWORDS: &[&[u8]] = &[
     b"user",
     b"username",
     b"token",
+    b"foo",
+    b"bar",
+    b"baz",
+    b"pass123",
 ];
 
 /// At `://`: credentials in a URL (`scheme://user:password@host`; the password is the
@@ -218,17 +184,38 @@ pub(super) fn url(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
         return None;
     }
     let rest = t + 3;
+    // Teams webhooks live under the tenant's own subdomain.
+    let sub = hay.run(rest, 64, |c| c.is_ascii_alphanumeric() || c == b'-');
+    let teams = hay.starts_with(rest + sub, b".webhook.office.com/webhookb2/");
     for (host, kind) in [
         (&b"hooks.slack.com/"[..], SLACK_WEBHOOK),
         (b"discord.com/api/webhooks/", DISCORD_WEBHOOK),
         (b"discordapp.com/api/webhooks/", DISCORD_WEBHOOK),
+        (b"chat.googleapis.com/v1/spaces/", GOOGLE_CHAT_WEBHOOK),
+        (b"hooks.zapier.com/hooks/catch/", ZAPIER_WEBHOOK),
+        (b".webhook.office.com/webhookb2/", TEAMS_WEBHOOK),
     ] {
-        if hay.starts_with(rest, host) {
-            let i = rest + host.len();
-            let n = hay.run(i, 200, |c| is_b64url(c) || c == b'/');
+        let at = if kind == TEAMS_WEBHOOK {
+            if !teams {
+                continue;
+            }
+            rest + sub
+        } else {
+            rest
+        };
+        if hay.starts_with(at, host) {
+            let i = at + host.len();
+            let mut n = hay.run(i, 400, |c| is_b64url(c) || b"/@?&=%.".contains(&c));
+            // A sentence may end right after the URL.
+            while n > 0 && matches!(b[i + n - 1], b'.' | b'?' | b'&') {
+                n -= 1;
+            }
             let path = &b[i..i + n];
             let slashes = path.iter().filter(|&&c| c == b'/').count();
-            if n >= 24 && slashes >= 1 && !is_filler(path) {
+            // Workspace and hook ids may repeat letters; the last segment is the secret.
+            let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+            let last = trimmed.rsplit(|&c| c == b'/').next().unwrap_or(trimmed);
+            if n >= 24 && slashes >= 1 && last.len() >= 8 && !is_filler(last) {
                 return secret(s, i + n, kind);
             }
             return None;
@@ -251,6 +238,7 @@ pub(super) fn url(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     }
     let pw = &b[ps..ps + pl];
     let weak = WEAK_PASSWORDS.iter().any(|w| w.eq_ignore_ascii_case(pw))
+        || is_placeholder(pw)
         || matches!(pw[0], b'$' | b'{' | b'[' | b'<' | b'*')
         || pw.iter().all(|&c| c == pw[0])
         || (pl >= 5 && is_filler(pw) && entropy(pw) < 1.5);
@@ -268,7 +256,7 @@ pub(super) fn telegram(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     while s > ctx.floor && t - s <= 10 && b[s - 1].is_ascii_digit() {
         s -= 1;
     }
-    if !(8..=10).contains(&(t - s)) || (s > 0 && is_alnum(b[s - 1])) {
+    if !(8..=10).contains(&(t - s)) || glued(b, s) {
         return None;
     }
     let n = hay.run(t + 1, 36, is_b64url);
@@ -314,7 +302,7 @@ pub(super) fn twilio(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
     while s > ctx.floor && t - s < 34 && is_alnum(b[s - 1]) {
         s -= 1;
     }
-    if t - s > 33 || !b[s..].starts_with(b"SK") || (s > 0 && is_alnum(b[s - 1])) {
+    if t - s > 33 || !b[s..].starts_with(b"SK") || glued(b, s) {
         return None;
     }
     let n = hay.run(s + 2, 33, is_lower_hex);

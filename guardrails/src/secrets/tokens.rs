@@ -2,7 +2,9 @@
 
 use crate::Category;
 use crate::engine::Hit;
-use crate::text::{Hay, contains_ci, entropy, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex};
+use crate::text::{
+    Hay, contains_ci, entropy, glued, is_alnum, is_b64, is_b64url, is_hex, is_lower_hex,
+};
 
 /// A prefix-and-body token rule.
 pub(crate) struct Spec {
@@ -257,10 +259,14 @@ fn min_entropy(len: usize) -> f64 {
 
 pub(super) fn detect(hay: &Hay, spec: &Spec, start: usize, pend: usize) -> Option<Hit> {
     let b = hay.b;
-    if start > 0 && is_alnum(b[start - 1]) {
+    if glued(b, start) {
         return None;
     }
-    let n = hay.run(pend, spec.max + 1, spec.body);
+    let mut n = hay.run(pend, spec.max + 1, spec.body);
+    // A sentence may end right after a token whose alphabet has dots.
+    while n > 0 && b[pend + n - 1] == b'.' && hay.at(pend + n).is_none_or(|c| !is_alnum(c)) {
+        n -= 1;
+    }
     if n < spec.min || n > spec.max {
         return None;
     }
@@ -270,6 +276,10 @@ pub(super) fn detect(hay: &Hay, spec: &Spec, start: usize, pend: usize) -> Optio
     }
     let body = &b[pend..end];
     if is_filler(body) || !(spec.check)(body) {
+        return None;
+    }
+    // `video_box.ico-<hash>.png`: a file name with a content hash, not a credential.
+    if start > 0 && b[start - 1] == b'.' && hay.at(end) == Some(b'.') {
         return None;
     }
     Some(Hit::new(start, end, spec.kind, Category::Secret))
