@@ -17,6 +17,8 @@ pub enum Endpoint {
     Decide,
     Reservations,
     Agents,
+    /// `/readyz` asking the listener whether it belongs to this process.
+    Probe,
     /// No route matched (or the request failed before routing).
     Unknown,
 }
@@ -29,6 +31,7 @@ impl Endpoint {
             Endpoint::Decide => "decide",
             Endpoint::Reservations => "reservations",
             Endpoint::Agents => "agents",
+            Endpoint::Probe => "probe",
             Endpoint::Unknown => "unknown",
         }
     }

@@ -122,6 +122,9 @@ pub struct State {
     pub agent_stats: crate::stats::AgentStats,
     /// Delegated agents' narrowed policies, compiled once per config generation.
     pub delegated: std::sync::Mutex<HashMap<String, crate::flow::Compiled>>,
+    /// A random value only this process knows: `/readyz` sends it to the agent-facing
+    /// listener to prove the process listening there is this one.
+    pub probe_nonce: String,
 }
 
 impl State {
@@ -162,6 +165,7 @@ impl State {
             upstreams: Upstreams::default(),
             agent_stats: Default::default(),
             delegated: Default::default(),
+            probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
         }
     }
 

@@ -22,8 +22,8 @@ impl Drop for Demo {
 /// Starts the demo and reads the base URL and agent key from its guide.
 async fn demo() -> Demo {
     let mut child = tokio::process::Command::new(harness::binary())
-        .arg("demo")
-        .env("RUST_LOG", "warn")
+        .args(["demo", "--port", "0"])
+        .env("TOLLGATE_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -43,6 +43,8 @@ async fn demo() -> Demo {
             break;
         }
     }
+    // Keep reading the rest of the guide: a closed pipe must not be what the demo sees.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Demo {
         child,
         base: base.expect("the guide names the base URL"),

@@ -85,7 +85,8 @@ pub struct Admin {
     pub state: Arc<State>,
 }
 
-fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+/// A whole response with its length: the admin API's and the demo provider's answers.
+pub(crate) fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     Response::builder()
         .status(status)
         .header("content-type", content_type)
@@ -138,7 +139,7 @@ impl Admin {
         } else {
             listen
         };
-        let listener = tokio::net::TcpStream::connect(target).await.is_ok();
+        let listener = self.listener_is_ours(target).await;
         let store = self.state.ping_store().await;
         let status = if listener && store { 200 } else { 503 };
         json(
@@ -150,6 +151,30 @@ impl Admin {
                 "pid": std::process::id(),
             }),
         )
+    }
+
+    /// Whether the agent-facing listener answers and is this process's: its probe, with
+    /// the nonce only this process knows, gets a 204; any other process holding the port
+    /// would answer it like any unauthenticated request.
+    async fn listener_is_ours(&self, target: std::net::SocketAddr) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let probe = async {
+            let mut conn = tokio::net::TcpStream::connect(target).await.ok()?;
+            let request = format!(
+                "GET /readyz HTTP/1.1\r\nhost: {target}\r\n{}: {}\r\nconnection: close\r\n\r\n",
+                crate::flow::PROBE_HEADER,
+                self.state.probe_nonce
+            );
+            conn.write_all(request.as_bytes()).await.ok()?;
+            let mut head = [0u8; 12];
+            conn.read_exact(&mut head).await.ok()?;
+            Some(&head[9..12] == b"204")
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), probe)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
     }
 
     async fn agent_stats(&self, id: &str) -> Result<Value, GateError> {

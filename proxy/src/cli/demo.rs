@@ -2,6 +2,7 @@
 //! localhost (served by the same process), an embedded store and audit trail in a temp
 //! dir; no network.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::process::ExitCode;
 
@@ -11,7 +12,8 @@ use tollgate_config::Config;
 
 use super::demo_provider::DemoProvider;
 
-/// A port on 127.0.0.1: the preferred one if it is free, else any free one.
+/// A port on 127.0.0.1: the preferred one if it is free, else any free one (0 prefers
+/// none).
 fn port(preferred: u16) -> u16 {
     TcpListener::bind(("127.0.0.1", preferred))
         .or_else(|_| TcpListener::bind("127.0.0.1:0"))
@@ -69,7 +71,7 @@ keys:
     )
 }
 
-pub fn run() -> ExitCode {
+pub fn run(listen: u16) -> ExitCode {
     super::init_logging();
     let dir = std::env::temp_dir().join(format!("tollgate-demo-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -77,10 +79,12 @@ pub fn run() -> ExitCode {
         return ExitCode::from(1);
     }
     let provider_key = crate::keys::generate().secret.replace("tg_", "sk-mock-");
-    let mock = port(18080);
+    // One fixed port asked for fixed ports for all; 0 for free ones for all.
+    let fixed = |p: u16| if listen == 0 { 0 } else { p };
+    let mock = port(fixed(18080));
     let agent_key = crate::keys::generate();
     let admin_token = crate::keys::generate().secret.replace("tg_", "adm_");
-    let (listen, admin) = (port(8080), port(9090));
+    let (listen, admin) = (port(listen), port(fixed(9090)));
     let text = config_text(
         mock,
         &dir,
@@ -124,7 +128,9 @@ pub fn run() -> ExitCode {
 
 fn print_guide(listen: u16, admin: u16, key: &str, token: &str, dir: &std::path::Path) {
     let base = format!("http://127.0.0.1:{listen}/v1");
-    println!(
+    // A reader that went away (a closed pipe) must not take the demo down with it.
+    let _ = writeln!(
+        std::io::stdout(),
         r#"
 tollgate demo: offline, a built-in mock provider answers. Everything lives in {dir}.
 

@@ -14,6 +14,8 @@ use pingora_core::protocols::http::ServerSession;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::admin::reply;
+
 /// The largest request body the demo provider reads.
 const MAX_BODY: usize = 4 << 20;
 
@@ -32,15 +34,6 @@ pub struct DemoProvider {
 enum Script {
     Say(String),
     Call { name: String, arguments: String },
-}
-
-fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .header("content-length", body.len())
-        .body(body)
-        .expect("valid response")
 }
 
 fn json_reply(status: u16, v: &Value) -> Response<Vec<u8>> {

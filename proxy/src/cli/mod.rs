@@ -35,7 +35,12 @@ pub enum Command {
         config: PathBuf,
     },
     /// Offline first run: a built-in config and mock provider on localhost.
-    Demo,
+    Demo {
+        /// The agent-facing port (the admin API takes 9090, the demo provider 18080, each
+        /// or any free one if taken); 0 picks free ports for all three.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Agent keys of a running instance.
     Keys {
         #[command(subcommand)]
@@ -71,7 +76,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config),
         Command::Check { config } => check(config),
-        Command::Demo => demo::run(),
+        Command::Demo { port } => demo::run(port),
         Command::Keys { command, opts } => admin::keys(&opts, command),
         Command::Budgets { command, opts } => admin::budgets(&opts, command),
         Command::Approvals { command, opts } => admin::approvals(&opts, command),

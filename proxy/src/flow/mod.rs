@@ -62,6 +62,9 @@ pub use guard::{PolicyGuards, compile as compile_guards};
 pub use settle::retry_pending;
 pub use trust::params as trust_params;
 
+/// The header `/readyz` puts its probe's nonce in.
+pub const PROBE_HEADER: &str = "x-tollgate-probe";
+
 /// The agent-facing Pingora service.
 pub struct Gateway {
     pub state: Arc<State>,
@@ -82,6 +85,11 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> pingora_error::Result<bool> {
+        if self.is_probe(session) {
+            ctx.endpoint = Endpoint::Probe;
+            respond::json(session, ctx, 204, Bytes::new(), &[]).await;
+            return Ok(true);
+        }
         let ended = match self.handle(session, ctx).await {
             Ok(Some(ended)) => ended,
             // The route answered itself (and recorded, where it records).
@@ -112,6 +120,9 @@ impl ProxyHttp for Gateway {
         _e: Option<&pingora_error::Error>,
         ctx: &mut Ctx,
     ) {
+        if ctx.endpoint == Endpoint::Probe {
+            return;
+        }
         // A safety net: every path settles and records in `end::conclude`, but a request
         // Pingora abandoned midway (its future dropped) did not get there. Its hold is
         // released, never leaked, and its record written.
@@ -126,6 +137,15 @@ impl ProxyHttp for Gateway {
 }
 
 impl Gateway {
+    /// `/readyz`'s probe, carrying the nonce only this process knows.
+    fn is_probe(&self, session: &Session) -> bool {
+        session
+            .req_header()
+            .headers
+            .get(PROBE_HEADER)
+            .is_some_and(|v| v.as_bytes() == self.state.probe_nonce.as_bytes())
+    }
+
     /// Stages 1–9. `Some` when the request reached a provider or failed after holding
     /// something: [`end::conclude`] settles and records it.
     async fn handle(
