@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod flow;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod reason;
 pub mod server;
