@@ -19,7 +19,9 @@ use tollgate_config::{Provider, ProviderKind, Timeouts};
 use crate::api::Api;
 
 /// Client headers never forwarded: credentials (the agent's key must not leave tollgate),
-/// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers.
+/// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers. `expect` is
+/// hop-by-hop too: tollgate answers `100-continue` itself and sends the body at once, and a
+/// provider's `100 Continue` would otherwise be read as its answer.
 const DROPPED: &[&str] = &[
     "authorization",
     "api-key",
@@ -34,6 +36,7 @@ const DROPPED: &[&str] = &[
     "te",
     "trailer",
     "upgrade",
+    "expect",
     "accept-encoding",
     "cookie",
     "openai-organization",
@@ -42,6 +45,19 @@ const DROPPED: &[&str] = &[
 
 fn dropped(name: &str) -> bool {
     DROPPED.contains(&name) || name.starts_with("x-tollgate-")
+}
+
+/// The header names a `Connection` header lists: hop-by-hop for this one connection, so
+/// never passed to the other side (RFC 9110 section 7.6.1), whichever way the message goes.
+pub fn connection_named(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 /// Why a provider could not be used; decides whether the next provider is tried.
@@ -83,8 +99,9 @@ pub fn request_header(
     };
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(client.headers.len() + 4))
         .expect("method and path are valid");
+    let hop_by_hop = connection_named(&client.headers);
     for (name, value) in client.headers.iter() {
-        if !dropped(name.as_str()) {
+        if !dropped(name.as_str()) && !hop_by_hop.iter().any(|h| h == name.as_str()) {
             let _ = req.append_header(name.clone(), value.clone());
         }
     }
@@ -245,6 +262,25 @@ mod tests {
         assert_eq!(header(&r, "content-length"), Some("10"));
         let all = format!("{:?}", r.headers);
         assert!(!all.contains("tg_agentkey"));
+    }
+
+    #[test]
+    fn expect_and_headers_named_in_connection_stay_on_the_agent_side() {
+        let p = provider(
+            "providers: [{ name: o, kind: openai, base_url: 'https://api.openai.com/v1', api_key_env: K, models: ['*'] }]",
+        );
+        let mut c = client();
+        c.insert_header("expect", "100-continue").unwrap();
+        c.insert_header("connection", "keep-alive, X-Hop-Secret , x-other")
+            .unwrap();
+        c.insert_header("x-hop-secret", "internal").unwrap();
+        c.insert_header("x-other", "1").unwrap();
+        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &c, 10);
+        assert_eq!(header(&r, "expect"), None);
+        assert_eq!(header(&r, "connection"), None);
+        assert_eq!(header(&r, "x-hop-secret"), None);
+        assert_eq!(header(&r, "x-other"), None);
+        assert_eq!(header(&r, "x-stainless-lang"), Some("python"));
     }
 
     #[test]

@@ -26,6 +26,8 @@
 //! - the model name picks a fault: `mock-slow`, `mock-error-<status>` (e.g. 500, 503, 429,
 //!   400), `mock-cut-stream`, `mock-garbage`, `mock-hang`, `mock-no-usage`; a name containing
 //!   `reason` bills hidden reasoning tokens; every other name answers normally;
+//! - answers carry the account headers real providers send (`openai-organization`,
+//!   `openai-project`, `anthropic-organization-id`);
 //! - tokens are counted with the real o200k_base ranks and the OpenAI cookbook's chat formula,
 //!   written apart from tollgate's pricing crate so tests can compare the two.
 //!

@@ -385,9 +385,13 @@ fn base(flavor: Flavor, status: StatusCode, content_type: &'static str) -> http:
         .status(status)
         .header(CONTENT_TYPE, content_type)
         .header(HeaderName::from_static(request_id), "req_mock");
+    // The account headers the real providers send: a gateway must not pass them on.
     match flavor {
-        Flavor::Anthropic => builder,
-        Flavor::OpenAi | Flavor::Azure => builder.header("openai-processing-ms", "1"),
+        Flavor::Anthropic => builder.header("anthropic-organization-id", "org-mock-anthropic"),
+        Flavor::OpenAi | Flavor::Azure => builder
+            .header("openai-processing-ms", "1")
+            .header("openai-organization", "org-mock")
+            .header("openai-project", "proj_mock"),
     }
 }
 
