@@ -8,6 +8,7 @@ pub mod api;
 pub mod cli;
 pub mod error;
 pub mod flow;
+pub mod health;
 pub mod keys;
 pub mod listener;
 pub mod metrics;

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub audit_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub store_up: prometheus::IntGauge,
+    pub provider_ejections: IntCounterVec,
+    /// 1 while a provider is ejected (refreshed by the upkeep task).
+    pub provider_ejected: GaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -85,6 +88,18 @@ impl Metrics {
             .expect("unique metric");
         Metrics {
             store_up,
+            provider_ejections: counter(
+                &r,
+                "tollgate_provider_ejections_total",
+                "Times a failing provider was ejected from its fallback chains.",
+                &["provider"],
+            ),
+            provider_ejected: gauge(
+                &r,
+                "tollgate_provider_ejected",
+                "1 while a provider is ejected (skipped while its chain has another provider).",
+                &["provider"],
+            ),
             requests: counter(
                 &r,
                 "tollgate_requests_total",

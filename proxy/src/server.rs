@@ -228,5 +228,22 @@ impl Upkeep {
         }
         crate::admin::budgets::refresh_gauges(&self.state).await;
         self.refresh_trust().await;
+        self.refresh_ejections();
+    }
+
+    /// Sets `tollgate_provider_ejected` for every configured provider: an ejection ends
+    /// with its cool-down, without a request to notice.
+    fn refresh_ejections(&self) {
+        let rt = self.state.runtime();
+        let configured = |name: &str| rt.config.providers.iter().any(|p| p.name == name);
+        let ejected = self.state.health.ejected(configured);
+        for p in &rt.config.providers {
+            let value = if ejected.contains(&p.name) { 1.0 } else { 0.0 };
+            self.state
+                .metrics
+                .provider_ejected
+                .with_label_values(&[&p.name])
+                .set(value);
+        }
     }
 }

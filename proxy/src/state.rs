@@ -119,6 +119,8 @@ pub struct State {
     pub config_path: Option<PathBuf>,
     pub metrics: Metrics,
     pub upstreams: Upstreams,
+    /// Which providers are ejected for failing.
+    pub health: crate::health::Health,
     pub agent_stats: crate::stats::AgentStats,
     /// Delegated agents' narrowed policies, compiled once per config generation.
     pub delegated: std::sync::Mutex<HashMap<String, crate::flow::Compiled>>,
@@ -152,6 +154,10 @@ impl State {
         for result in ["ok", "invalid"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
+        for p in &runtime.config.providers {
+            metrics.provider_ejections.with_label_values(&[&p.name]);
+            metrics.provider_ejected.with_label_values(&[&p.name]).set(0.0);
+        }
         State {
             runtime: ArcSwap::from_pointee(runtime),
             pending_commits: std::sync::Mutex::new(Vec::new()),
@@ -160,6 +166,7 @@ impl State {
             config_path,
             metrics,
             upstreams: Upstreams::default(),
+            health: Default::default(),
             agent_stats: Default::default(),
             delegated: Default::default(),
         }
