@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod buffers;
 pub mod cli;
 pub mod error;
 pub mod flow;

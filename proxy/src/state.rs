@@ -119,6 +119,8 @@ pub struct State {
     pub config_path: Option<PathBuf>,
     pub metrics: Metrics,
     pub upstreams: Upstreams,
+    /// Provider bytes all requests buffer, bounded together.
+    pub buffers: crate::buffers::Buffers,
     /// Which providers are ejected for failing.
     pub health: crate::health::Health,
     pub agent_stats: crate::stats::AgentStats,
@@ -154,10 +156,17 @@ impl State {
         for result in ["ok", "invalid"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
+        for limit in ["response", "event", "total"] {
+            metrics.buffer_limits.with_label_values(&[limit]);
+        }
         for p in &runtime.config.providers {
             metrics.provider_ejections.with_label_values(&[&p.name]);
-            metrics.provider_ejected.with_label_values(&[&p.name]).set(0.0);
+            metrics
+                .provider_ejected
+                .with_label_values(&[&p.name])
+                .set(0.0);
         }
+        let buffers = crate::buffers::Buffers::new(metrics.buffered_bytes.clone());
         State {
             runtime: ArcSwap::from_pointee(runtime),
             pending_commits: std::sync::Mutex::new(Vec::new()),
@@ -166,6 +175,7 @@ impl State {
             config_path,
             metrics,
             upstreams: Upstreams::default(),
+            buffers,
             health: Default::default(),
             agent_stats: Default::default(),
             delegated: Default::default(),

@@ -1,13 +1,15 @@
-//! The agent's side of the connection under attack or failure: a request header sent a byte
+//! The agent's side of the connection under attack or failure: an agent that hangs up while
+//! the provider thinks is settled at once and its provider request cancelled; a stream that
+//! may hide reasoning and ends before usage is charged its hold; a request header sent a byte
 //! at a time is cut off; `Expect: 100-continue` is answered by tollgate and never forwarded;
 //! hop-by-hop and account headers stay on their own side.
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tollgate_tests::harness::{self, Tollgate};
+use tollgate_tests::harness::{self, InFlight, Tollgate};
 use tollgate_tests::mock;
 
 /// 0.001 USD per output token, 0.000001 per input token, 200 output tokens at most.
@@ -26,6 +28,127 @@ policies: {{ p: {{}} }}
 agents: {{ a1: {{ scope: acme/a1, policy: p }} }}
 "#
     )
+}
+
+/// Polls `probe` until it holds, failing after `within` with `what`.
+async fn eventually(within: Duration, what: &str, probe: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !probe() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The reasons of the last audit record.
+fn last_reasons(tg: &Tollgate) -> String {
+    let out = tg.cli(&["audit", "tail", "-n", "1", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("audit json");
+    v["records"][0]["reasons"].to_string()
+}
+
+#[tokio::test]
+async fn an_agent_that_hangs_up_while_the_provider_thinks_is_settled_and_the_provider_cancelled() {
+    let mock = mock::provider().spawn().await;
+    let gauge = InFlight::start(&mock.root_url()).await;
+    // A provider that may think for ten minutes: nothing but the hang-up can end these
+    // requests within the test's bounds.
+    let tg = harness::tollgate()
+        .config(&config(
+            &gauge.base_url(),
+            "timeouts: { first_byte: 10m, idle: 10m }",
+        ))
+        .spawn()
+        .await;
+    let mut spent_before = 0;
+    for stream in [false, true] {
+        let body = json!({
+            "model": "mock-hang", "stream": stream, "max_tokens": 200,
+            "messages": [{"role": "user", "content": "think hard"}],
+        });
+        let url = format!("{}/chat/completions", tg.base_url());
+        let key = tg.key("a1");
+        let request = tokio::spawn(async move {
+            let _ = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await;
+        });
+        eventually(
+            Duration::from_secs(15),
+            "the request reached the provider",
+            || gauge.now() == 1,
+        )
+        .await;
+        let during = tg.budget("acme").await;
+        assert!(during.reserved > 0, "the request holds budget: {during:?}");
+        // The agent gives up: its connection closes.
+        request.abort();
+        let _ = request.await;
+        let after = tg
+            .wait_for_budget("acme", Duration::from_secs(20), |r| r.reserved == 0)
+            .await;
+        eventually(
+            Duration::from_secs(20),
+            "the provider request was cancelled",
+            || gauge.now() == 0,
+        )
+        .await;
+        let charged = after.spent - spent_before;
+        if stream {
+            // A stream stops when dropped; the provider read the prompt, nothing more.
+            assert!(
+                charged > 0 && charged < during.reserved,
+                "the prompt only: {charged} of {during:?}"
+            );
+        } else {
+            // The provider finishes (and bills) a whole answer whoever reads it.
+            assert_eq!(charged, during.reserved, "the whole hold");
+        }
+        spent_before = after.spent;
+        let reasons = last_reasons(&tg);
+        assert!(reasons.contains("client_disconnected"), "{reasons}");
+    }
+}
+
+#[tokio::test]
+async fn a_reasoning_stream_the_agent_leaves_before_usage_is_charged_its_hold() {
+    let mock = mock::provider()
+        .chunk_delay(Duration::from_millis(20))
+        .spawn()
+        .await;
+    let tg = harness::tollgate()
+        .config(&config(&mock.base_url(), ""))
+        .spawn()
+        .await;
+    let mut resp = reqwest::Client::new()
+        .post(format!("{}/chat/completions", tg.base_url()))
+        .bearer_auth(tg.key("a1"))
+        .json(&json!({
+            "model": "mock-reasoner", "stream": true, "max_tokens": 200,
+            "reasoning_effort": "high",
+            "messages": [{"role": "user", "content": "WORDS: 200"}],
+        }))
+        .send()
+        .await
+        .expect("stream started");
+    assert_eq!(resp.status(), 200);
+    let mut got = 0;
+    while got < 200 {
+        got += resp.chunk().await.expect("read").expect("more").len();
+    }
+    let during = tg.budget("acme").await;
+    assert!(during.reserved > 0, "{during:?}");
+    // Gone before the usage event: the reasoning the provider billed was never streamed.
+    drop(resp);
+    let after = tg
+        .wait_for_budget("acme", Duration::from_secs(20), |r| r.reserved == 0)
+        .await;
+    assert_eq!(after.spent, during.reserved, "the whole hold is charged");
+    let reasons = last_reasons(&tg);
+    assert!(reasons.contains("hold_charged"), "{reasons}");
+    assert!(reasons.contains("client_disconnected"), "{reasons}");
 }
 
 #[tokio::test]

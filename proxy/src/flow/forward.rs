@@ -4,7 +4,8 @@
 //! status `server.fallback.statuses` names (401, 403, 429 and 5xx by default) is skipped for
 //! the next one in the chain. Nothing has reached the client at that point, so a fallback is
 //! invisible to it. A provider that keeps failing is ejected for a while (`health`) and
-//! skipped while its chain has another.
+//! skipped while its chain has another. While the provider thinks, the agent's connection
+//! is watched: an agent that hangs up cancels the provider request at once.
 
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use pingora_proxy::Session;
 use tollgate_config::Provider;
 
 use super::context::Ctx;
+use super::respond;
 use crate::api::Request;
 use crate::error::GateError;
 use crate::reason::Reason;
@@ -36,6 +38,14 @@ impl Upstream {
     }
 }
 
+/// How sending ended when it did not fail.
+pub enum Sent {
+    /// A provider answered (its header arrived).
+    Answer(Box<Upstream>),
+    /// The agent hung up before any provider answered; the provider request was dropped.
+    ClientGone,
+}
+
 /// The last reason the chain failed, kept to answer the client when every provider failed.
 enum LastFailure {
     None,
@@ -47,11 +57,11 @@ enum LastFailure {
 pub async fn send(
     state: &State,
     rt: &Runtime,
-    session: &Session,
+    session: &mut Session,
     req: &Request,
     body: Bytes,
     ctx: &mut Ctx,
-) -> Result<Upstream, GateError> {
+) -> Result<Sent, GateError> {
     let fallback = &rt.config.server.fallback;
     let chain = rt.config.route(&req.model);
     if chain.is_empty() {
@@ -87,7 +97,15 @@ pub async fn send(
             body.len(),
         );
         let started = Instant::now();
-        let attempt = attempt(state, rt, provider, header, body.clone()).await;
+        let attempt = tokio::select! {
+            attempt = attempt(state, rt, provider, header, body.clone()) => attempt,
+            // Dropping the attempt drops its connection: the provider stops working for
+            // an agent that is gone.
+            () = respond::client_gone(session) => {
+                ctx.upstream.time += started.elapsed();
+                return Ok(Sent::ClientGone);
+            }
+        };
         ctx.upstream.time += started.elapsed();
         match attempt {
             Ok(up) => {
@@ -95,7 +113,7 @@ pub async fn send(
                 if !fallback.retries(up.status()) {
                     ctx.upstream.ttft = Some(started.elapsed());
                     ctx.upstream.status = Some(up.status());
-                    return Ok(up);
+                    return Ok(Sent::Answer(Box::new(up)));
                 }
                 // 401/403 mean tollgate's provider credentials are wrong: the agent's own
                 // key is fine, so the next provider is tried and the agent never sees a 401
@@ -121,7 +139,7 @@ pub async fn send(
             ctx.upstream.status = Some(up.status());
             if up.status() == 429 {
                 // The provider's own rate limit: the client should see it and back off.
-                return Ok(*up);
+                return Ok(Sent::Answer(up));
             }
             let why = match up.status() {
                 401 | 403 => "refused tollgate's credentials for it",

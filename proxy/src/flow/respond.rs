@@ -126,6 +126,22 @@ pub async fn error(session: &mut Session, ctx: &mut Ctx, e: GateError) {
     json(session, ctx, e.status(), e.body(), &headers).await;
 }
 
+/// Resolves when the agent has hung up (closed or reset its connection, or its h2 stream);
+/// pending while it waits. The request body was read whole before, so this reads nothing
+/// the agent meant for tollgate; bytes it sends early (a pipelined request) are not a
+/// hang-up. Cancel-safe: a `select!` may drop it between reads.
+pub async fn client_gone(session: &mut Session) {
+    use pingora_error::ErrorType;
+    match session.downstream_session.read_body_or_idle(true).await {
+        Err(e)
+            if matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::H2Error
+            ) => {}
+        _ => std::future::pending().await,
+    }
+}
+
 /// Answers `Expect: 100-continue` with `100 Continue`, so a client that waits for it sends
 /// its body. Called once the body is known to be acceptable by its declared length; the
 /// expectation is tollgate's and never forwarded.

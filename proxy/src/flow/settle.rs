@@ -19,6 +19,28 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
     };
     let actual = pricing::cost(&est.price, &usage);
     super::limits::correct_tokens(state, ctx, usage.input + usage.output).await;
+    commit_at(state, ctx, usage, actual).await
+}
+
+/// Charges the whole hold, or what `seen` costs if that is more: the provider may have
+/// generated output tollgate never saw (the agent left first, or the answer may hide its
+/// reasoning and ended before the provider reported usage). Without a hold (shadow mode,
+/// `on_error: allow`) the worst case is what the hold would have been. The token windows
+/// keep the estimate they were charged at stage 5b.
+pub async fn commit_hold(state: &State, ctx: &mut Ctx, seen: Usage) {
+    let Some(est) = &ctx.money.estimate else {
+        return;
+    };
+    let held = match &ctx.money.hold {
+        Some(hold) => hold.granted,
+        None => est.worst_nanos,
+    };
+    let actual = pricing::cost(&est.price, &seen).max(held);
+    ctx.verdict.push(Code::HoldCharged);
+    commit_at(state, ctx, seen, actual).await
+}
+
+async fn commit_at(state: &State, ctx: &mut Ctx, usage: Usage, actual: i64) {
     ctx.money.usage = Some(usage);
     ctx.money.actual_nanos = Some(actual);
     match ctx.money.hold.take() {

@@ -457,6 +457,14 @@ fn stream_response(
         };
         events.insert(1.min(events.len()), malformed);
     }
+    if fault == Fault::HugeEvent {
+        let content = "x".repeat(faults::HUGE_EVENT_BYTES);
+        let chunk = serde_json::json!({
+            "id": "chatcmpl-huge", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": content}}]
+        });
+        events.insert(1.min(events.len()), sse::data(&chunk));
+    }
     let writes = sse::writes(&events, &mut exchange.rng);
     let steps = MockBody::plan(writes, state.config.chunk_delay, cut);
     let builder = base(flavor, StatusCode::OK, "text/event-stream; charset=utf-8")
