@@ -58,6 +58,40 @@ pub(crate) fn server(ctx: &mut Ctx, v: Value) -> Server {
     if raw.threads == Some(0) {
         ctx.err("server.threads", "must be at least 1");
     }
+    let max_response_bytes = bytes(
+        ctx,
+        "server.max_response_bytes",
+        raw.max_response_bytes,
+        64 << 20,
+    );
+    let max_event_bytes = bytes(ctx, "server.max_event_bytes", raw.max_event_bytes, 16 << 20);
+    let max_buffered_bytes = bytes(
+        ctx,
+        "server.max_buffered_bytes",
+        raw.max_buffered_bytes,
+        512 << 20,
+    );
+    for (path, n) in [
+        ("server.max_response_bytes", max_response_bytes),
+        ("server.max_event_bytes", max_event_bytes),
+    ] {
+        if n < 4096 {
+            ctx.err(path, "must be at least 4KiB");
+        } else if n > max_buffered_bytes {
+            ctx.err(
+                path,
+                "must not be larger than server.max_buffered_bytes, which bounds all buffers together",
+            );
+        }
+    }
+    let request_header = ctx.duration(
+        "server.timeouts.request_header",
+        t.request_header.as_ref(),
+        Duration::from_secs(10),
+    );
+    if request_header.is_zero() {
+        ctx.err("server.timeouts.request_header", "must be longer than 0s");
+    }
     Server {
         listen: socket(ctx, "server.listen", raw.listen.as_deref(), "0.0.0.0:8080"),
         admin_listen: socket(
@@ -69,6 +103,9 @@ pub(crate) fn server(ctx: &mut Ctx, v: Value) -> Server {
         admin_token_env,
         admin_token,
         max_body_bytes: bytes(ctx, "server.max_body_bytes", raw.max_body_bytes, 10 << 20),
+        max_response_bytes,
+        max_event_bytes,
+        max_buffered_bytes,
         timeouts: Timeouts {
             connect: ctx.duration(
                 "server.timeouts.connect",
@@ -85,9 +122,53 @@ pub(crate) fn server(ctx: &mut Ctx, v: Value) -> Server {
                 t.idle.as_ref(),
                 Duration::from_secs(300),
             ),
+            request_header,
         },
+        fallback: fallback(ctx, raw.fallback.unwrap_or_default()),
         threads: raw.threads,
     }
+}
+
+/// `server.fallback`: retry statuses as codes (`429`) or classes (`5xx`), ejection.
+fn fallback(ctx: &mut Ctx, raw: raw::Fallback) -> Fallback {
+    let mut f = Fallback::default();
+    if let Some(statuses) = raw.statuses {
+        f.statuses.clear();
+        for (i, raw::Scalar(text)) in statuses.into_iter().enumerate() {
+            let path = format!("server.fallback.statuses[{i}]");
+            let range = match text.strip_suffix("xx").map(str::parse::<u16>) {
+                Some(Ok(class)) => class * 100..=class * 100 + 99,
+                Some(Err(_)) => 0..=0,
+                None => match text.parse::<u16>() {
+                    Ok(code) => code..=code,
+                    Err(_) => 0..=0,
+                },
+            };
+            if !(400..=599).contains(range.start()) {
+                ctx.err(
+                    path,
+                    format!("`{text}` is not an error status: expected 400-599 or 4xx / 5xx"),
+                );
+                continue;
+            }
+            f.statuses.extend(range);
+        }
+    }
+    if let Some(n) = raw.eject_after {
+        f.eject_after = n;
+    }
+    f.cool_down = ctx.duration(
+        "server.fallback.cool_down",
+        raw.cool_down.as_ref(),
+        f.cool_down,
+    );
+    if f.eject_after > 0 && f.cool_down.is_zero() {
+        ctx.err(
+            "server.fallback.cool_down",
+            "must be longer than 0s (set eject_after: 0 to never eject)",
+        );
+    }
+    f
 }
 
 pub(crate) fn trust(ctx: &mut Ctx, v: Value) -> Trust {

@@ -36,7 +36,11 @@ pub struct Server {
     pub admin_listen: Option<String>,
     pub admin_token_env: Option<String>,
     pub max_body_bytes: Option<Scalar>,
+    pub max_response_bytes: Option<Scalar>,
+    pub max_event_bytes: Option<Scalar>,
+    pub max_buffered_bytes: Option<Scalar>,
     pub timeouts: Option<Timeouts>,
+    pub fallback: Option<Fallback>,
     pub threads: Option<usize>,
 }
 
@@ -46,6 +50,16 @@ pub struct Timeouts {
     pub connect: Option<Scalar>,
     pub first_byte: Option<Scalar>,
     pub idle: Option<Scalar>,
+    pub request_header: Option<Scalar>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fallback {
+    /// Statuses (`429`) or classes (`5xx`) that move on to the next provider.
+    pub statuses: Option<Vec<Scalar>>,
+    pub eject_after: Option<u32>,
+    pub cool_down: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

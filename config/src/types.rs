@@ -109,7 +109,15 @@ pub struct Server {
     /// `None` when the variable is unset: the admin API then refuses every request.
     pub admin_token: Option<Secret>,
     pub max_body_bytes: u64,
+    /// The largest whole provider answer tollgate reads (it reads whole answers to check
+    /// them before a byte is sent).
+    pub max_response_bytes: u64,
+    /// The largest single event of a provider's stream.
+    pub max_event_bytes: u64,
+    /// Provider bytes all requests together may hold in memory at once.
+    pub max_buffered_bytes: u64,
     pub timeouts: Timeouts,
+    pub fallback: Fallback,
     /// Worker threads of the proxy service; `None` = one per core.
     pub threads: Option<usize>,
 }
@@ -119,6 +127,38 @@ pub struct Timeouts {
     pub connect: Duration,
     pub first_byte: Duration,
     pub idle: Duration,
+    /// From an agent request's first byte to the end of its header.
+    pub request_header: Duration,
+}
+
+/// When the next provider of a chain is tried, and how long a failing provider is skipped.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// Provider answers that move on to the next provider (before any byte reached the
+    /// agent).
+    pub statuses: std::collections::BTreeSet<u16>,
+    /// Consecutive failures (connect error, first-byte timeout, 5xx) that eject a provider;
+    /// 0 never ejects.
+    pub eject_after: u32,
+    /// How long an ejected provider is skipped while others in its chain remain.
+    pub cool_down: Duration,
+}
+
+impl Fallback {
+    /// Whether a provider's answer with this status moves on to the next provider.
+    pub fn retries(&self, status: u16) -> bool {
+        self.statuses.contains(&status)
+    }
+}
+
+impl Default for Fallback {
+    fn default() -> Fallback {
+        Fallback {
+            statuses: [401, 403, 429].into_iter().chain(500..=599).collect(),
+            eject_after: 3,
+            cool_down: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

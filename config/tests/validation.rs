@@ -83,6 +83,59 @@ fn errors(yaml: &str) -> Vec<String> {
 }
 
 #[test]
+fn buffer_bounds_timeouts_and_fallback_have_defaults_and_can_be_set() {
+    let c = Config::from_yaml("", &env).expect("valid");
+    let s = &c.server;
+    assert_eq!(
+        (
+            s.max_response_bytes,
+            s.max_event_bytes,
+            s.max_buffered_bytes
+        ),
+        (64 << 20, 16 << 20, 512 << 20)
+    );
+    assert_eq!(
+        s.timeouts.request_header,
+        std::time::Duration::from_secs(10)
+    );
+    for status in [401, 403, 429, 500, 503, 599] {
+        assert!(s.fallback.retries(status), "{status}");
+    }
+    for status in [400, 404, 408, 422] {
+        assert!(!s.fallback.retries(status), "{status}");
+    }
+    assert_eq!(s.fallback.eject_after, 3);
+    let c = Config::from_yaml(
+        r#"
+server:
+  max_response_bytes: 1MiB
+  max_event_bytes: 64KiB
+  max_buffered_bytes: 8MiB
+  timeouts: { request_header: 2s }
+  fallback: { statuses: [429, 5xx], eject_after: 1, cool_down: 1m }
+"#,
+        &env,
+    )
+    .expect("valid");
+    let s = &c.server;
+    assert_eq!(
+        (
+            s.max_response_bytes,
+            s.max_event_bytes,
+            s.max_buffered_bytes
+        ),
+        (1 << 20, 64 << 10, 8 << 20)
+    );
+    assert_eq!(s.timeouts.request_header, std::time::Duration::from_secs(2));
+    assert!(s.fallback.retries(429) && s.fallback.retries(502));
+    assert!(!s.fallback.retries(401) && !s.fallback.retries(403));
+    assert_eq!(
+        (s.fallback.eject_after, s.fallback.cool_down),
+        (1, std::time::Duration::from_secs(60))
+    );
+}
+
+#[test]
 fn the_interface_example_loads() {
     let c = Config::from_yaml(EXAMPLE, &env).expect("valid");
     assert_eq!(c.server.max_body_bytes, 10 << 20);
@@ -162,6 +215,26 @@ fn bad_values_are_reported_with_their_paths() {
         (
             "server: { max_body_bytes: 10XB }",
             "server.max_body_bytes: `10XB` has unknown unit",
+        ),
+        (
+            "server: { fallback: { statuses: [200] } }",
+            "server.fallback.statuses[0]: `200` is not an error status",
+        ),
+        (
+            "server: { fallback: { statuses: [3xx] } }",
+            "server.fallback.statuses[0]: `3xx` is not an error status",
+        ),
+        (
+            "server: { fallback: { cool_down: 0s } }",
+            "server.fallback.cool_down: must be longer than 0s",
+        ),
+        (
+            "server: { max_event_bytes: 1KiB }",
+            "server.max_event_bytes: must be at least 4KiB",
+        ),
+        (
+            "server: { max_buffered_bytes: 1MiB }",
+            "server.max_response_bytes: must not be larger than server.max_buffered_bytes",
         ),
         (
             "store: { kind: postgres }",

@@ -26,14 +26,14 @@ pub use cost::{
 };
 pub use estimate::{cache_writes_requested, estimate_input_tokens};
 pub use limits::{
-    inject_include_usage, is_usage_only_chunk, output_limit_field, output_multiplier,
-    requested_output_limit, set_output_limit, wants_usage_injection,
+    inject_include_usage, is_usage_only_chunk, may_hide_output, output_limit_field,
+    output_multiplier, requested_output_limit, set_output_limit, wants_usage_injection,
 };
 pub use price::{LongContext, NANOS_PER_USD, Price, usd_per_mtok_to_nanos};
 pub use stream::{StreamAccounting, UsageSource};
 pub use table::{PriceRef, PriceSource, PriceTable};
 pub use tokenizer::{Tokenizer, count_tokens, tokenizer_for, warm_up};
-pub use usage::usage_from_response;
+pub use usage::{embeddings_usage_from_slice, usage_from_response};
 
 pub use tollgate_types::Api;
 

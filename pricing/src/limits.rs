@@ -88,6 +88,25 @@ fn lower(map: &mut Map<String, Value>, field: &str, tokens: u64) {
     map.insert(field.to_string(), Value::from(value));
 }
 
+/// Whether the answer may carry output the provider bills but never shows, so what streamed
+/// says nothing about what was spent: OpenAI reasoning models (hidden reasoning tokens), a
+/// request that asks for reasoning (`reasoning_effort`, Responses `reasoning`), Anthropic
+/// extended thinking (billed in full, streamed summarised or redacted).
+pub fn may_hide_output(api: Api, model: &str, body: &Value) -> bool {
+    let set = |field: &str| body.get(field).is_some_and(|v| !v.is_null());
+    let thinking = body
+        .pointer("/thinking/type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "disabled");
+    match api {
+        Api::Embeddings => false,
+        Api::AnthropicMessages => thinking,
+        Api::ChatCompletions | Api::Completions | Api::Responses => {
+            is_openai_reasoning_model(model) || set("reasoning_effort") || set("reasoning")
+        }
+    }
+}
+
 fn is_openai_reasoning_model(model: &str) -> bool {
     let name = normalize(model);
     let bare = name.rsplit('/').next().unwrap_or(&name);
@@ -144,6 +163,60 @@ pub fn is_usage_only_chunk(chunk: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn hidden_output_is_assumed_where_reasoning_may_be_billed_unseen() {
+        let cases = [
+            (Api::ChatCompletions, "o3-mini", json!({}), true),
+            (Api::ChatCompletions, "gpt-5", json!({}), true),
+            (Api::ChatCompletions, "gpt-4o", json!({}), false),
+            (
+                Api::ChatCompletions,
+                "my-model",
+                json!({"reasoning_effort": "low"}),
+                true,
+            ),
+            (
+                Api::ChatCompletions,
+                "my-model",
+                json!({"reasoning_effort": null}),
+                false,
+            ),
+            (
+                Api::Responses,
+                "my-model",
+                json!({"reasoning": {"effort": "minimal"}}),
+                true,
+            ),
+            (Api::Responses, "gpt-4.1", json!({}), false),
+            (Api::AnthropicMessages, "claude-sonnet-4", json!({}), false),
+            (
+                Api::AnthropicMessages,
+                "claude-sonnet-4",
+                json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+                true,
+            ),
+            (
+                Api::AnthropicMessages,
+                "claude-sonnet-4",
+                json!({"thinking": {"type": "disabled"}}),
+                false,
+            ),
+            (
+                Api::Embeddings,
+                "o3",
+                json!({"reasoning_effort": "high"}),
+                false,
+            ),
+        ];
+        for (api, model, body, hides) in cases {
+            assert_eq!(
+                may_hide_output(api, model, &body),
+                hides,
+                "{api:?} {model} {body}"
+            );
+        }
+    }
 
     #[test]
     fn requested_limits() {

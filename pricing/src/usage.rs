@@ -30,6 +30,21 @@ pub fn usage_from_response(api: Api, body: &Value) -> Option<Usage> {
     }
 }
 
+/// The usage of a whole embeddings answer, read from its bytes without building the tree of
+/// its vectors (a large batch answers tens of megabytes of numbers tollgate never looks at):
+/// only `usage` is kept, every other field is skipped as it is parsed. `Err` when the body
+/// is not a JSON object; `Ok(None)` when it carries no usage.
+pub fn embeddings_usage_from_slice(body: &[u8]) -> Result<Option<Usage>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        // Unknown fields (`data`, `model`, `object`) are skipped without being kept.
+        #[serde(default)]
+        usage: Option<Value>,
+    }
+    let answer: Answer = serde_json::from_slice(body)?;
+    Ok(answer.usage.as_ref().and_then(embeddings_usage))
+}
+
 fn n(value: &Value, pointer: &str) -> u64 {
     value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
 }
@@ -147,6 +162,31 @@ mod tests {
                 "{api:?}"
             );
         }
+    }
+
+    #[test]
+    fn embeddings_usage_is_read_from_bytes_as_from_the_tree() {
+        let vectors: Vec<Value> = (0..64)
+            .map(|i| json!({"object": "embedding", "index": i, "embedding": vec![0.125_f32; 256]}))
+            .collect();
+        let body = json!({
+            "object": "list", "data": vectors, "model": "text-embedding-3-small",
+            "usage": {"prompt_tokens": 321, "total_tokens": 321}
+        });
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let from_bytes = embeddings_usage_from_slice(&bytes).unwrap();
+        assert_eq!(from_bytes, usage_from_response(Api::Embeddings, &body));
+        assert_eq!(from_bytes.map(|u| u.input), Some(321));
+        assert_eq!(
+            embeddings_usage_from_slice(br#"{"data": [], "usage": null}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            embeddings_usage_from_slice(br#"{"data": []}"#).unwrap(),
+            None
+        );
+        assert!(embeddings_usage_from_slice(b"{\"data\": [1, 2").is_err());
+        assert!(embeddings_usage_from_slice(b"<html>").is_err());
     }
 
     #[test]

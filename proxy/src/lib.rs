@@ -5,10 +5,13 @@
 
 pub mod admin;
 pub mod api;
+pub mod buffers;
 pub mod cli;
 pub mod error;
 pub mod flow;
+pub mod health;
 pub mod keys;
+pub mod listener;
 pub mod metrics;
 pub mod reason;
 pub mod server;

@@ -36,6 +36,13 @@ pub struct Metrics {
     pub audit_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub store_up: prometheus::IntGauge,
+    /// Provider bytes buffered by all requests now (`server.max_buffered_bytes` bounds it).
+    pub buffered_bytes: prometheus::IntGauge,
+    /// Provider answers refused for a buffer limit: `response`, `event` or `total`.
+    pub buffer_limits: IntCounterVec,
+    pub provider_ejections: IntCounterVec,
+    /// 1 while a provider is ejected (refreshed by the upkeep task).
+    pub provider_ejected: GaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -83,8 +90,34 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(store_up.clone()))
             .expect("unique metric");
+        let buffered_bytes = prometheus::IntGauge::new(
+            "tollgate_buffered_bytes",
+            "Provider response bytes held in memory by all requests now.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(buffered_bytes.clone()))
+            .expect("unique metric");
         Metrics {
             store_up,
+            buffered_bytes,
+            buffer_limits: counter(
+                &r,
+                "tollgate_buffer_limit_exceeded_total",
+                "Provider answers refused for a buffer limit (response, event or total).",
+                &["limit"],
+            ),
+            provider_ejections: counter(
+                &r,
+                "tollgate_provider_ejections_total",
+                "Times a failing provider was ejected from its fallback chains.",
+                &["provider"],
+            ),
+            provider_ejected: gauge(
+                &r,
+                "tollgate_provider_ejected",
+                "1 while a provider is ejected (skipped while its chain has another provider).",
+                &["provider"],
+            ),
             requests: counter(
                 &r,
                 "tollgate_requests_total",

@@ -57,7 +57,9 @@ codes! {
     SpendUnrecorded => "spend_unrecorded",
     ReleaseFailed => "release_failed",
     UpstreamStreamCut => "upstream_stream_cut",
+    UpstreamTooLarge => "upstream_too_large",
     ClientDisconnected => "client_disconnected",
+    HoldCharged => "hold_charged",
 }
 
 impl fmt::Display for Code {

@@ -16,6 +16,7 @@ use tollgate_config::{Config, StoreKind};
 
 use crate::admin::Admin;
 use crate::flow::Gateway;
+use crate::listener::HeaderDeadline;
 use crate::state::{Runtime, State};
 
 /// Opens the store the config names.
@@ -104,20 +105,25 @@ pub fn run_with(state: Arc<State>, extra: impl FnOnce(&mut Server)) -> ! {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+    // Both listeners bound the time a request header may take (slowloris).
+    let gateway = pingora_proxy::http_proxy(
         &server.configuration,
         Gateway {
             state: state.clone(),
         },
-        "tollgate proxy",
+    );
+    let mut proxy = Service::new(
+        "tollgate proxy".to_string(),
+        HeaderDeadline::new(gateway, state.clone()),
     );
     proxy.add_tcp(&server_cfg.listen.to_string());
 
+    let admin_app = HttpServer::new_app(Admin {
+        state: state.clone(),
+    });
     let mut admin = Service::new(
         "tollgate admin".to_string(),
-        HttpServer::new_app(Admin {
-            state: state.clone(),
-        }),
+        HeaderDeadline::new(admin_app, state.clone()),
     );
     admin.threads = Some(1);
     admin.add_tcp(&server_cfg.admin_listen.to_string());
@@ -222,5 +228,22 @@ impl Upkeep {
         }
         crate::admin::budgets::refresh_gauges(&self.state).await;
         self.refresh_trust().await;
+        self.refresh_ejections();
+    }
+
+    /// Sets `tollgate_provider_ejected` for every configured provider: an ejection ends
+    /// with its cool-down, without a request to notice.
+    fn refresh_ejections(&self) {
+        let rt = self.state.runtime();
+        let configured = |name: &str| rt.config.providers.iter().any(|p| p.name == name);
+        let ejected = self.state.health.ejected(configured);
+        for p in &rt.config.providers {
+            let value = if ejected.contains(&p.name) { 1.0 } else { 0.0 };
+            self.state
+                .metrics
+                .provider_ejected
+                .with_label_values(&[&p.name])
+                .set(value);
+        }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Upstream bytes arrive in arbitrary pieces; the parser yields whole events and keeps the
 //! exact bytes of each so an event tollgate does not change is re-emitted byte for byte.
+//! An event may be no larger than the parser's limit: a provider that sends more (or never
+//! ends an event) would otherwise grow the buffer without bound.
 
 use bytes::{Bytes, BytesMut};
 
@@ -36,11 +38,21 @@ impl Event {
 }
 
 /// Splits a byte stream into events. Handles `\n`, `\r\n` and `\r` line endings.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
     buf: BytesMut,
     /// Bytes of `buf` already scanned without finding an event end.
     scanned: usize,
+    /// The largest event accepted, in bytes (its terminating blank line included).
+    limit: usize,
+    /// An event passed the limit: the stream is over, nothing more is parsed.
+    oversized: bool,
+}
+
+impl Default for Parser {
+    fn default() -> Parser {
+        Parser::with_limit(usize::MAX)
+    }
 }
 
 impl Parser {
@@ -48,16 +60,48 @@ impl Parser {
         Parser::default()
     }
 
-    /// Appends bytes and returns every event completed by them.
+    /// A parser that accepts events of at most `limit` bytes.
+    pub fn with_limit(limit: usize) -> Parser {
+        Parser {
+            buf: BytesMut::new(),
+            scanned: 0,
+            limit,
+            oversized: false,
+        }
+    }
+
+    /// Appends bytes and returns every event completed by them. The events before one over
+    /// the limit are returned; from that one on, nothing is (see [`Parser::oversized`]).
     pub fn push(&mut self, bytes: &[u8]) -> Vec<Event> {
+        if self.oversized {
+            return Vec::new();
+        }
         self.buf.extend_from_slice(bytes);
         let mut events = Vec::new();
         while let Some(end) = self.find_event_end() {
+            if end > self.limit {
+                self.overflow();
+                return events;
+            }
             let raw = self.buf.split_to(end).freeze();
             self.scanned = 0;
             events.push(parse_event(raw));
         }
+        if self.buf.len() > self.limit {
+            self.overflow();
+        }
         events
+    }
+
+    /// Whether an event passed the limit (the stream must end as a provider error).
+    pub fn oversized(&self) -> bool {
+        self.oversized
+    }
+
+    fn overflow(&mut self) {
+        self.oversized = true;
+        self.buf = BytesMut::new();
+        self.scanned = 0;
     }
 
     /// Bytes received that do not yet form a whole event (a cut stream leaves them here).
@@ -155,6 +199,32 @@ mod tests {
         let ev = &p.push(b"data: a\ndata: b\n\n")[0];
         assert_eq!(ev.data.as_deref(), Some("a\nb"));
         assert_eq!(&Event::write(None, "a\nb")[..], b"data: a\ndata: b\n\n");
+    }
+
+    #[test]
+    fn an_event_over_the_limit_ends_parsing_whole_or_in_pieces() {
+        let small = b"data: {\"a\":1}\n\n";
+        let big = format!("data: {}\n\n", "x".repeat(100));
+        // Whole in one read: the event before it passes, the big one and the rest do not.
+        let mut p = Parser::with_limit(64);
+        let mut stream = small.to_vec();
+        stream.extend_from_slice(big.as_bytes());
+        stream.extend_from_slice(small);
+        let evs = p.push(&stream);
+        assert_eq!(evs.len(), 1);
+        assert!(p.oversized());
+        assert!(p.push(small).is_empty());
+        assert!(p.pending().is_empty(), "nothing stays buffered");
+        // An event that never ends: caught once the pending bytes pass the limit.
+        let mut p = Parser::with_limit(64);
+        for _ in 0..6 {
+            assert!(p.push(b"data: xxxxxxxxxxxx").is_empty());
+        }
+        assert!(p.oversized());
+        // At the limit exactly is accepted.
+        let mut p = Parser::with_limit(small.len());
+        assert_eq!(p.push(small).len(), 1);
+        assert!(!p.oversized());
     }
 
     fn stream() -> impl Strategy<Value = Vec<u8>> {

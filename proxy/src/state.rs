@@ -119,6 +119,10 @@ pub struct State {
     pub config_path: Option<PathBuf>,
     pub metrics: Metrics,
     pub upstreams: Upstreams,
+    /// Provider bytes all requests buffer, bounded together.
+    pub buffers: crate::buffers::Buffers,
+    /// Which providers are ejected for failing.
+    pub health: crate::health::Health,
     pub agent_stats: crate::stats::AgentStats,
     /// Delegated agents' narrowed policies, compiled once per config generation.
     pub delegated: std::sync::Mutex<HashMap<String, crate::flow::Compiled>>,
@@ -155,6 +159,17 @@ impl State {
         for result in ["ok", "invalid"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
+        for limit in ["response", "event", "total"] {
+            metrics.buffer_limits.with_label_values(&[limit]);
+        }
+        for p in &runtime.config.providers {
+            metrics.provider_ejections.with_label_values(&[&p.name]);
+            metrics
+                .provider_ejected
+                .with_label_values(&[&p.name])
+                .set(0.0);
+        }
+        let buffers = crate::buffers::Buffers::new(metrics.buffered_bytes.clone());
         State {
             runtime: ArcSwap::from_pointee(runtime),
             pending_commits: std::sync::Mutex::new(Vec::new()),
@@ -163,6 +178,8 @@ impl State {
             config_path,
             metrics,
             upstreams: Upstreams::default(),
+            buffers,
+            health: Default::default(),
             agent_stats: Default::default(),
             delegated: Default::default(),
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),

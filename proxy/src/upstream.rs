@@ -19,7 +19,9 @@ use tollgate_config::{Provider, ProviderKind, Timeouts};
 use crate::api::Api;
 
 /// Client headers never forwarded: credentials (the agent's key must not leave tollgate),
-/// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers.
+/// hop-by-hop fields, framing tollgate recomputes, and tollgate's own headers. `expect` is
+/// hop-by-hop too: tollgate answers `100-continue` itself and sends the body at once, and a
+/// provider's `100 Continue` would otherwise be read as its answer.
 const DROPPED: &[&str] = &[
     "authorization",
     "api-key",
@@ -34,6 +36,7 @@ const DROPPED: &[&str] = &[
     "te",
     "trailer",
     "upgrade",
+    "expect",
     "accept-encoding",
     "cookie",
     "openai-organization",
@@ -73,6 +76,19 @@ fn allowed_betas(client: &RequestHeader) -> Option<String> {
         .filter(|b| ANTHROPIC_BETAS.contains(b))
         .collect();
     (!kept.is_empty()).then(|| kept.join(","))
+}
+
+/// The header names a `Connection` header lists: hop-by-hop for this one connection, so
+/// never passed to the other side (RFC 9110 section 7.6.1), whichever way the message goes.
+pub fn connection_named(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
 }
 
 /// Why a provider could not be used; decides whether the next provider is tried.
@@ -115,8 +131,13 @@ pub fn request_header(
     };
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(client.headers.len() + 4))
         .map_err(|_| format!("invalid upstream path for model `{model}`"))?;
+    let hop_by_hop = connection_named(&client.headers);
     for (name, value) in client.headers.iter() {
-        if !dropped(name.as_str()) && name.as_str() != "anthropic-beta" {
+        let name_str = name.as_str();
+        if !dropped(name_str)
+            && name_str != "anthropic-beta"
+            && !hop_by_hop.iter().any(|h| h == name_str)
+        {
             let _ = req.append_header(name.clone(), value.clone());
         }
     }
@@ -170,32 +191,42 @@ fn path_segment(text: &str) -> String {
     out
 }
 
+/// A host's addresses and when they were resolved.
+type Resolved = (Vec<SocketAddr>, Instant);
+
 /// Resolved provider addresses, kept for a minute so a request does not wait on DNS.
 #[derive(Default)]
 pub struct Dns {
-    cache: Mutex<HashMap<(String, u16), (SocketAddr, Instant)>>,
+    cache: Mutex<HashMap<(String, u16), Resolved>>,
 }
 
 const DNS_TTL: Duration = Duration::from_secs(60);
 
 impl Dns {
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, Failure> {
+    /// Every address of `host`, in the resolver's order.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {
         let key = (host.to_string(), port);
-        if let Some((addr, at)) = self.cache.lock().expect("dns cache").get(&key)
+        if let Some((addrs, at)) = self.cache.lock().expect("dns cache").get(&key)
             && at.elapsed() < DNS_TTL
         {
-            return Ok(*addr);
+            return Ok(addrs.clone());
         }
-        let addr = tokio::net::lookup_host((host, port))
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| Failure::Connect(format!("cannot resolve {host}: {e}")))?
-            .next()
-            .ok_or_else(|| Failure::Connect(format!("{host} has no address")))?;
+            .collect();
+        if addrs.is_empty() {
+            return Err(Failure::Connect(format!("{host} has no address")));
+        }
+        self.remember(key, addrs.clone());
+        Ok(addrs)
+    }
+
+    fn remember(&self, key: (String, u16), addrs: Vec<SocketAddr>) {
         self.cache
             .lock()
             .expect("dns cache")
-            .insert(key, (addr, Instant::now()));
-        Ok(addr)
+            .insert(key, (addrs, Instant::now()));
     }
 }
 
@@ -215,34 +246,32 @@ impl Default for Upstreams {
 }
 
 impl Upstreams {
-    pub async fn peer(
+    /// A connection to `provider`: each of its addresses in turn until one accepts, so one
+    /// dead address (an IPv6 route that does not work, a drained node) is not an outage.
+    pub async fn connect(
         &self,
         provider: &Provider,
         timeouts: &Timeouts,
-    ) -> Result<HttpPeer, Failure> {
+    ) -> Result<(HttpSession, HttpPeer), Failure> {
         let url = &provider.base_url;
-        let addr = self.dns.resolve(&url.host, url.port).await?;
-        let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
-        peer.options.connection_timeout = Some(timeouts.connect);
-        peer.options.total_connection_timeout = Some(timeouts.connect);
-        peer.options.read_timeout = Some(timeouts.idle);
-        peer.options.write_timeout = Some(timeouts.idle);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
-        peer.options.alpn = if url.tls { ALPN::H2H1 } else { ALPN::H1 };
-        Ok(peer)
-    }
-
-    pub async fn connect(&self, peer: &HttpPeer) -> Result<HttpSession, Failure> {
-        self.connector
-            .get_http_session(peer)
-            .await
-            .map(|(s, _reused)| s)
-            .map_err(|e| match e.etype() {
-                pingora_error::ErrorType::ConnectTimedout => {
-                    Failure::Timeout(format!("connecting timed out: {}", e.etype().as_str()))
+        let addrs = self.dns.resolve(&url.host, url.port).await?;
+        let mut last = None;
+        for addr in addrs {
+            let peer = peer(provider, addr, timeouts);
+            match self.connector.get_http_session(&peer).await {
+                Ok((session, _reused)) => return Ok((session, peer)),
+                Err(e) => {
+                    last = Some(match e.etype() {
+                        pingora_error::ErrorType::ConnectTimedout => Failure::Timeout(format!(
+                            "connecting timed out: {}",
+                            e.etype().as_str()
+                        )),
+                        _ => Failure::Connect(format!("cannot connect: {}", e.etype().as_str())),
+                    })
                 }
-                _ => Failure::Connect(format!("cannot connect: {}", e.etype().as_str())),
-            })
+            }
+        }
+        Err(last.unwrap_or_else(|| Failure::Connect("no address to connect to".into())))
     }
 
     /// Returns a connection whose response was read to its end to the pool.
@@ -251,6 +280,19 @@ impl Upstreams {
             .release_http_session(session, peer, peer.options.idle_timeout)
             .await;
     }
+}
+
+/// One address of `provider`, with tollgate's timeouts.
+fn peer(provider: &Provider, addr: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
+    let url = &provider.base_url;
+    let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.total_connection_timeout = Some(timeouts.connect);
+    peer.options.read_timeout = Some(timeouts.idle);
+    peer.options.write_timeout = Some(timeouts.idle);
+    peer.options.idle_timeout = Some(Duration::from_secs(60));
+    peer.options.alpn = if url.tls { ALPN::H2H1 } else { ALPN::H1 };
+    peer
 }
 
 #[cfg(test)]
@@ -326,6 +368,60 @@ mod tests {
         assert_eq!(header(&r, "content-length"), Some("10"));
         let all = format!("{:?}", r.headers);
         assert!(!all.contains("tg_agentkey"));
+    }
+
+    #[test]
+    fn expect_and_headers_named_in_connection_stay_on_the_agent_side() {
+        let p = provider(
+            "providers: [{ name: o, kind: openai, base_url: 'https://api.openai.com/v1', api_key_env: K, models: ['*'] }]",
+        );
+        let mut c = client();
+        c.insert_header("expect", "100-continue").unwrap();
+        c.insert_header("connection", "keep-alive, X-Hop-Secret , x-other")
+            .unwrap();
+        c.insert_header("x-hop-secret", "internal").unwrap();
+        c.insert_header("x-other", "1").unwrap();
+        let r = request_header(&p, Api::ChatCompletions, "gpt-4o", &c, 10).unwrap();
+        assert_eq!(header(&r, "expect"), None);
+        assert_eq!(header(&r, "connection"), None);
+        assert_eq!(header(&r, "x-hop-secret"), None);
+        assert_eq!(header(&r, "x-other"), None);
+        assert_eq!(header(&r, "x-stainless-lang"), Some("python"));
+    }
+
+    #[tokio::test]
+    async fn every_address_is_tried_until_one_accepts() {
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let port = open.local_addr().unwrap().port();
+        let p = provider(&format!(
+            "providers: [{{ name: o, kind: openai, base_url: 'http://provider.test:{port}/v1', models: ['*'] }}]"
+        ));
+        let up = Upstreams::default();
+        // provider.test resolves to a dead address first, then to the live one.
+        let dead = SocketAddr::new(closed.ip(), closed.port());
+        up.dns.remember(
+            ("provider.test".into(), port),
+            vec![dead, open.local_addr().unwrap()],
+        );
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(5),
+            idle: Duration::from_secs(5),
+            request_header: Duration::from_secs(5),
+        };
+        let accepted = tokio::spawn(async move { open.accept().await.map(|_| ()) });
+        let (_session, peer) = up.connect(&p, &timeouts).await.expect("the second address");
+        assert_eq!(peer._address.to_string(), format!("127.0.0.1:{port}"));
+        accepted.await.unwrap().unwrap();
+        up.dns.remember(("provider.test".into(), port), vec![dead]);
+        assert!(matches!(
+            up.connect(&p, &timeouts).await,
+            Err(Failure::Connect(_))
+        ));
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub enum Charge {
     InputOnly,
     /// What the provider reported, or what tollgate counted.
     Usage(Usage),
-    /// The whole hold: the answer came before the work it pays for.
-    Hold,
+    /// The whole hold (at least what the usage seen costs): the provider may have generated
+    /// more than tollgate saw, and will bill it (see `settle::commit_hold`).
+    Hold(Usage),
 }
 
 /// What is left to send once the request is settled and recorded.
@@ -64,6 +65,17 @@ impl Ended {
         }
     }
 
+    /// The agent hung up before its answer was delivered; the provider connection is
+    /// dropped, which cancels the provider's work.
+    pub fn client_gone(charge: Charge) -> Ended {
+        Ended {
+            charge,
+            reason: Some(Code::ClientDisconnected),
+            rest: Rest::Nothing,
+            upstream: None,
+        }
+    }
+
     /// A whole answer, read to its end.
     pub fn whole(charge: Charge, up: Upstream, body: Bytes) -> Ended {
         Ended {
@@ -79,6 +91,7 @@ impl Ended {
         let reason = match end {
             End::Complete => None,
             End::Cut => Some(Code::UpstreamStreamCut),
+            End::TooLarge => Some(Code::UpstreamTooLarge),
             End::ClientGone => Some(Code::ClientDisconnected),
             End::Blocked => Some(Code::GuardrailBlocked),
         };
@@ -105,7 +118,7 @@ pub async fn conclude(state: &State, session: &mut Session, ctx: &mut Ctx, ended
             settle::commit(state, ctx, usage).await
         }
         Charge::Usage(usage) => settle::commit(state, ctx, usage).await,
-        Charge::Hold => settle::commit_hold(state, ctx).await,
+        Charge::Hold(seen) => settle::commit_hold(state, ctx, seen).await,
     }
     match ended.reason {
         Some(Code::GuardrailBlocked) => ctx.verdict.deny(Code::GuardrailBlocked),

@@ -1,19 +1,23 @@
 //! Stage 7: send the request down the provider chain.
 //!
-//! A provider that cannot be reached, times out before its first byte, or answers 429 or
-//! 5xx is skipped for the next one in the chain. Nothing has reached the client at that
-//! point, so a fallback is invisible to it.
+//! A provider that cannot be reached, times out before its first byte, or answers with a
+//! status `server.fallback.statuses` names (401, 403, 429 and 5xx by default) is skipped for
+//! the next one in the chain. Nothing has reached the client at that point, so a fallback is
+//! invisible to it. A provider that keeps failing is ejected for a while (`health`) and
+//! skipped while its chain has another. While the provider thinks, the agent's connection
+//! is watched: an agent that hangs up cancels the provider request at once.
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use tollgate_config::Provider;
 
 use super::context::Ctx;
+use super::respond;
 use crate::api::Request;
 use crate::error::GateError;
 use crate::reason::Reason;
@@ -34,50 +38,95 @@ impl Upstream {
     }
 }
 
+/// How sending ended when it did not fail.
+pub enum Sent {
+    /// A provider answered (its header arrived).
+    Answer(Box<Upstream>),
+    /// The agent hung up before any provider answered; the provider request was dropped.
+    ClientGone,
+}
+
 /// The last reason the chain failed, kept to answer the client when every provider failed.
 enum LastFailure {
     None,
     Transport(Failure),
-    /// A 429 or 5xx the provider answered, passed on if no fallback succeeds.
+    /// A status the provider answered, passed on if no fallback succeeds.
     Status(Box<Upstream>),
 }
 
 pub async fn send(
     state: &State,
     rt: &Runtime,
-    session: &Session,
+    session: &mut Session,
     req: &Request,
     body: Bytes,
     ctx: &mut Ctx,
-) -> Result<Upstream, GateError> {
+) -> Result<Sent, GateError> {
+    let fallback = &rt.config.server.fallback;
     let chain = rt.config.route(&req.model);
     if chain.is_empty() {
         return Err(GateError::ModelNotFound {
             model: req.model.clone(),
         });
     }
+    // Ejected providers are skipped while the chain has another; when all are ejected,
+    // all are tried in order, since refusing would be no better.
+    let (healthy, ejected): (Vec<&Provider>, Vec<&Provider>) = chain
+        .iter()
+        .copied()
+        .partition(|p| !state.health.is_ejected(&p.name));
+    let order = if healthy.is_empty() {
+        ejected
+    } else {
+        for p in ejected {
+            ctx.verdict.reasons.push(Reason::Fallback {
+                provider: p.name.clone(),
+                cause: "ejected".to_string(),
+            });
+        }
+        healthy
+    };
     let mut last = LastFailure::None;
-    for provider in chain {
+    for provider in order {
         ctx.upstream.provider = Some(provider.name.clone());
+        let header = upstream::request_header(
+            provider,
+            req.api,
+            &req.model,
+            session.req_header(),
+            body.len(),
+        )
+        .map_err(|m| GateError::UpstreamUnavailable { message: m })?;
         let started = Instant::now();
-        let attempt = attempt(state, rt, session, provider, req, body.clone()).await;
+        let attempt = tokio::select! {
+            attempt = attempt(state, rt, provider, header, body.clone()) => attempt,
+            // Dropping the attempt drops its connection: the provider stops working for
+            // an agent that is gone.
+            () = respond::client_gone(session) => {
+                ctx.upstream.time += started.elapsed();
+                return Ok(Sent::ClientGone);
+            }
+        };
         ctx.upstream.time += started.elapsed();
         match attempt {
-            // 401/403 mean tollgate's provider credentials are wrong: the agent's own key is
-            // fine, so the next provider is tried and the agent never sees a 401 for it.
-            Ok(up) if matches!(up.status(), 401 | 403 | 429) || up.status() >= 500 => {
+            Ok(up) => {
+                health(state, rt, provider, up.status() < 500);
+                if !fallback.retries(up.status()) {
+                    ctx.upstream.ttft = Some(started.elapsed());
+                    ctx.upstream.status = Some(up.status());
+                    return Ok(Sent::Answer(Box::new(up)));
+                }
+                // 401/403 mean tollgate's provider credentials are wrong: the agent's own
+                // key is fine, so the next provider is tried and the agent never sees a 401
+                // for it.
                 ctx.verdict.reasons.push(Reason::Fallback {
                     provider: provider.name.clone(),
                     cause: up.status().to_string(),
                 });
                 last = LastFailure::Status(Box::new(up));
             }
-            Ok(up) => {
-                ctx.upstream.ttft = Some(started.elapsed());
-                ctx.upstream.status = Some(up.status());
-                return Ok(up);
-            }
             Err(f) => {
+                health(state, rt, provider, false);
                 ctx.verdict.reasons.push(Reason::Fallback {
                     provider: provider.name.clone(),
                     cause: failure_label(&f).to_string(),
@@ -91,7 +140,7 @@ pub async fn send(
             ctx.upstream.status = Some(up.status());
             if up.status() == 429 {
                 // The provider's own rate limit: the client should see it and back off.
-                return Ok(*up);
+                return Ok(Sent::Answer(up));
             }
             let why = match up.status() {
                 401 | 403 => "refused tollgate's credentials for it",
@@ -115,6 +164,33 @@ pub async fn send(
     }
 }
 
+/// Notes how `provider` did: a connect error, a first-byte timeout or a 5xx counts toward
+/// its ejection; any other answer restores it.
+fn health(state: &State, rt: &Runtime, provider: &Provider, ok: bool) {
+    let metrics = &state.metrics;
+    if ok {
+        if state.health.answered(&provider.name) {
+            metrics
+                .provider_ejected
+                .with_label_values(&[&provider.name])
+                .set(0.0);
+        }
+    } else if state
+        .health
+        .failed(&provider.name, &rt.config.server.fallback)
+    {
+        tracing::warn!(provider = %provider.name, cool_down = ?rt.config.server.fallback.cool_down, "provider ejected after failing");
+        metrics
+            .provider_ejections
+            .with_label_values(&[&provider.name])
+            .inc();
+        metrics
+            .provider_ejected
+            .with_label_values(&[&provider.name])
+            .set(1.0);
+    }
+}
+
 fn failure_label(f: &Failure) -> &'static str {
     match f {
         Failure::Connect(_) => "connect",
@@ -125,22 +201,12 @@ fn failure_label(f: &Failure) -> &'static str {
 async fn attempt(
     state: &State,
     rt: &Runtime,
-    session: &Session,
     provider: &Provider,
-    req: &Request,
+    header: RequestHeader,
     body: Bytes,
 ) -> Result<Upstream, Failure> {
     let timeouts = &rt.config.server.timeouts;
-    let peer = state.upstreams.peer(provider, timeouts).await?;
-    let mut up = state.upstreams.connect(&peer).await?;
-    let header = upstream::request_header(
-        provider,
-        req.api,
-        &req.model,
-        session.req_header(),
-        body.len(),
-    )
-    .map_err(Failure::Connect)?;
+    let (mut up, peer) = state.upstreams.connect(provider, timeouts).await?;
     let io = |e: Box<pingora_error::Error>| {
         Failure::Connect(format!(
             "sending the request failed: {}",

@@ -225,7 +225,22 @@ impl Gateway {
         .await?;
         let strip_usage = req.stream && tollgate_pricing::inject_include_usage(api, &mut req.body);
         let body = Bytes::from(serde_json::to_vec(&req.body).map_err(|_| GateError::Internal)?);
-        let upstream = forward::send(&self.state, rt, session, &req, body, ctx).await?;
+        let upstream = match forward::send(&self.state, rt, session, &req, body, ctx).await? {
+            forward::Sent::Answer(up) => *up,
+            forward::Sent::ClientGone => {
+                // The provider read the prompt and may have been thinking: a stream is
+                // charged the prompt (it stops when dropped) unless its output may be hidden;
+                // a whole answer is finished and billed by the provider anyway.
+                let prompt = settle::input_only(&ctx.money);
+                let visible =
+                    req.stream && !tollgate_pricing::may_hide_output(api, &req.model, &req.body);
+                return Ok(Ended::client_gone(if visible {
+                    Charge::InputOnly
+                } else {
+                    Charge::Hold(prompt)
+                }));
+            }
+        };
         let out = relay::Output {
             gate: tools::Gate {
                 state: &self.state,
@@ -237,9 +252,13 @@ impl Gateway {
             strip_usage,
         };
         let mut ended = relay::respond(&self.state, session, &req, upstream, &out, ctx).await;
-        if hidden.background && !matches!(ended.charge, Charge::Nothing) {
+        if hidden.background {
             // Queued, not generated: the provider will spend up to the hold.
-            ended.charge = Charge::Hold;
+            ended.charge = match ended.charge {
+                Charge::Nothing => Charge::Nothing,
+                Charge::InputOnly => Charge::Hold(settle::input_only(&ctx.money)),
+                Charge::Usage(seen) | Charge::Hold(seen) => Charge::Hold(seen),
+            };
         }
         Ok(ended)
     }

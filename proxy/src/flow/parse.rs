@@ -16,6 +16,7 @@ pub async fn read_body(session: &mut Session, limit: u64) -> Result<Bytes, GateE
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    super::respond::continue_if_expected(session).await;
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit) as usize);
     loop {
         match session.read_request_body().await {

@@ -18,30 +18,29 @@ pub async fn commit(state: &State, ctx: &mut Ctx, usage: Usage) {
         return;
     };
     let actual = pricing::cost(&est.price, &usage);
+    super::limits::correct_tokens(state, ctx, usage.input + usage.output).await;
     commit_at(state, ctx, usage, actual).await
 }
 
-/// Commits the whole hold: the answer came before the work (a background response), so
-/// the worst case the hold covers is what it may cost.
-pub async fn commit_hold(state: &State, ctx: &mut Ctx) {
+/// Charges the whole hold, or what `seen` costs if that is more: the provider may have
+/// generated output tollgate never saw (the agent left first, or the answer may hide its
+/// reasoning and ended before the provider reported usage). Without a hold (shadow mode,
+/// `on_error: allow`) the worst case is what the hold would have been. The token windows
+/// keep the estimate they were charged at stage 5b.
+pub async fn commit_hold(state: &State, ctx: &mut Ctx, seen: Usage) {
     let Some(est) = &ctx.money.estimate else {
         return;
     };
-    let usage = Usage {
-        input: est.input_tokens,
-        output: est.output_tokens,
-        ..Usage::default()
-    };
-    // What was held; spend forwarded without a hold (shadow mode) is the worst case.
-    let actual = match &ctx.money.hold {
+    let held = match &ctx.money.hold {
         Some(hold) => hold.granted,
         None => est.worst_nanos,
     };
-    commit_at(state, ctx, usage, actual).await
+    let actual = pricing::cost(&est.price, &seen).max(held);
+    ctx.verdict.push(Code::HoldCharged);
+    commit_at(state, ctx, seen, actual).await
 }
 
 async fn commit_at(state: &State, ctx: &mut Ctx, usage: Usage, actual: i64) {
-    super::limits::correct_tokens(state, ctx, usage.input + usage.output).await;
     ctx.money.usage = Some(usage);
     ctx.money.actual_nanos = Some(actual);
     match ctx.money.hold.take() {

@@ -26,6 +26,9 @@ pub enum End {
     ClientGone,
     /// An output guardrail with `block` matched: the stream is ended by tollgate.
     Blocked,
+    /// The provider sent an event over `server.max_event_bytes`, or the stream's buffers
+    /// would pass `server.max_buffered_bytes`: ended as a provider error.
+    TooLarge,
 }
 
 pub struct StreamProcessor {
@@ -35,8 +38,9 @@ pub struct StreamProcessor {
     /// tollgate set `stream_options.include_usage` itself: the client must not see the
     /// usage-only chunk it produces.
     strip_usage: bool,
-    /// The terminal event(s), written once the cost is committed.
+    /// The terminal event(s), written once the cost is committed. Bounded like one event.
     held: BytesMut,
+    max_event: usize,
     terminal_seen: bool,
     guard: Option<StreamGuard>,
     /// Holds tool-call deltas until their call is decided (requests that declare tools).
@@ -59,6 +63,7 @@ impl StreamProcessor {
             accounting: StreamAccounting::new(api, model),
             strip_usage,
             held: BytesMut::new(),
+            max_event: usize::MAX,
             terminal_seen: false,
             guard: StreamGuard::new(api, output),
             gate: None,
@@ -74,6 +79,28 @@ impl StreamProcessor {
             self.tool_args = tool_args.clone();
         }
         self
+    }
+
+    /// Bounds each event, and the held-back end of the stream, to `bytes`.
+    pub fn with_event_limit(mut self, bytes: usize) -> StreamProcessor {
+        self.parser = sse::Parser::with_limit(bytes);
+        self.max_event = bytes;
+        self
+    }
+
+    /// Whether the provider sent more than one event may hold: the stream must end.
+    pub fn oversized(&self) -> bool {
+        self.parser.oversized() || self.held.len() > self.max_event
+    }
+
+    /// Provider bytes the processor holds now (an event in progress, the held-back end).
+    pub fn buffered(&self) -> usize {
+        self.parser.pending().len() + self.held.len()
+    }
+
+    /// Whether the provider's own usage has arrived.
+    pub fn has_reported_usage(&self) -> bool {
+        self.accounting.has_reported_usage()
     }
 
     /// Whether an output guardrail blocked the stream.
@@ -146,7 +173,7 @@ impl StreamProcessor {
                 }
                 _ => self.write_raw(&event, &mut out),
             }
-            if self.blocked() {
+            if self.blocked() || self.oversized() {
                 break;
             }
         }
@@ -320,6 +347,26 @@ mod tests {
         let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false, &Guard::off());
         let shown = p.push(format!("{}{USAGE}", chunk("a")).as_bytes()).bytes;
         assert!(String::from_utf8_lossy(&shown).contains("prompt_tokens"));
+    }
+
+    #[test]
+    fn an_event_over_the_limit_or_a_growing_held_end_marks_the_stream_oversized() {
+        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false, &Guard::off())
+            .with_event_limit(256);
+        let shown = p.push(chunk("a").as_bytes()).bytes;
+        assert!(!shown.is_empty() && !p.oversized());
+        let shown = p.push(chunk(&"x".repeat(300)).as_bytes()).bytes;
+        assert!(shown.is_empty(), "the oversized event is not passed on");
+        assert!(p.oversized());
+        assert_eq!(p.buffered(), 0);
+        // A provider that keeps sending after its terminal event fills the held end.
+        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false, &Guard::off())
+            .with_event_limit(256);
+        p.push(b"data: [DONE]\n\n");
+        for _ in 0..4 {
+            p.push(chunk("after the end").as_bytes());
+        }
+        assert!(p.oversized());
     }
 
     #[test]

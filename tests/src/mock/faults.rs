@@ -27,7 +27,12 @@ pub(crate) enum Fault {
     Hang,
     /// Answer normally without usage.
     NoUsage,
+    /// A stream with one event of [`HUGE_EVENT_BYTES`] in it (a broken or hostile provider).
+    HugeEvent,
 }
+
+/// The size of the `mock-huge-event` event: just past tollgate's default `max_event_bytes`.
+pub(crate) const HUGE_EVENT_BYTES: usize = 17 << 20;
 
 /// The fault a model name selects; unknown names answer normally.
 pub(crate) fn for_model(model: &str) -> Fault {
@@ -37,6 +42,7 @@ pub(crate) fn for_model(model: &str) -> Fault {
         "mock-garbage" => Fault::Garbage,
         "mock-hang" => Fault::Hang,
         "mock-no-usage" => Fault::NoUsage,
+        "mock-huge-event" => Fault::HugeEvent,
         _ => model
             .strip_prefix("mock-error-")
             .and_then(|code| code.parse::<u16>().ok())
@@ -176,6 +182,7 @@ mod tests {
             ("mock-garbage", Fault::Garbage),
             ("mock-hang", Fault::Hang),
             ("mock-no-usage", Fault::NoUsage),
+            ("mock-huge-event", Fault::HugeEvent),
             ("gpt-4o-mini", Fault::None),
             ("mock-1", Fault::None),
         ];

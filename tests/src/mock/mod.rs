@@ -24,8 +24,11 @@
 //! - the output limit (`max_tokens`, `max_completion_tokens`, `max_output_tokens`) is never
 //!   exceeded, and a cut answer says so (`length`, `max_tokens`, `incomplete`);
 //! - the model name picks a fault: `mock-slow`, `mock-error-<status>` (e.g. 500, 503, 429,
-//!   400), `mock-cut-stream`, `mock-garbage`, `mock-hang`, `mock-no-usage`; a name containing
-//!   `reason` bills hidden reasoning tokens; every other name answers normally;
+//!   400), `mock-cut-stream`, `mock-garbage`, `mock-hang`, `mock-no-usage`,
+//!   `mock-huge-event` (a stream with one 17 MiB event); a name containing `reason` bills
+//!   hidden reasoning tokens; every other name answers normally;
+//! - answers carry the account headers real providers send (`openai-organization`,
+//!   `openai-project`, `anthropic-organization-id`);
 //! - tokens are counted with the real o200k_base ranks and the OpenAI cookbook's chat formula,
 //!   written apart from tollgate's pricing crate so tests can compare the two.
 //!

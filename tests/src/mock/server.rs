@@ -385,9 +385,13 @@ fn base(flavor: Flavor, status: StatusCode, content_type: &'static str) -> http:
         .status(status)
         .header(CONTENT_TYPE, content_type)
         .header(HeaderName::from_static(request_id), "req_mock");
+    // The account headers the real providers send: a gateway must not pass them on.
     match flavor {
-        Flavor::Anthropic => builder,
-        Flavor::OpenAi | Flavor::Azure => builder.header("openai-processing-ms", "1"),
+        Flavor::Anthropic => builder.header("anthropic-organization-id", "org-mock-anthropic"),
+        Flavor::OpenAi | Flavor::Azure => builder
+            .header("openai-processing-ms", "1")
+            .header("openai-organization", "org-mock")
+            .header("openai-project", "proj_mock"),
     }
 }
 
@@ -452,6 +456,14 @@ fn stream_response(
             Flavor::OpenAi | Flavor::Azure => "data: {\"id\": \"chatcmpl-garbage\", \"choices\": [{\"delta\": {\"content\": broken}\n\n".to_owned(),
         };
         events.insert(1.min(events.len()), malformed);
+    }
+    if fault == Fault::HugeEvent {
+        let content = "x".repeat(faults::HUGE_EVENT_BYTES);
+        let chunk = serde_json::json!({
+            "id": "chatcmpl-huge", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"content": content}}]
+        });
+        events.insert(1.min(events.len()), sse::data(&chunk));
     }
     let writes = sse::writes(&events, &mut exchange.rng);
     let steps = MockBody::plan(writes, state.config.chunk_delay, cut);
