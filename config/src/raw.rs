@@ -132,6 +132,7 @@ pub struct Policy {
     pub min_trust: Option<f64>,
     pub log_prompts: Option<bool>,
     pub delegation: Option<Delegation>,
+    pub decision_api: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +140,7 @@ pub struct Policy {
 pub struct Delegation {
     pub enabled: Option<bool>,
     pub max_children: Option<u32>,
+    pub key_ttl: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]
