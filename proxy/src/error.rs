@@ -33,6 +33,8 @@ pub enum GateError {
     RequestTooExpensive { message: String },
     #[error("{message}")]
     DelegationNotAllowed { message: String },
+    #[error("The decision API is turned off for this agent's policy (decision_api: false).")]
+    DecisionApiDisabled,
     #[error("Requests from this agent are only allowed {window}.")]
     OutsideAllowedHours { window: String },
     #[error("This agent's trust score {score:.2} is below the policy's minimum {min:.2}.")]
@@ -84,6 +86,7 @@ impl GateError {
             | OutsideAllowedHours { .. }
             | RequestTooExpensive { .. }
             | DelegationNotAllowed { .. }
+            | DecisionApiDisabled
             | TrustTooLow { .. } => 403,
             ModelNotFound { .. } | NotFound { .. } => 404,
             MethodNotAllowed { .. } => 405,
@@ -113,6 +116,7 @@ impl GateError {
             | OutsideAllowedHours { .. }
             | RequestTooExpensive { .. }
             | DelegationNotAllowed { .. }
+            | DecisionApiDisabled
             | TrustTooLow { .. } => "permission_error",
             RateLimited { .. } => "rate_limit_error",
             BudgetExceeded { .. } => "insufficient_quota",
@@ -137,6 +141,7 @@ impl GateError {
             OutsideAllowedHours { .. } => Code::OutsideAllowedHours,
             RequestTooExpensive { .. } => Code::MaxRequestUsdExceeded,
             DelegationNotAllowed { .. } => Code::DelegationNotAllowed,
+            DecisionApiDisabled => Code::DecisionApiDisabled,
             TrustTooLow { .. } => Code::TrustTooLow,
             RateLimited { .. } => Code::RateLimitExceeded,
             BudgetExceeded { .. } => Code::BudgetExceeded,

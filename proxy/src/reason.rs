@@ -37,6 +37,7 @@ codes! {
     OutsideAllowedHours => "outside_allowed_hours",
     MaxRequestUsdExceeded => "max_request_usd_exceeded",
     DelegationNotAllowed => "delegation_not_allowed",
+    DecisionApiDisabled => "decision_api_disabled",
     TrustTooLow => "trust_too_low",
     RateLimitExceeded => "rate_limit_exceeded",
     BudgetExceeded => "budget_exceeded",
@@ -57,6 +58,9 @@ codes! {
     ReleaseFailed => "release_failed",
     UpstreamStreamCut => "upstream_stream_cut",
     ClientDisconnected => "client_disconnected",
+    // A decision-API commit reported more than its reservation held: the grant was
+    // charged, the excess recorded as an overage.
+    OverageCapped => "overage_capped",
 }
 
 impl fmt::Display for Code {
