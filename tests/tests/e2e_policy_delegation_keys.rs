@@ -172,6 +172,9 @@ async fn a_huge_expires_is_refused_before_anything_is_stored() {
         );
         assert!(r.json()["error"]["code"].is_string(), "{}", r.text());
     }
+    // An amount beyond what the store keeps is the caller's error too, not an outage.
+    let r = delegate(&lead, "sub", json!({"budget_usd": 1e9})).await;
+    assert_eq!(r.status, 400, "{}", r.text());
     let (_, sub) = child(&tg, &lead, "sub", json!({"expires": "1h"})).await;
     assert_eq!(status(&sub).await, 200);
     // And the admin API's own `expires` too.

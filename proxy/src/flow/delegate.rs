@@ -236,6 +236,15 @@ pub async fn create(
             .map_err(|e| GateError::invalid(e, Some("budget_usd")))?,
         ),
     };
+    if budget.is_some_and(|b| b > tollgate_budget::MAX_NANOS) {
+        return Err(GateError::invalid(
+            format!(
+                "'budget_usd' may be at most {} USD.",
+                format_usd(tollgate_budget::MAX_NANOS)
+            ),
+            Some("budget_usd"),
+        ));
+    }
     if let (Some(b), Some(max)) = (budget, parent_budget(rt, parent))
         && b > max
     {
