@@ -46,6 +46,7 @@ struct Ask {
     run: Option<String>,
     ttl: Duration,
     idempotency_key: Option<String>,
+    /// The whole request, for what only one route reads (`tool`).
     body: Value,
 }
 
@@ -83,9 +84,9 @@ async fn read(session: &mut Session, rt: &Runtime) -> Result<Value, GateError> {
     }
 }
 
-fn ask(session: &Session, body: &Value, agent: &Agent, rt: &Runtime) -> Result<Ask, GateError> {
-    let amount = usd_field(body, "estimate_usd")?.unwrap_or(0);
-    let min_amount = usd_field(body, "min_usd")?.unwrap_or(amount).min(amount);
+fn ask(session: &Session, body: Value, agent: &Agent, rt: &Runtime) -> Result<Ask, GateError> {
+    let amount = usd_field(&body, "estimate_usd")?.unwrap_or(0);
+    let min_amount = usd_field(&body, "min_usd")?.unwrap_or(amount).min(amount);
     let run = match body.get("run").and_then(Value::as_str) {
         Some(r) if reserve::valid_run(r) => Some(r.to_string()),
         Some(_) => {
@@ -116,7 +117,7 @@ fn ask(session: &Session, body: &Value, agent: &Agent, rt: &Runtime) -> Result<A
                 .map(str::to_string)
         });
     Ok(Ask {
-        body: Value::Null,
+        body,
         amount,
         min_amount,
         run,
@@ -177,10 +178,9 @@ async fn checked_ask(
 ) -> Result<Ask, GateError> {
     admit(state, policy, ctx)?;
     let body = read(session, rt).await?;
-    let mut ask = ask(session, &body, agent, rt)?;
+    let mut ask = ask(session, body, agent, rt)?;
     within_max(state, policy, &mut ask, ctx)?;
     super::limits::acquire(state, &rt.config, agent, policy, 0, ctx).await?;
-    ask.body = body;
     Ok(ask)
 }
 
