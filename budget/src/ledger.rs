@@ -47,6 +47,15 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
         actual: Nanos,
     ) -> Result<CommitOutcome, StoreError>;
 
+    /// What a reservation held when it was made: its grant, whatever became of it since.
+    /// `None` when the store does not know it (never made, denied, or settled and forgotten).
+    /// A caller that must not commit above the grant reads it first: the grant never changes.
+    async fn granted(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+    ) -> Result<Option<Nanos>, StoreError>;
+
     /// Drops the hold without spending. Idempotent.
     async fn release(
         &self,

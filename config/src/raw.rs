@@ -146,6 +146,7 @@ pub struct Policy {
     pub min_trust: Option<f64>,
     pub log_prompts: Option<bool>,
     pub delegation: Option<Delegation>,
+    pub decision_api: Option<bool>,
     pub responses: Option<Responses>,
 }
 
@@ -161,6 +162,7 @@ pub struct Responses {
 pub struct Delegation {
     pub enabled: Option<bool>,
     pub max_children: Option<u32>,
+    pub key_ttl: Option<Scalar>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -382,6 +382,9 @@ pub struct Policy {
     pub min_trust: Option<f64>,
     pub log_prompts: bool,
     pub delegation: Delegation,
+    /// Whether agents under this policy may use the decision API (`/v1/tollgate/decide`,
+    /// `/v1/tollgate/reservations`); settling reservations already held stays possible.
+    pub decision_api: bool,
     pub responses: ResponsesRules,
 }
 
@@ -398,11 +401,29 @@ pub struct ResponsesRules {
 }
 
 /// Whether agents under a policy may mint keys for sub-agents.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Delegation {
     pub enabled: bool,
     /// Sub-agents one agent may create; `None` for no limit.
     pub max_children: Option<u32>,
+    /// A sub-agent key's lifetime when the request names none, and the longest it may ask
+    /// for (a key never outlives the key that minted it either).
+    pub key_ttl: std::time::Duration,
+}
+
+impl Delegation {
+    /// `delegation.key_ttl` when the config names none.
+    pub const DEFAULT_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+}
+
+impl Default for Delegation {
+    fn default() -> Self {
+        Delegation {
+            enabled: false,
+            max_children: None,
+            key_ttl: Delegation::DEFAULT_KEY_TTL,
+        }
+    }
 }
 
 /// How trust scores move: `trust = exp(-P)`, P decays with `half_life`, each success

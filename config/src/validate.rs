@@ -368,14 +368,8 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
         ),
         min_trust: raw.min_trust,
         log_prompts: raw.log_prompts.unwrap_or(false),
-        delegation: Delegation {
-            enabled: raw
-                .delegation
-                .as_ref()
-                .and_then(|d| d.enabled)
-                .unwrap_or(false),
-            max_children: raw.delegation.as_ref().and_then(|d| d.max_children),
-        },
+        delegation: delegation(ctx, &format!("{path}.delegation"), raw.delegation),
+        decision_api: raw.decision_api.unwrap_or(true),
         responses: ResponsesRules {
             background: raw
                 .responses
@@ -389,6 +383,25 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
                 .unwrap_or(false),
         },
         name,
+    }
+}
+
+fn delegation(ctx: &mut Ctx, path: &str, raw: Option<raw::Delegation>) -> Delegation {
+    let raw = raw.unwrap_or_default();
+    let key_ttl = ctx.duration(
+        &format!("{path}.key_ttl"),
+        raw.key_ttl.as_ref(),
+        Delegation::DEFAULT_KEY_TTL,
+    );
+    // A key's expiry is a timestamp: ten years is far beyond any sensible lifetime and far
+    // within what a timestamp holds.
+    if key_ttl < Duration::from_secs(1) || key_ttl > Duration::from_secs(10 * 365 * 86_400) {
+        ctx.err(format!("{path}.key_ttl"), "must be between 1s and 3650d");
+    }
+    Delegation {
+        enabled: raw.enabled.unwrap_or(false),
+        max_children: raw.max_children,
+        key_ttl,
     }
 }
 

@@ -171,6 +171,14 @@ fn the_interface_example_loads() {
     assert!(p.tools.args["send_email"]["to"].is_match("bob@acme.com"));
     assert_eq!(p.guardrails.tool_args.pii, Action::Block);
     assert_eq!(p.hours.as_ref().unwrap().tz, chrono_tz::Europe::Berlin);
+    assert!(
+        p.decision_api,
+        "the decision API is on unless a policy turns it off"
+    );
+    assert_eq!(
+        p.delegation.key_ttl,
+        std::time::Duration::from_secs(24 * 3600)
+    );
     assert_eq!(c.agents["crawler-1"].scope, "acme/research/crawler");
     let route: Vec<&str> = c
         .route("gpt-4o-mini")
@@ -361,6 +369,18 @@ fn bad_values_are_reported_with_their_paths() {
         (
             "policies: { p: { delegation: { enabled: maybe } } }",
             "policies.p.delegation.enabled: invalid type",
+        ),
+        (
+            "policies: { p: { delegation: { key_ttl: 0s } } }",
+            "policies.p.delegation.key_ttl: must be between 1s and 3650d",
+        ),
+        (
+            "policies: { p: { delegation: { key_ttl: 99999999999d } } }",
+            "policies.p.delegation.key_ttl: must be between 1s and 3650d",
+        ),
+        (
+            "policies: { p: { decision_api: sometimes } }",
+            "policies.p.decision_api: invalid type",
         ),
     ];
     for (yaml, want) in cases {

@@ -35,6 +35,8 @@ pub enum GateError {
     DelegationNotAllowed { message: String },
     #[error("{message}")]
     FeatureNotAllowed { message: String },
+    #[error("The decision API is turned off for this agent's policy (decision_api: false).")]
+    DecisionApiDisabled,
     #[error("Requests from this agent are only allowed {window}.")]
     OutsideAllowedHours { window: String },
     #[error("This agent's trust score {score:.2} is below the policy's minimum {min:.2}.")]
@@ -87,6 +89,7 @@ impl GateError {
             | RequestTooExpensive { .. }
             | DelegationNotAllowed { .. }
             | FeatureNotAllowed { .. }
+            | DecisionApiDisabled
             | TrustTooLow { .. } => 403,
             ModelNotFound { .. } | NotFound { .. } => 404,
             MethodNotAllowed { .. } => 405,
@@ -117,6 +120,7 @@ impl GateError {
             | RequestTooExpensive { .. }
             | DelegationNotAllowed { .. }
             | FeatureNotAllowed { .. }
+            | DecisionApiDisabled
             | TrustTooLow { .. } => "permission_error",
             RateLimited { .. } => "rate_limit_error",
             BudgetExceeded { .. } => "insufficient_quota",
@@ -142,6 +146,7 @@ impl GateError {
             RequestTooExpensive { .. } => Code::MaxRequestUsdExceeded,
             DelegationNotAllowed { .. } => Code::DelegationNotAllowed,
             FeatureNotAllowed { .. } => Code::FeatureNotAllowed,
+            DecisionApiDisabled => Code::DecisionApiDisabled,
             TrustTooLow { .. } => Code::TrustTooLow,
             RateLimited { .. } => Code::RateLimitExceeded,
             BudgetExceeded { .. } => Code::BudgetExceeded,

@@ -29,6 +29,17 @@ pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// How a key minted with a static (config) key names its parent: the static key's id and
+/// a fingerprint of its hash, so a static key replaced in the config (same id, new hash)
+/// no longer vouches for the keys the old one minted. The fingerprint is a hash of the
+/// hash: it says nothing about the key itself.
+pub fn static_parent_ref(id: &str, hash: &[u8; 32]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"tollgate-static-parent:");
+    h.update(hash);
+    format!("{id}#{}", hex::encode(&h.finalize()[..8]))
+}
+
 /// Base62 of 32 random bytes: 43 characters, since 62^43 > 2^256.
 fn base62(bytes: &[u8; 32]) -> String {
     let mut n = bytes.to_vec();

@@ -38,6 +38,7 @@ codes! {
     MaxRequestUsdExceeded => "max_request_usd_exceeded",
     DelegationNotAllowed => "delegation_not_allowed",
     FeatureNotAllowed => "feature_not_allowed",
+    DecisionApiDisabled => "decision_api_disabled",
     TrustTooLow => "trust_too_low",
     RateLimitExceeded => "rate_limit_exceeded",
     BudgetExceeded => "budget_exceeded",
@@ -60,6 +61,9 @@ codes! {
     UpstreamTooLarge => "upstream_too_large",
     ClientDisconnected => "client_disconnected",
     HoldCharged => "hold_charged",
+    // A decision-API commit reported more than its reservation held: the grant was
+    // charged, the excess recorded as an overage.
+    OverageCapped => "overage_capped",
 }
 
 impl fmt::Display for Code {

@@ -307,6 +307,19 @@ impl Ledger for RedisStore {
         }
     }
 
+    async fn granted(&self, tenant: &str, id: &str) -> Result<Option<Nanos>, StoreError> {
+        check_reservation_ref(tenant, id)?;
+        let key = format!("{}r|{id}", self.tenant_base(tenant));
+        self.call(|mut c| async move {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg("g")
+                .query_async::<Option<i64>>(&mut c)
+                .await
+        })
+        .await
+    }
+
     async fn release(&self, tenant: &str, id: &str) -> Result<ReleaseOutcome, StoreError> {
         check_reservation_ref(tenant, id)?;
         let base = self.tenant_base(tenant);

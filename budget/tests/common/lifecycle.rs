@@ -259,6 +259,33 @@ pub async fn commit_records_the_truth_above_the_grant(h: Harness) {
     assert_eq!((row.spent, row.reserved, row.remaining), (130, 0, 870));
 }
 
+/// The grant is what a caller that must not charge above it reads before committing; it
+/// stays what it was whatever became of the hold.
+pub async fn granted_is_what_was_held(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    assert_eq!(h.store.granted("acme", "r1").await.unwrap(), None);
+    h.store
+        .reserve(&req("r1", &scopes, 700, 100))
+        .await
+        .unwrap();
+    // Only 300 left: granted with caps.
+    h.store
+        .reserve(&req("r2", &scopes, 500, 100))
+        .await
+        .unwrap();
+    assert_eq!(h.store.granted("acme", "r1").await.unwrap(), Some(700));
+    assert_eq!(h.store.granted("acme", "r2").await.unwrap(), Some(300));
+    h.store.commit("acme", "r2", 10).await.unwrap();
+    assert_eq!(h.store.granted("acme", "r2").await.unwrap(), Some(300));
+    assert_eq!(h.store.granted("other", "r1").await.unwrap(), None);
+    // A denied reserve holds nothing and leaves nothing to commit.
+    h.store
+        .reserve(&req("r3", &scopes, 900, 900))
+        .await
+        .unwrap();
+    assert_eq!(h.store.granted("acme", "r3").await.unwrap(), None);
+}
+
 pub async fn reaper_task_reaps(h: Harness) {
     let scopes = [budget("acme", 1000, Period::Total)];
     let mut r = req("r1", &scopes, 100, 100);

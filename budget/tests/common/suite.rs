@@ -41,7 +41,7 @@ macro_rules! all_scenarios {
             commit_lands_in_the_window_it_reserved_in, overrides_take_precedence, idempotent_reserve,
             idempotent_commit_and_release, expiry_and_reaping, commit_past_expiry_before_reaping,
             reserve_reaps_lapsed_holds, extend_keeps_a_hold_alive, balances_filter_by_prefix,
-            commit_records_the_truth_above_the_grant, agent_keys, invalid_requests_are_refused,
+            commit_records_the_truth_above_the_grant, granted_is_what_was_held, agent_keys, invalid_requests_are_refused,
             reaper_task_reaps, timezones_cut_windows, ping_answers, decide_holds_nothing,
             record_spend_without_a_reservation, sliding_window_counts_the_last_minute,
             hour_window_slides_by_the_minute, all_or_nothing_across_windows, leases_expire_and_release,

@@ -19,16 +19,25 @@ fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateEr
 }
 
 fn duration_field(body: &Value, field: &str) -> Result<Option<Duration>, GateError> {
-    match body.get(field).and_then(Value::as_str) {
-        None => Ok(None),
-        Some(text) => parse_duration(text)
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => parse_duration(text)
             .map(Some)
             .map_err(|e| GateError::invalid(format!("`{field}`: {e}"), Some(field))),
+        Some(_) => Err(GateError::invalid(
+            format!("`{field}` must be a duration such as \"30d\""),
+            Some(field),
+        )),
     }
 }
 
-fn after(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    now + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
+/// `now + d`, or a 400 naming `field` when that is past what a timestamp holds (a request
+/// must never panic the server).
+fn after(now: DateTime<Utc>, d: Duration, field: &str) -> Result<DateTime<Utc>, GateError> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| GateError::invalid(format!("`{field}` is too far away"), Some(field)))
 }
 
 fn status(k: &KeyRecord, now: DateTime<Utc>) -> &'static str {
@@ -98,7 +107,9 @@ pub async fn issue(state: &State, body: &Value) -> Result<Value, GateError> {
         ));
     }
     let now = state.backend().now();
-    let expires_at = duration_field(body, "expires")?.map(|d| after(now, d));
+    let expires_at = duration_field(body, "expires")?
+        .map(|d| after(now, d, "expires"))
+        .transpose()?;
     let label = body["label"].as_str().map(str::to_string);
     let (record, secret) = mint(state, agent, label, expires_at, None).await?;
     let mut out = describe(&record, now);
@@ -141,6 +152,42 @@ async fn issued(state: &State, id: &str) -> Result<KeyRecord, GateError> {
         })
 }
 
+/// Keys minted (transitively) from the key `root` stop working by `until` too: their
+/// `not_after` is moved up to it. Authentication refuses them then anyway (it checks the
+/// chain of parent keys); this makes the key list say so.
+async fn end_descendants(state: &State, root: &str, until: DateTime<Utc>) -> Result<(), GateError> {
+    let all = state
+        .keys()
+        .list_keys()
+        .await
+        .map_err(|e| store_down(state, "list_keys", e))?;
+    let mut ended = vec![root.to_string()];
+    let mut i = 0;
+    while let Some(parent) = ended.get(i).cloned() {
+        i += 1;
+        let children = all
+            .iter()
+            .filter(|k| k.parent_id.as_deref() == Some(parent.as_str()));
+        for k in children {
+            if ended.contains(&k.id) {
+                continue;
+            }
+            ended.push(k.id.clone());
+            if k.not_after.is_some_and(|t| t <= until) || k.revoked_at.is_some() {
+                continue;
+            }
+            let mut k = k.clone();
+            k.not_after = Some(until);
+            state
+                .keys()
+                .update_key(&k)
+                .await
+                .map_err(|e| store_down(state, "update_key", e))?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn revoke(state: &State, id: &str) -> Result<Value, GateError> {
     issued(state, id).await?;
     let revoked = state
@@ -172,13 +219,14 @@ pub async fn rotate(state: &State, id: &str, body: &Value) -> Result<Value, Gate
         old.parent_id.clone(),
     )
     .await?;
-    let until = after(now, grace);
+    let until = after(now, grace, "grace")?;
     old.not_after = Some(old.not_after.map_or(until, |t| t.min(until)));
     state
         .keys()
         .update_key(&old)
         .await
         .map_err(|e| store_down(state, "update_key", e))?;
+    end_descendants(state, &old.id, until).await?;
     let mut out = describe(&record, now);
     out["key"] = Value::String(secret);
     out["previous"] = describe(&old, now);

@@ -19,6 +19,12 @@ use crate::state::{Runtime, State};
 pub struct Agent {
     pub id: String,
     pub key_id: String,
+    /// How a key minted with the presented key names it as its parent: an issued key's id,
+    /// or a static key's id with a fingerprint of its hash (`keys::static_parent_ref`).
+    pub key_ref: String,
+    /// When the presented key stops working: the earliest end along its chain of parent
+    /// keys (`None` for a static key). A key it mints never lives longer.
+    pub key_until: Option<chrono::DateTime<chrono::Utc>>,
     pub scope: String,
     /// The policy in force: the configured one, or a delegated agent's narrowed copy.
     pub policy: Arc<Policy>,

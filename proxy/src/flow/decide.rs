@@ -5,6 +5,11 @@
 //! /v1/tollgate/reservations` holds money the way an LLM call does, to be committed with
 //! the actual amount or released. Semantics follow the Cycles protocol: decisions `ALLOW`,
 //! `ALLOW_WITH_CAPS`, `DENY`, `ESCALATE`; idempotency keys; reservations with a TTL.
+//!
+//! Both pass the rules an LLM call passes before money is held (the policy's switch
+//! `decision_api`, working hours, `max_request_usd`, rate limits). A commit never charges
+//! more than its reservation held: the excess is an overage, answered and recorded
+//! (`overage_capped`), never spent — Cycles' overage policy, with no overdraft.
 
 use std::time::Duration;
 
@@ -23,10 +28,16 @@ use super::context::{Agent, Ctx};
 use super::tools::Gate;
 use super::{parse, record, reserve, respond};
 use crate::error::GateError;
+use crate::reason::Code;
 use crate::state::{Runtime, State};
 
-/// The most a reservation may be held before it lapses, whatever the caller asks.
-const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The most a reservation may be held before it lapses, whatever the caller asks: a hold
+/// freezes the budgets it sits on, so this bounds what one forgotten hold can block.
+const MAX_TTL: Duration = Duration::from_secs(3600);
+const MIN_TTL: Duration = Duration::from_secs(1);
+
+/// Random bytes at the end of a reservation id (hex-encoded, so twice as many digits).
+const ID_RANDOM_BYTES: usize = 12;
 
 /// What the caller asks about.
 struct Ask {
@@ -35,6 +46,8 @@ struct Ask {
     run: Option<String>,
     ttl: Duration,
     idempotency_key: Option<String>,
+    /// The whole request, for what only one route reads (`tool`).
+    body: Value,
 }
 
 fn usd_field(body: &Value, field: &str) -> Result<Option<i64>, GateError> {
@@ -71,11 +84,17 @@ async fn read(session: &mut Session, rt: &Runtime) -> Result<Value, GateError> {
     }
 }
 
-fn ask(session: &Session, body: &Value, agent: &Agent, rt: &Runtime) -> Result<Ask, GateError> {
-    let amount = usd_field(body, "estimate_usd")?.unwrap_or(0);
-    let min_amount = usd_field(body, "min_usd")?.unwrap_or(amount).min(amount);
+fn ask(session: &Session, body: Value, agent: &Agent, rt: &Runtime) -> Result<Ask, GateError> {
+    let amount = usd_field(&body, "estimate_usd")?.unwrap_or(0);
+    let min_amount = usd_field(&body, "min_usd")?.unwrap_or(amount).min(amount);
     let run = match body.get("run").and_then(Value::as_str) {
-        Some(r) => Some(r.to_string()),
+        Some(r) if reserve::valid_run(r) => Some(r.to_string()),
+        Some(_) => {
+            return Err(GateError::invalid(
+                "'run' must be 1-128 letters, digits, `_`, `-` or `.`.",
+                Some("run"),
+            ));
+        }
         None => reserve::run_id(&session.req_header().headers)?,
     };
     let ttl = match body.get("ttl").and_then(Value::as_str) {
@@ -84,7 +103,7 @@ fn ask(session: &Session, body: &Value, agent: &Agent, rt: &Runtime) -> Result<A
         }
         None => rt.config.store.reservation_ttl,
     }
-    .min(MAX_TTL);
+    .clamp(MIN_TTL, MAX_TTL);
     let key = body
         .get("idempotency_key")
         .and_then(Value::as_str)
@@ -98,13 +117,71 @@ fn ask(session: &Session, body: &Value, agent: &Agent, rt: &Runtime) -> Result<A
                 .map(str::to_string)
         });
     Ok(Ask {
+        body,
         amount,
         min_amount,
         run,
         ttl,
-        // Keys are the agent's own: two agents never share an idempotency namespace.
-        idempotency_key: key.map(|k| format!("{}:{k}", agent.id)),
+        // Keys are the agent's own: two agents never share an idempotency namespace (the
+        // id's length keeps `a` + `b:k` apart from `a:b` + `k`).
+        idempotency_key: key.map(|k| format!("{}:{}:{k}", agent.id.len(), agent.id)),
     })
+}
+
+/// What every new decision or hold passes before its body is read, as an LLM call does:
+/// the policy lets the agent use this API, and it is within the working hours.
+fn admit(state: &State, policy: &Policy, ctx: &mut Ctx) -> Result<(), GateError> {
+    if !policy.decision_api {
+        return Err(GateError::DecisionApiDisabled);
+    }
+    super::policy::hours(state, policy, ctx)
+}
+
+/// The policy's `max_request_usd`, as on the LLM path: an action whose minimum is above it
+/// is refused (recorded only, in shadow mode), otherwise it is held up to it at most.
+fn within_max(
+    state: &State,
+    policy: &Policy,
+    ask: &mut Ask,
+    ctx: &mut Ctx,
+) -> Result<(), GateError> {
+    let Some(max) = policy.max_request_nanos else {
+        return Ok(());
+    };
+    if ask.min_amount > max {
+        let e = GateError::RequestTooExpensive {
+            message: format!(
+                "This action needs at least ${}, above the policy's max_request_usd ${}.",
+                format_usd(ask.min_amount),
+                format_usd(max)
+            ),
+        };
+        return super::policy::deny(state, policy, "estimate", e, ctx);
+    }
+    if ask.amount > max {
+        ask.amount = max;
+        ctx.verdict.caps = Some(format!("max_request_usd={}", format_usd(max)));
+    }
+    ask.min_amount = ask.min_amount.min(ask.amount);
+    Ok(())
+}
+
+/// The request's rules, then its rate: counted in the agent's (and its ancestors' and
+/// scopes') request windows like an LLM call. Returns what was asked.
+async fn checked_ask(
+    state: &State,
+    rt: &Runtime,
+    agent: &Agent,
+    policy: &Policy,
+    session: &mut Session,
+    ctx: &mut Ctx,
+) -> Result<Ask, GateError> {
+    admit(state, policy, ctx)?;
+    let body = read(session, rt).await?;
+    let mut ask = ask(session, body, agent, rt)?;
+    within_max(state, policy, &mut ask, ctx)?;
+    super::limits::acquire(state, &rt.config, agent, policy, 0, ctx).await?;
+    Ok(ask)
 }
 
 fn request(
@@ -134,9 +211,11 @@ fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateEr
 }
 
 /// The budget's answer as a request decision: a deny under a shadow policy lets the
-/// caller go on.
-fn budget_decision(a: &ReserveAnswer, policy: &Policy) -> Decision {
+/// caller go on; less than was asked for (the budget's room, or `max_request_usd`) is an
+/// allow with caps.
+fn budget_decision(a: &ReserveAnswer, policy: &Policy, ctx: &Ctx) -> Decision {
     match &a.decision {
+        tollgate_budget::Decision::Allow if ctx.verdict.caps.is_some() => Decision::AllowWithCaps,
         tollgate_budget::Decision::Allow => Decision::Allow,
         tollgate_budget::Decision::AllowWithCaps => Decision::AllowWithCaps,
         tollgate_budget::Decision::Deny { .. } if policy.mode == Mode::Shadow => {
@@ -146,16 +225,27 @@ fn budget_decision(a: &ReserveAnswer, policy: &Policy) -> Decision {
     }
 }
 
-fn answer_json(a: &ReserveAnswer, policy: &Policy) -> Value {
+/// The answer's body: the budget's decision, with what the policy said on the way (a
+/// shadow policy's would-be refusals among the reasons).
+fn answer_json(a: &ReserveAnswer, policy: &Policy, ctx: &Ctx) -> Value {
     let scope = match &a.decision {
         tollgate_budget::Decision::Deny { scope, .. } => Some(scope.clone()),
         _ => None,
     };
-    let decision = budget_decision(a, policy);
+    let decision = budget_decision(a, policy, ctx);
+    let mut reasons: Vec<String> = ctx
+        .verdict
+        .reasons
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if scope.is_some() {
+        reasons.push(Code::BudgetExceeded.to_string());
+    }
     json!({
         "decision": decision.protocol_name(),
-        "shadow": decision == Decision::ShadowDeny,
-        "reasons": if scope.is_some() { vec!["budget_exceeded"] } else { Vec::new() },
+        "shadow": decision == Decision::ShadowDeny || ctx.verdict.decision == Decision::ShadowDeny,
+        "reasons": reasons,
         "scope": scope,
         "granted_usd": format_usd(a.granted),
         "remaining_usd": a.tightest.as_ref().map(|(_, r)| format_usd((*r).max(0))),
@@ -243,9 +333,8 @@ pub async fn decide(
     session: &mut Session,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
-    let body = read(session, rt).await?;
-    let ask = ask(session, &body, agent, rt)?;
-    let tool = match body.get("tool") {
+    let ask = checked_ask(state, rt, agent, policy, session, ctx).await?;
+    let tool = match ask.body.get("tool") {
         Some(t) if t.is_object() => {
             Some(decide_tool(state, rt, agent, ask.run.as_deref(), t, ctx).await?)
         }
@@ -263,9 +352,9 @@ pub async fn decide(
         .decide(&req)
         .await
         .map_err(|e| store_down(state, "decide", e))?;
-    let mut v = answer_json(&answer, policy);
-    let budget = budget_decision(&answer, policy);
-    ctx.verdict.decision = budget;
+    let mut v = answer_json(&answer, policy, ctx);
+    let budget = budget_decision(&answer, policy, ctx);
+    ctx.verdict.decision = stricter(ctx.verdict.decision, budget);
     if let Some((by_tool, tool)) = tool {
         // The stricter answer stands; the request's record says deny when the tool was
         // denied (an escalation is recorded on the tool call itself).
@@ -280,15 +369,38 @@ pub async fn decide(
     reply(state, session, ctx, 200, v).await
 }
 
+fn stricter(a: Decision, b: Decision) -> Decision {
+    if b.strictness() > a.strictness() {
+        b
+    } else {
+        a
+    }
+}
+
+/// `rsv_{agent}_{24 hex digits}`: the agent is named whole, the random tail has a fixed
+/// length, so the owner can be read back exactly (`owner`).
 fn reservation_id(agent: &Agent) -> String {
-    let mut r = [0u8; 12];
+    let mut r = [0u8; ID_RANDOM_BYTES];
     rand::rng().fill_bytes(&mut r);
     format!("rsv_{}_{}", agent.id, hex::encode(r))
 }
 
-/// Reservations belong to the agent that made them.
+/// The agent a reservation id names: what lies between `rsv_` and the fixed-length random
+/// tail. Not a prefix test: agent `a` must not own `rsv_a_b_…`, which agent `a_b` made.
+fn owner(id: &str) -> Option<&str> {
+    let rest = id.strip_prefix("rsv_")?;
+    let tail = ID_RANDOM_BYTES * 2 + 1;
+    let (agent, random) = rest.split_at_checked(rest.len().checked_sub(tail)?)?;
+    let digits = random.strip_prefix('_')?;
+    digits
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        .then_some(agent)
+}
+
+/// Reservations belong to the agent that made them, exactly.
 fn owned(agent: &Agent, id: &str) -> Result<(), GateError> {
-    if id.starts_with(&format!("rsv_{}_", agent.id)) {
+    if owner(id) == Some(agent.id.as_str()) {
         Ok(())
     } else {
         Err(GateError::NotFound {
@@ -306,15 +418,14 @@ pub async fn reserve(
     session: &mut Session,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
-    let body = read(session, rt).await?;
-    let ask = ask(session, &body, agent, rt)?;
+    let ask = checked_ask(state, rt, agent, policy, session, ctx).await?;
     let req = request(rt, agent, policy, &ask, reservation_id(agent))?;
     let answer = state
         .ledger()
         .reserve(&req)
         .await
         .map_err(|e| store_down(state, "reserve", e))?;
-    let mut v = answer_json(&answer, policy);
+    let mut v = answer_json(&answer, policy, ctx);
     if let tollgate_budget::Decision::Deny { scope, .. } = &answer.decision {
         if policy.mode == Mode::Enforce {
             return Err(GateError::BudgetExceeded {
@@ -324,10 +435,10 @@ pub async fn reserve(
                 ),
             });
         }
-        ctx.verdict.decision = Decision::ShadowDeny;
+        ctx.verdict.shadow(Code::BudgetExceeded);
         return reply(state, session, ctx, 200, v).await;
     }
-    ctx.verdict.decision = budget_decision(&answer, policy);
+    ctx.verdict.decision = stricter(ctx.verdict.decision, budget_decision(&answer, policy, ctx));
     ctx.money.reserved_nanos = answer.granted;
     v["reservation_id"] = Value::String(answer.reservation_id.clone());
     v["expires_at"] = answer
@@ -349,27 +460,61 @@ pub async fn commit(
 ) -> Result<(), GateError> {
     owned(agent, id)?;
     let body = read(session, rt).await?;
-    let actual = usd_field(&body, "actual_usd")?.ok_or_else(|| {
+    let reported = usd_field(&body, "actual_usd")?.ok_or_else(|| {
         GateError::invalid(
             "Missing required parameter: 'actual_usd'.",
             Some("actual_usd"),
         )
     })?;
-    let outcome = state
-        .ledger()
-        .commit(agent.tenant(), id, actual)
+    let ledger = state.ledger();
+    let not_found = || GateError::NotFound {
+        path: format!("reservation {id}"),
+    };
+    // The grant never changes once made, so reading it first and committing after cannot
+    // race: whatever is reported, at most the grant is charged.
+    let granted = ledger
+        .granted(agent.tenant(), id)
+        .await
+        .map_err(|e| store_down(state, "granted", e))?
+        .ok_or_else(not_found)?;
+    let overage = (reported - granted).max(0);
+    ctx.money.reserved_nanos = granted;
+    if overage > 0 {
+        ctx.verdict.push(Code::OverageCapped);
+        tracing::warn!(
+            request_id = %ctx.request_id,
+            agent = %agent.id,
+            reservation = %id,
+            granted_usd = %format_usd(granted),
+            reported_usd = %format_usd(reported),
+            "a commit above its reservation was capped at the grant"
+        );
+    }
+    let outcome = ledger
+        .commit(agent.tenant(), id, reported.min(granted))
         .await
         .map_err(|e| store_down(state, "commit", e))?;
-    ctx.money.actual_nanos = Some(actual);
     let v = match outcome {
         CommitOutcome::Committed {
             actual,
             after_expiry,
             replayed,
-        } => json!({
-            "reservation_id": id, "status": "committed", "actual_usd": format_usd(actual),
-            "after_expiry": after_expiry, "replayed": replayed,
-        }),
+        } => {
+            ctx.money.actual_nanos = Some(actual);
+            let reasons: Vec<String> = ctx
+                .verdict
+                .reasons
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            json!({
+                "reservation_id": id, "status": "committed",
+                "actual_usd": format_usd(actual), "charged_usd": format_usd(actual),
+                "granted_usd": format_usd(granted), "reported_usd": format_usd(reported),
+                "overage_usd": format_usd(overage), "reasons": reasons,
+                "after_expiry": after_expiry, "replayed": replayed,
+            })
+        }
         CommitOutcome::AlreadyReleased => {
             return Err(GateError::invalid(
                 format!("Reservation `{id}` was already released."),
@@ -414,4 +559,28 @@ pub async fn release(
         }
     };
     reply(state, session, ctx, 200, v).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner;
+
+    #[test]
+    fn the_owner_of_a_reservation_is_read_back_exactly() {
+        let tail = "0123456789abcdef01234567";
+        assert_eq!(owner(&format!("rsv_a_{tail}")), Some("a"));
+        assert_eq!(owner(&format!("rsv_a_b_{tail}")), Some("a_b"));
+        assert_eq!(owner(&format!("rsv_lead.sub_{tail}")), Some("lead.sub"));
+        assert_eq!(owner(&format!("rsv__{tail}")), Some(""));
+        for bad in [
+            "rsv_a".to_string(),
+            format!("rsv_a-{tail}"),
+            format!("rsv_a_{}", &tail[1..]),
+            format!("rsv_a_{}", tail.to_uppercase()),
+            format!("req_a_{tail}"),
+            format!("rsv_a_{tail}é"),
+        ] {
+            assert_eq!(owner(&bad), None, "{bad}");
+        }
+    }
 }

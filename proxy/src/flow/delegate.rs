@@ -2,19 +2,23 @@
 //!
 //! The sub-agent's scope sits under its parent's (so every hold it takes also holds on
 //! the parent's budgets), its own budget is carved from the parent's, and its policy can
-//! only narrow the parent's: fewer models and tools, lower rates and amounts, stricter
-//! guardrails, a higher trust bar. Revoking the parent's key revokes its sub-agents' keys.
-//! The narrowing is stored whole (composed with the parent's own narrowing), so a
-//! sub-agent's policy is always the root configured policy narrowed once.
+//! only narrow the parent's (`narrow`): fewer models and tools, lower rates and amounts,
+//! stricter guardrails, a higher trust bar. Its key expires (by default after the policy's
+//! `delegation.key_ttl`), never later than the key that minted it, and works only while
+//! every key above it does (`auth` checks the chain). Its id and scope are never ones the
+//! config names. The narrowing is stored whole (composed with the parent's own
+//! narrowing), so a sub-agent's policy is always the root configured policy narrowed once.
+
+mod narrow;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use pingora_proxy::Session;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tollgate_budget::AgentRecord;
-use tollgate_config::units::{format_usd, parse_duration, usd_to_nanos};
-use tollgate_config::{Action, Globs, GuardDirection, ModelRules, Policy, Rate};
+use tollgate_config::units::{format_duration, format_usd, parse_duration, usd_to_nanos};
+use tollgate_config::{Config, Policy};
 
 use super::context::{Agent, Ctx};
 use super::guard::{self, PolicyGuards};
@@ -22,74 +26,8 @@ use super::{parse, respond};
 use crate::error::GateError;
 use crate::state::{Runtime, State};
 
-/// Guardrail actions as a sub-agent may tighten them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Direction {
-    pub pii: Option<Action>,
-    pub secrets: Option<Action>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Guardrails {
-    #[serde(default)]
-    pub input: Direction,
-    #[serde(default)]
-    pub output: Direction,
-    #[serde(default)]
-    pub tool_args: Direction,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateLimits {
-    pub rpm: Option<u32>,
-    pub tpm: Option<u64>,
-    pub concurrent: Option<u32>,
-}
-
-/// An agent above a sub-agent: its requests also count in each ancestor's rate windows and
-/// hold on each ancestor's own budget, so children never multiply what their parent may do.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ancestor {
-    pub id: String,
-    pub scope: String,
-    #[serde(default)]
-    pub rate: RateLimits,
-    /// A delegated ancestor's own budget (configured ones have theirs in `scopes`).
-    pub budget: Option<i64>,
-}
-
-/// How a sub-agent's policy narrows its root's. Every field can only tighten.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Narrowing {
-    /// The configured agent at the root of the chain (set by tollgate).
-    #[serde(default)]
-    pub root: String,
-    /// Exact model names, each allowed by the parent.
-    pub models: Option<Vec<String>>,
-    /// Exact tool names, each allowed by the parent.
-    pub tools_allow: Option<Vec<String>>,
-    #[serde(default)]
-    pub tools_deny: Vec<String>,
-    #[serde(default)]
-    pub tools_approve: Vec<String>,
-    #[serde(default)]
-    pub rate: RateLimits,
-    pub max_request_usd: Option<f64>,
-    pub min_trust: Option<f64>,
-    #[serde(default)]
-    pub guardrails: Guardrails,
-    /// May the sub-agent delegate further (only if its parent may).
-    #[serde(default)]
-    pub delegation: bool,
-    /// Root first, the parent last (set by tollgate).
-    #[serde(default)]
-    pub ancestors: Vec<Ancestor>,
-}
+pub use narrow::{Ancestor, Narrowing};
+use narrow::{narrow, tighter, validate};
 
 /// A delegated agent's policy, compiled for one config generation.
 #[derive(Clone)]
@@ -101,98 +39,6 @@ pub struct Compiled {
     pub ancestors: Arc<[Ancestor]>,
 }
 
-fn tighter<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn strictest(base: GuardDirection, n: Direction) -> GuardDirection {
-    GuardDirection {
-        pii: base.pii.max(n.pii.unwrap_or(Action::Off)),
-        secrets: base.secrets.max(n.secrets.unwrap_or(Action::Off)),
-    }
-}
-
-/// Whether `tool` may be declared and called under `policy` (not denied, and in a
-/// non-empty allow list).
-fn tool_allowed(policy: &Policy, tool: &str) -> bool {
-    let t = &policy.tools;
-    !t.deny.is_match(tool) && (t.allow.is_empty() || t.allow.is_match(tool))
-}
-
-/// The root policy narrowed. Names the base no longer allows (after a reload) drop out.
-pub fn narrow(base: &Policy, n: &Narrowing) -> Result<Policy, String> {
-    let mut p = base.clone();
-    if let Some(models) = &n.models {
-        let kept: Vec<String> = models
-            .iter()
-            .filter(|m| base.models.allows(m))
-            .cloned()
-            .collect();
-        p.models = ModelRules {
-            allow: Globs::compile(kept)?,
-            deny: base.models.deny.clone(),
-        };
-        // An empty list means "no model": never "every model".
-        if p.models.allow.is_empty() {
-            p.models.deny = Globs::compile(vec!["*".into()])?;
-        }
-    }
-    let t = &mut p.tools;
-    if let Some(allow) = &n.tools_allow {
-        let kept: Vec<String> = allow
-            .iter()
-            .filter(|x| tool_allowed(base, x))
-            .cloned()
-            .collect();
-        if kept.is_empty() {
-            t.deny = Globs::compile(vec!["*".into()])?;
-        } else {
-            t.allow = Globs::compile(kept)?;
-        }
-    }
-    if !n.tools_deny.is_empty() {
-        t.deny = Globs::compile(
-            t.deny
-                .patterns
-                .iter()
-                .chain(&n.tools_deny)
-                .cloned()
-                .collect(),
-        )?;
-    }
-    if !n.tools_approve.is_empty() {
-        t.approve = Globs::compile(
-            t.approve
-                .patterns
-                .iter()
-                .chain(&n.tools_approve)
-                .cloned()
-                .collect(),
-        )?;
-    }
-    p.rate = Rate {
-        rpm: tighter(base.rate.rpm, n.rate.rpm),
-        tpm: tighter(base.rate.tpm, n.rate.tpm),
-        concurrent: tighter(base.rate.concurrent, n.rate.concurrent),
-    };
-    if let Some(usd) = n.max_request_usd {
-        p.max_request_nanos = tighter(base.max_request_nanos, Some(usd_to_nanos(usd)?));
-    }
-    p.min_trust = match (base.min_trust, n.min_trust) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let g = &mut p.guardrails;
-    g.input = strictest(base.guardrails.input, n.guardrails.input);
-    g.output = strictest(base.guardrails.output, n.guardrails.output);
-    g.tool_args = strictest(base.guardrails.tool_args, n.guardrails.tool_args);
-    p.delegation.enabled = base.delegation.enabled && n.delegation;
-    Ok(p)
-}
-
 /// The narrowed policy of a delegated agent, from the cache when this config generation
 /// already compiled it.
 pub fn resolve(state: &State, rt: &Runtime, record: &AgentRecord) -> Result<Compiled, String> {
@@ -200,6 +46,9 @@ pub fn resolve(state: &State, rt: &Runtime, record: &AgentRecord) -> Result<Comp
         && c.generation == rt.generation
     {
         return Ok(c.clone());
+    }
+    if let Some(why) = taken(&rt.config, &record.id, &record.scope) {
+        return Err(why);
     }
     let n: Narrowing = serde_json::from_str(&record.narrowing).map_err(|e| e.to_string())?;
     let root = rt
@@ -232,139 +81,55 @@ fn refuse(message: String) -> GateError {
     GateError::DelegationNotAllowed { message }
 }
 
-/// Checks a request against the parent's effective policy: every dimension may only
-/// narrow. Returns the request composed with the parent's own narrowing.
-fn validate(parent: &Agent, parent_n: &Narrowing, req: &Narrowing) -> Result<Narrowing, GateError> {
-    let p = &parent.policy;
-    let mut out = req.clone();
-    out.root = parent.root.clone();
-    for m in req.models.iter().flatten() {
-        if m.contains(['*', '?', '[', '{']) || !p.models.allows(m) {
-            return Err(refuse(format!(
-                "model `{m}` is not allowed to this agent, so it cannot be delegated (exact names only)"
-            )));
-        }
+/// Why a sub-agent may not have this id or scope: the config names an agent with the id,
+/// or names (for an agent or a budget) the scope or a scope under it. A sub-agent there
+/// would share that agent's identity, or that scope's budgets, rates and records. Checked
+/// when the sub-agent is made and on every request (a reload may add the name later).
+pub fn taken(config: &Config, id: &str, scope: &str) -> Option<String> {
+    if config.agents.contains_key(id) {
+        return Some(format!("the agent id `{id}` is taken by the config"));
     }
-    if req.models.is_none() {
-        out.models = parent_n.models.clone();
-    }
-    for t in req.tools_allow.iter().flatten() {
-        if t.contains(['*', '?', '[', '{']) || !tool_allowed(p, t) {
-            return Err(refuse(format!(
-                "tool `{t}` is not allowed to this agent, so it cannot be delegated (exact names only)"
-            )));
-        }
-    }
-    if req.tools_allow.is_none() {
-        out.tools_allow = parent_n.tools_allow.clone();
-    }
-    out.tools_deny = parent_n
-        .tools_deny
-        .iter()
-        .chain(&req.tools_deny)
-        .cloned()
-        .collect();
-    out.tools_approve = parent_n
-        .tools_approve
-        .iter()
-        .chain(&req.tools_approve)
-        .cloned()
-        .collect();
-    let over = |what: &str, child: Option<u64>, parent: Option<u64>| match (child, parent) {
-        (Some(c), Some(p)) if c > p => {
-            Err(refuse(format!("{what} {c} is above this agent's own {p}")))
-        }
-        _ => Ok(()),
+    let covers = |s: &str| {
+        s.strip_prefix(scope)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     };
-    over(
-        "rate.rpm",
-        req.rate.rpm.map(u64::from),
-        p.rate.rpm.map(u64::from),
-    )?;
-    over("rate.tpm", req.rate.tpm, p.rate.tpm)?;
-    over(
-        "rate.concurrent",
-        req.rate.concurrent.map(u64::from),
-        p.rate.concurrent.map(u64::from),
-    )?;
-    out.rate = RateLimits {
-        rpm: tighter(req.rate.rpm, p.rate.rpm),
-        tpm: tighter(req.rate.tpm, p.rate.tpm),
-        concurrent: tighter(req.rate.concurrent, p.rate.concurrent),
-    };
-    if let Some(usd) = req.max_request_usd {
-        let nanos =
-            usd_to_nanos(usd).map_err(|e| GateError::invalid(e, Some("policy.max_request_usd")))?;
-        if p.max_request_nanos.is_some_and(|max| nanos > max) {
-            return Err(refuse("max_request_usd is above this agent's own".into()));
+    let configured =
+        config.agents.values().any(|a| covers(&a.scope)) || config.scopes.keys().any(|s| covers(s));
+    configured.then(|| format!("the scope `{scope}` is taken by the config"))
+}
+
+/// When the sub-agent's key stops working: after what was asked, or after the policy's
+/// `delegation.key_ttl` when nothing was; never later than the key that mints it. Checked
+/// before anything is stored.
+fn key_expiry(
+    parent: &Agent,
+    asked: &Value,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, GateError> {
+    let max = parent.policy.delegation.key_ttl;
+    let ttl = match asked {
+        Value::Null => max,
+        Value::String(t) => parse_duration(t)
+            .map_err(|e| GateError::invalid(format!("'expires': {e}"), Some("expires")))?,
+        _ => {
+            return Err(GateError::invalid(
+                "'expires' must be a duration such as \"2h\".",
+                Some("expires"),
+            ));
         }
-    } else {
-        out.max_request_usd = parent_n.max_request_usd;
-    }
-    if let (Some(c), Some(min)) = (req.min_trust, p.min_trust)
-        && c < min
-    {
+    };
+    if ttl > max {
         return Err(refuse(format!(
-            "min_trust {c} is below this agent's own {min}"
+            "expires {} is longer than this policy allows a sub-agent key to live (delegation.key_ttl {})",
+            format_duration(ttl),
+            format_duration(max)
         )));
     }
-    if req.min_trust.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
-        return Err(GateError::invalid(
-            "min_trust must be between 0 and 1",
-            Some("policy.min_trust"),
-        ));
-    }
-    out.min_trust = match (req.min_trust, p.min_trust) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let checks = [
-        ("input", &req.guardrails.input, p.guardrails.input),
-        ("output", &req.guardrails.output, p.guardrails.output),
-        (
-            "tool_args",
-            &req.guardrails.tool_args,
-            p.guardrails.tool_args,
-        ),
-    ];
-    for (dir, child, parent) in checks {
-        for (cat, c, pa) in [
-            ("pii", child.pii, parent.pii),
-            ("secrets", child.secrets, parent.secrets),
-        ] {
-            if c.is_some_and(|c| c < pa) {
-                return Err(refuse(format!(
-                    "guardrails.{dir}.{cat} is weaker than this agent's own"
-                )));
-            }
-        }
-    }
-    let stricter = |a: Direction, b: Direction| Direction {
-        pii: a.pii.max(b.pii),
-        secrets: a.secrets.max(b.secrets),
-    };
-    out.guardrails = Guardrails {
-        input: stricter(parent_n.guardrails.input, req.guardrails.input),
-        output: stricter(parent_n.guardrails.output, req.guardrails.output),
-        tool_args: stricter(parent_n.guardrails.tool_args, req.guardrails.tool_args),
-    };
-    out.ancestors = parent_n.ancestors.clone();
-    out.ancestors.push(Ancestor {
-        id: parent.id.clone(),
-        scope: parent.scope.clone(),
-        rate: RateLimits {
-            rpm: p.rate.rpm,
-            tpm: p.rate.tpm,
-            concurrent: p.rate.concurrent,
-        },
-        budget: parent.own_budget,
-    });
-    if req.delegation && !p.delegation.enabled {
-        return Err(refuse(
-            "this agent may not let its sub-agents delegate".into(),
-        ));
-    }
-    Ok(out)
+    let at = TimeDelta::from_std(ttl)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| GateError::invalid("'expires' is too far away.", Some("expires")))?;
+    Ok(parent.key_until.map_or(at, |end| at.min(end)))
 }
 
 /// The tightest limit over the parent's budgeted scopes (and its own budget).
@@ -471,6 +236,15 @@ pub async fn create(
             .map_err(|e| GateError::invalid(e, Some("budget_usd")))?,
         ),
     };
+    if budget.is_some_and(|b| b > tollgate_budget::MAX_NANOS) {
+        return Err(GateError::invalid(
+            format!(
+                "'budget_usd' may be at most {} USD.",
+                format_usd(tollgate_budget::MAX_NANOS)
+            ),
+            Some("budget_usd"),
+        ));
+    }
     if let (Some(b), Some(max)) = (budget, parent_budget(rt, parent))
         && b > max
     {
@@ -481,13 +255,20 @@ pub async fn create(
         )));
     }
     let id = format!("{}.{name}", parent.id);
+    if let Some(why) = taken(&rt.config, &id, &scope) {
+        return Err(refuse(format!(
+            "a sub-agent named `{name}` cannot be made: {why}"
+        )));
+    }
+    let now = state.backend().now();
+    let expires_at = key_expiry(parent, &body["expires"], now)?;
+    let label = body["label"].as_str().map(str::to_string);
     // A slot under the parent is a lease held for the child's lifetime: claiming it is
     // atomic, so concurrent creations cannot exceed `max_children`.
     let slot = match parent.policy.delegation.max_children {
         Some(max) => Some(claim_slot(state, &parent.id, &id, max).await?),
         None => None,
     };
-    let now = state.backend().now();
     let record = AgentRecord {
         id: id.clone(),
         parent: parent.id.clone(),
@@ -511,18 +292,27 @@ pub async fn create(
         state.store_error("put_agent", &e);
         return Err(GateError::StoreUnavailable);
     }
-    let expires_at = match body["expires"].as_str() {
-        Some(t) => {
-            let d = parse_duration(t)
-                .map_err(|e| GateError::invalid(format!("'expires': {e}"), Some("expires")))?;
-            Some(now + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX))
+    let minted = crate::admin::keys::mint(
+        state,
+        &id,
+        label,
+        Some(expires_at),
+        Some(parent.key_ref.clone()),
+    )
+    .await;
+    let (key, secret) = match minted {
+        Ok(k) => k,
+        Err(e) => {
+            // No sub-agent without a key: the record goes, the slot is given back.
+            if let Err(e) = state.agents().revoke_agent(&id).await {
+                state.store_error("revoke_agent", &e);
+            }
+            if let Some(key) = slot {
+                let _ = state.limits().release_leases(&id, &[key]).await;
+            }
+            return Err(e);
         }
-        None => None,
     };
-    let label = body["label"].as_str().map(str::to_string);
-    let (key, secret) =
-        crate::admin::keys::mint(state, &id, label, expires_at, Some(parent.key_id.clone()))
-            .await?;
     let v = json!({
         "agent": id,
         "parent": parent.id,
@@ -536,4 +326,39 @@ pub async fn create(
     super::record::write(state, ctx).await;
     respond::json(session, ctx, 201, bytes::Bytes::from(v.to_string()), &[]).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::taken;
+
+    #[test]
+    fn a_sub_agent_never_takes_a_configured_id_or_scope() {
+        let yaml = r#"
+providers: [{ name: p, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }]
+scopes: { acme/lead/funded: { budget: { limit_usd: 1 } } }
+policies: { p: {} }
+agents:
+  lead: { scope: acme/lead, policy: p }
+  lead.taken: { scope: acme/elsewhere, policy: p }
+  deep: { scope: acme/lead/team/deep, policy: p }
+"#;
+        let config = tollgate_config::Config::from_yaml(yaml, &|_| None).expect("valid");
+        let free = |name: &str| {
+            taken(
+                &config,
+                &format!("lead.{name}"),
+                &format!("acme/lead/{name}"),
+            )
+        };
+        assert!(free("taken").is_some(), "a configured agent's id");
+        assert!(free("funded").is_some(), "a configured scope");
+        assert!(free("team").is_some(), "a configured agent below the scope");
+        assert_eq!(free("free"), None);
+        assert_eq!(
+            free("fund"),
+            None,
+            "a prefix of a configured scope's segment is free"
+        );
+    }
 }

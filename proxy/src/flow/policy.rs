@@ -55,6 +55,11 @@ pub fn check(state: &State, policy: &Policy, model: &str, ctx: &mut Ctx) -> Resu
             ctx,
         )?;
     }
+    hours(state, policy, ctx)
+}
+
+/// The policy's working hours, for LLM calls and the decision API alike.
+pub fn hours(state: &State, policy: &Policy, ctx: &mut Ctx) -> Result<(), GateError> {
     if let Some(hours) = &policy.hours
         && !within(hours, Utc::now())
     {

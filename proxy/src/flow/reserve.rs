@@ -83,12 +83,7 @@ pub fn run_id(headers: &http::HeaderMap) -> Result<Option<String>, GateError> {
         return Ok(None);
     };
     let run = v.to_str().unwrap_or_default().trim();
-    let ok = !run.is_empty()
-        && run.len() <= 128
-        && run
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok {
+    if valid_run(run) {
         Ok(Some(run.to_string()))
     } else {
         Err(GateError::invalid(
@@ -96,6 +91,15 @@ pub fn run_id(headers: &http::HeaderMap) -> Result<Option<String>, GateError> {
             None,
         ))
     }
+}
+
+/// Whether a run id is usable as a scope segment, wherever it came from.
+pub fn valid_run(run: &str) -> bool {
+    !run.is_empty()
+        && run.len() <= 128
+        && run
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -271,12 +271,18 @@ impl Gate<'_> {
         };
         let mut windows = Vec::new();
         if let Some(n) = limit.per_hour {
-            windows.push(WindowLimit {
-                key: format!("tool:{}:{}:1h", self.agent.id, call.name),
-                window: Duration::from_secs(3600),
-                limit: u64::from(n),
-                cost: 1,
-            });
+            // A sub-agent's calls count in every ancestor's window too, as its requests count
+            // in their rates: a family shares its root's hourly allowance, never multiplies
+            // it. (Narrowing keeps the root policy's limits, so every window has this one.)
+            let family = self.agent.ancestors.iter().map(|a| a.id.as_str());
+            for id in family.chain([self.agent.id.as_str()]) {
+                windows.push(WindowLimit {
+                    key: format!("tool:{id}:{}:1h", call.name),
+                    window: Duration::from_secs(3600),
+                    limit: u64::from(n),
+                    cost: 1,
+                });
+            }
         }
         if let (Some(n), Some(run)) = (limit.per_run, self.run) {
             windows.push(WindowLimit {

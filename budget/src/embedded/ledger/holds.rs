@@ -340,6 +340,11 @@ fn held(c: &Connection, tenant: &str, id: &str) -> Sql<Option<Held>> {
     .map_err(sql_error)
 }
 
+/// A reservation's grant (0 for spend recorded without a hold).
+pub(super) fn granted(c: &Connection, tenant: &str, id: &str) -> Sql<Option<Nanos>> {
+    Ok(held(c, tenant, id)?.map(|h| h.granted))
+}
+
 /// Adds `reserved_delta` and `spent_delta` to every window a hold sits on.
 fn apply(c: &Connection, lines: &str, reserved_delta: Nanos, spent_delta: Nanos) -> Sql<()> {
     let mut upd = c

@@ -71,6 +71,16 @@ impl Ledger for EmbeddedStore {
             .await
     }
 
+    async fn granted(
+        &self,
+        tenant: &str,
+        reservation_id: &str,
+    ) -> Result<Option<Nanos>, StoreError> {
+        check_reservation_ref(tenant, reservation_id)?;
+        let (tenant, id) = (tenant.to_owned(), reservation_id.to_owned());
+        self.read(move |c| holds::granted(c, &tenant, &id)).await
+    }
+
     async fn release(
         &self,
         tenant: &str,
