@@ -136,6 +136,8 @@ def findings() -> None:
                   {"type": "content_block_stop", "index": i})
     )
     write("sse_stream", bytes([API["anthropic"], 0, 0, 0]), twice.encode())
+    key = "0" * 43 + "\u00fc" + "0" * 19
+    write("config_yaml", b"", f"keys: [{{ id: k, agent: a, sha256: {key} }}]".encode())
 
 
 def main() -> None:
