@@ -221,3 +221,18 @@ fn the_final_response_keeps_the_passed_call_and_not_its_removed_twin() {
     assert_eq!(output[0]["type"], "function_call");
     assert_eq!(output[1]["type"], "message", "{output}");
 }
+
+/// Found by fuzzing: events and choices that are not objects passed the gates' writes
+/// (`value["key"] = ...`), which panic on numbers and strings.
+#[test]
+fn events_and_choices_that_are_not_objects_pass_without_a_panic() {
+    let responses = [
+        json!({"type": "response.created", "sequence_number": 0, "response": {"output": []}}),
+        json!(5),
+    ];
+    assert_eq!(run(Api::Responses, &responses, &pass_all)[1], json!(5));
+    let chat = [json!({"choices": [5, "x", {"index": 1, "delta": {"content": "hi"}}]})];
+    let out = run(Api::ChatCompletions, &chat, &pass_all);
+    assert_eq!(out[0]["choices"][0], json!(5));
+    assert_eq!(out[0]["choices"][2]["delta"]["content"], "hi");
+}

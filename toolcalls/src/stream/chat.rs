@@ -93,6 +93,11 @@ impl ChatGate {
         let mut passing = Vec::new();
         let mut usage_taken = false;
         for (position, choice) in choices.iter().enumerate() {
+            if !choice.is_object() {
+                // Nothing to hold, and nothing to write into (`out[..] = ` would panic).
+                passing.push(choice.clone());
+                continue;
+            }
             let c = choice_index(choice, position);
             let mut delta = match choice.get("delta") {
                 Some(Value::Object(d)) => d.clone(),

@@ -323,8 +323,9 @@ impl OrderedGate {
                 {
                     settle_final_output(output, &self.removed, &self.passed);
                 }
-                if let Some(seq) = self.sequence.as_mut() {
-                    e["sequence_number"] = json!(*seq);
+                // Only objects have a field to renumber (`e[..] = ` panics on the others).
+                if let (Some(seq), Some(map)) = (self.sequence.as_mut(), e.as_object_mut()) {
+                    map.insert("sequence_number".into(), json!(*seq));
                     *seq += 1;
                 }
             }
