@@ -496,7 +496,8 @@ fn keys(ctx: &mut Ctx, v: Value, agents: &BTreeMap<String, Agent>) -> Vec<Static
 
 pub(crate) fn parse_sha256(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
-    if text.len() != 64 {
+    // Checked before slicing: 64 bytes may hold a multi-byte character.
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];

@@ -356,6 +356,11 @@ fn bad_values_are_reported_with_their_paths() {
             "keys: [{ id: k, agent: nobody, sha256: abc }]",
             "keys[0].sha256: expected 64 hex digits",
         ),
+        // Found by fuzzing: 64 bytes that are not 64 hex digits panicked the loader.
+        (
+            "keys: [{ id: k, agent: nobody, sha256: 0000000000000000000000000000000000000000000ü0000000000000000000 }]",
+            "keys[0].sha256: expected 64 hex digits",
+        ),
         ("server: [", "not valid YAML"),
         (
             "trust: { half_life: 0s }",

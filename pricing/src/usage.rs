@@ -131,7 +131,11 @@ pub(crate) fn anthropic_usage(usage: &Value) -> Usage {
         }
     };
     Usage {
-        input: plain + read + cache_write + cache_write_1h,
+        // Saturating: counts are the provider's, and a wrapped sum would bill almost nothing.
+        input: plain
+            .saturating_add(read)
+            .saturating_add(cache_write)
+            .saturating_add(cache_write_1h),
         cached_input: read,
         cache_write,
         cache_write_1h,
@@ -227,5 +231,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!((u.input, u.cached_input), (100, 64));
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/response_json.rs`): huge counts panicked in
+    /// debug builds and wrapped to a tiny input in release builds.
+    #[test]
+    fn huge_anthropic_counts_saturate_instead_of_wrapping() {
+        let u = anthropic_usage(&json!({
+            "input_tokens": u64::MAX, "cache_read_input_tokens": 1,
+            "cache_creation_input_tokens": u64::MAX, "output_tokens": 1
+        }));
+        assert_eq!(u.input, u64::MAX);
     }
 }

@@ -135,14 +135,7 @@ fn chat_calls(body: &Value) -> Vec<ProposedCall> {
             continue;
         };
         if let Some(f) = message.get("function_call").filter(|f| f.is_object()) {
-            out.push(ProposedCall {
-                id: synthetic_legacy_id(c),
-                index: 0,
-                choice: c,
-                name: text(f, "name"),
-                arguments: text(f, "arguments"),
-                kind: CallKind::LegacyFunction,
-            });
+            out.push(legacy_call(f, c));
         }
         let calls = message.get("tool_calls").and_then(Value::as_array);
         for (i, call) in calls.into_iter().flatten().enumerate() {
@@ -157,6 +150,17 @@ pub(crate) fn choice_index(choice: &Value, position: usize) -> usize {
         .get("index")
         .and_then(Value::as_u64)
         .map_or(position, |i| i as usize)
+}
+
+fn legacy_call(f: &Value, choice: usize) -> ProposedCall {
+    ProposedCall {
+        id: synthetic_legacy_id(choice),
+        index: 0,
+        choice,
+        name: text(f, "name"),
+        arguments: text(f, "arguments"),
+        kind: CallKind::LegacyFunction,
+    }
 }
 
 fn chat_call(call: &Value, choice: usize, index: usize) -> ProposedCall {
@@ -276,25 +280,38 @@ fn apply_chat(body: &mut Value, removed: &[(&ProposedCall, &str)]) {
         let Some(message) = choice.get_mut("message").and_then(Value::as_object_mut) else {
             continue;
         };
+        // Each call is matched whole, not by position alone: choices may repeat an index.
+        let removal = |call: &ProposedCall| {
+            mine.iter()
+                .find(|(r, _)| *r == call)
+                .map(|(_, explanation)| *explanation)
+        };
+        let mut explanations: Vec<&str> = Vec::new();
+        let legacy = message
+            .get("function_call")
+            .filter(|f| f.is_object())
+            .and_then(|f| removal(&legacy_call(f, c)));
+        let legacy_removed = legacy.is_some();
+        explanations.extend(legacy);
+        if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
+            let mut index = 0;
+            calls.retain(|tc| {
+                let gone = removal(&chat_call(tc, c, index));
+                index += 1;
+                explanations.extend(gone);
+                gone.is_none()
+            });
+        }
+        if explanations.is_empty() {
+            continue;
+        }
         let mut content = message
             .get("content")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let mut legacy_removed = false;
-        let mut index = 0;
-        if let Some(Value::Array(calls)) = message.get_mut("tool_calls") {
-            calls.retain(|_| {
-                let keep = !mine
-                    .iter()
-                    .any(|(call, _)| call.kind != CallKind::LegacyFunction && call.index == index);
-                index += 1;
-                keep
-            });
-        }
-        for (call, explanation) in &mine {
+        for explanation in explanations {
             content = join_text(&content, explanation);
-            legacy_removed |= call.kind == CallKind::LegacyFunction;
         }
         message.insert("content".to_string(), Value::String(content));
         if legacy_removed {

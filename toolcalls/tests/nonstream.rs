@@ -314,3 +314,40 @@ fn canonical_arguments_ignore_formatting_and_key_order() {
         r#"{"b":1, "a":2}"#
     );
 }
+
+/// Found by fuzzing: two choices claiming the same `index` each keep their own calls.
+#[test]
+fn choices_that_repeat_an_index_lose_only_their_own_removed_calls() {
+    let body = json!({"choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+         "tool_calls": [{"id": "call_a", "type": "function",
+                         "function": {"name": "delete_file", "arguments": "{}"}}]}},
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,
+         "tool_calls": [{"id": "call_b", "type": "function",
+                         "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}}
+    ]});
+    let calls = proposed_calls(Api::ChatCompletions, &body);
+    let decisions: Vec<(ProposedCall, Outcome)> = calls
+        .iter()
+        .map(|c| {
+            let outcome = if c.name == "delete_file" {
+                Outcome::Remove {
+                    explanation: expl("delete_file", "denied"),
+                }
+            } else {
+                Outcome::Pass
+            };
+            (c.clone(), outcome)
+        })
+        .collect();
+    let mut out = body.clone();
+    apply_decisions(Api::ChatCompletions, &mut out, &decisions);
+    let left = proposed_calls(Api::ChatCompletions, &out);
+    assert_eq!(left.len(), 1, "{out}");
+    assert_eq!(left[0].name, "get_weather");
+    assert_eq!(out["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        out["choices"][1], body["choices"][1],
+        "the other choice is untouched"
+    );
+}

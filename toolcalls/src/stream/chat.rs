@@ -1,6 +1,6 @@
 //! The chat completions stream gate: tool-call deltas held per (choice, index), text passing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
@@ -29,6 +29,8 @@ pub(super) struct ChatGate {
     tail: Vec<Value>,
     /// call id -> (choice, slot).
     ids: HashMap<String, (usize, Slot)>,
+    /// Every id announced so far: no two calls of a stream share one.
+    announced: HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,6 +93,11 @@ impl ChatGate {
         let mut passing = Vec::new();
         let mut usage_taken = false;
         for (position, choice) in choices.iter().enumerate() {
+            if !choice.is_object() {
+                // Nothing to hold, and nothing to write into (`out[..] = ` would panic).
+                passing.push(choice.clone());
+                continue;
+            }
             let c = choice_index(choice, position);
             let mut delta = match choice.get("delta") {
                 Some(Value::Object(d)) => d.clone(),
@@ -221,9 +228,11 @@ impl ChatGate {
         if st.last_index.is_none_or(|last| index > last) {
             // A higher index means every earlier call of this choice is complete.
             self.complete_below(c, index, steps);
+            let id = upstream_id.map_or_else(|| synthetic_id(c, index), str::to_string);
+            let id = super::unique_id(id, |id| self.announced.contains(id));
+            self.announced.insert(id.clone());
             let st = self.state(c);
             st.last_index = Some(index);
-            let id = upstream_id.map_or_else(|| synthetic_id(c, index), str::to_string);
             let custom = tc.get("type").and_then(Value::as_str) == Some("custom");
             st.calls.insert(
                 Slot::Tool(index),

@@ -42,7 +42,7 @@ pub struct StreamGate {
 #[derive(Debug)]
 enum Inner {
     Chat(chat::ChatGate),
-    Ordered(ordered::OrderedGate),
+    Ordered(Box<ordered::OrderedGate>),
     /// Embeddings and legacy completions carry no tool calls.
     Passthrough,
 }
@@ -51,8 +51,8 @@ impl StreamGate {
     pub fn new(api: Api) -> StreamGate {
         let inner = match api {
             Api::ChatCompletions => Inner::Chat(chat::ChatGate::default()),
-            Api::AnthropicMessages => Inner::Ordered(ordered::OrderedGate::anthropic()),
-            Api::Responses => Inner::Ordered(ordered::OrderedGate::responses()),
+            Api::AnthropicMessages => Inner::Ordered(Box::new(ordered::OrderedGate::anthropic())),
+            Api::Responses => Inner::Ordered(Box::new(ordered::OrderedGate::responses())),
             Api::Embeddings | Api::Completions => Inner::Passthrough,
         };
         StreamGate { inner }
@@ -96,4 +96,17 @@ impl StreamGate {
             Inner::Passthrough => true,
         }
     }
+}
+
+/// `id`, or, when an earlier call of the stream had it (a provider repeated an id), `id`
+/// with a suffix that makes it unique: every announced call can then be resolved, and the
+/// proxy's per-call limits and charges, keyed by the id, count each call.
+fn unique_id(id: String, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(&id) {
+        return id;
+    }
+    (1..)
+        .map(|n| format!("{id}~{n}"))
+        .find(|candidate| !taken(candidate))
+        .unwrap_or(id)
 }

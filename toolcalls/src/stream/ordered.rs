@@ -2,11 +2,11 @@
 //! Responses output items): output keeps its order, held calls block what follows them,
 //! and positions are renumbered on the way out.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Value, json};
 
-use super::Step;
+use super::{Step, unique_id};
 use crate::calls::{CallKind, Outcome, ProposedCall, responses_message, synthetic_id};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +24,19 @@ pub(super) struct OrderedGate {
     calls: HashMap<usize, Held>,
     /// call id -> upstream position.
     ids: HashMap<String, usize>,
+    /// Every id announced so far: no two calls of a stream share one.
+    announced: HashSet<String>,
     /// upstream position -> position sent to the client.
     positions: HashMap<usize, usize>,
     next_position: usize,
     emitted_calls: usize,
-    /// (call id, explanation) of removed calls, for the final response object (Responses).
-    removed: Vec<(String, String)>,
+    /// Removed calls, for the final response object (Responses).
+    removed: Vec<Removed>,
+    /// (upstream position, upstream call id) of calls released as they came: the only calls
+    /// the final response object keeps.
+    passed: HashSet<(usize, String)>,
+    /// Upstream positions of released calls; later events there are dropped.
+    released: HashSet<usize>,
     /// The next `sequence_number` (Responses): renumbered so released events stay in order.
     sequence: Option<u64>,
 }
@@ -41,8 +48,18 @@ enum Entry {
 }
 
 #[derive(Debug)]
+struct Removed {
+    position: usize,
+    upstream_id: String,
+    call_id: String,
+    explanation: String,
+}
+
+#[derive(Debug)]
 struct Held {
     call: ProposedCall,
+    /// The provider's own id field (empty when it sent none); `call.id` is unique.
+    upstream_id: String,
     /// Arguments as streamed; the final item's own arguments win when they arrive.
     streamed: String,
     events: Vec<Value>,
@@ -71,10 +88,13 @@ impl OrderedGate {
             queue: VecDeque::new(),
             calls: HashMap::new(),
             ids: HashMap::new(),
+            announced: HashSet::new(),
             positions: HashMap::new(),
             next_position: 0,
             emitted_calls: 0,
             removed: Vec::new(),
+            passed: HashSet::new(),
+            released: HashSet::new(),
             sequence: None,
         }
     }
@@ -106,19 +126,41 @@ impl OrderedGate {
             }
             return steps;
         }
-        match (position, self.starts_call(event, kind)) {
-            (Some(p), Some(call)) => {
+        if let Some(p) = position
+            && self.released.contains(&p)
+        {
+            // A released call's position is closed: what follows cannot add to arguments
+            // that were already decided on.
+            return steps;
+        }
+        match (position, self.call_item(event, kind)) {
+            (Some(p), Some((item, id_key, call_kind))) => {
+                let mut call = new_call(item, id_key, call_kind, p);
+                let upstream_id = item
+                    .get(id_key)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                call.id = unique_id(call.id, |id| self.announced.contains(id));
+                self.announced.insert(call.id.clone());
                 self.ids.insert(call.id.clone(), p);
                 let mut held = Held {
                     call,
+                    upstream_id,
                     streamed: String::new(),
                     events: Vec::new(),
                     state: State::Streaming,
                 };
                 take_event(self.wire, &mut held, event);
+                // A Responses call may arrive whole, as `output_item.done` alone.
+                if completes(self.wire, kind) {
+                    announce(&mut held, &mut steps);
+                }
                 self.calls.insert(p, held);
                 self.queue.push_back(Entry::Call(p));
             }
+            // A call the client could not place (no position) is not forwarded undecided.
+            (None, Some(_)) => return steps,
             _ => self.queue.push_back(Entry::Event(event.clone())),
         }
         self.flush(&mut steps);
@@ -153,49 +195,29 @@ impl OrderedGate {
         self.queue.is_empty() && self.calls.is_empty()
     }
 
-    /// The call an event opens: an Anthropic `tool_use` block or a Responses
-    /// `function_call` / `custom_tool_call` item. Hosted and server-side tools pass.
-    fn starts_call(&self, event: &Value, kind: &str) -> Option<ProposedCall> {
-        let (item, id_key, kind) = match (self.wire, kind) {
+    /// The call item an event opens, its id field and kind: an Anthropic `tool_use` block or
+    /// a Responses `function_call` / `custom_tool_call` item (announced by `added`, or only
+    /// by `done`). Hosted and server-side tools pass.
+    fn call_item<'e>(
+        &self,
+        event: &'e Value,
+        kind: &str,
+    ) -> Option<(&'e Value, &'static str, CallKind)> {
+        match (self.wire, kind) {
             (Wire::Anthropic, "content_block_start") => {
                 let block = event.get("content_block")?;
-                if block.get("type")?.as_str()? != "tool_use" {
-                    return None;
-                }
-                (block, "id", CallKind::Function)
+                (block.get("type")?.as_str()? == "tool_use").then_some((
+                    block,
+                    "id",
+                    CallKind::Function,
+                ))
             }
-            (Wire::Responses, "response.output_item.added") => {
+            (Wire::Responses, "response.output_item.added" | "response.output_item.done") => {
                 let item = event.get("item")?;
-                let kind = match item.get("type")?.as_str()? {
-                    "function_call" => CallKind::Function,
-                    "custom_tool_call" => CallKind::Custom,
-                    _ => return None,
-                };
-                (item, "call_id", kind)
+                Some((item, "call_id", responses_call_kind(item)?))
             }
-            _ => return None,
-        };
-        let position = match self.wire {
-            Wire::Anthropic => event.get("index"),
-            Wire::Responses => event.get("output_index"),
-        }?
-        .as_u64()? as usize;
-        let id = match item.get(id_key).and_then(Value::as_str) {
-            Some(id) if !id.is_empty() => id.to_string(),
-            _ => synthetic_id(0, position),
-        };
-        Some(ProposedCall {
-            id,
-            index: position,
-            choice: 0,
-            name: item
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            arguments: String::new(),
-            kind,
-        })
+            _ => None,
+        }
     }
 
     fn flush(&mut self, steps: &mut Vec<Step>) {
@@ -226,9 +248,11 @@ impl OrderedGate {
     }
 
     fn release(&mut self, p: usize, held: Held, steps: &mut Vec<Step>) {
+        self.released.insert(p);
         match held.state {
             State::Resolved(Outcome::Pass) => {
                 self.emitted_calls += 1;
+                self.passed.insert((p, held.upstream_id.clone()));
                 for e in held.events {
                     self.emit(e, steps);
                 }
@@ -238,7 +262,12 @@ impl OrderedGate {
                     Wire::Anthropic => anthropic_text_block(p, &explanation),
                     Wire::Responses => responses_text_item(p, &held.call.id, &explanation),
                 };
-                self.removed.push((held.call.id, explanation));
+                self.removed.push(Removed {
+                    position: p,
+                    upstream_id: held.upstream_id,
+                    call_id: held.call.id,
+                    explanation,
+                });
                 for e in events {
                     self.emit(e, steps);
                 }
@@ -276,16 +305,27 @@ impl OrderedGate {
                     e["delta"]["stop_reason"] = json!("end_turn");
                 }
             }
+            Wire::Anthropic if kind == "message_start" => {
+                // The SDKs start their message from this one: a tool_use block in it would
+                // reach the client without ever being streamed, so without a decision.
+                if let Some(content) = e
+                    .pointer_mut("/message/content")
+                    .and_then(Value::as_array_mut)
+                {
+                    content.retain(|b| b.get("type").and_then(Value::as_str) != Some("tool_use"));
+                }
+            }
             Wire::Responses => {
                 if let Some(output) = e
                     .get_mut("response")
                     .and_then(|r| r.get_mut("output"))
                     .and_then(Value::as_array_mut)
                 {
-                    replace_removed_items(output, &self.removed);
+                    settle_final_output(output, &self.removed, &self.passed);
                 }
-                if let Some(seq) = self.sequence.as_mut() {
-                    e["sequence_number"] = json!(*seq);
+                // Only objects have a field to renumber (`e[..] = ` panics on the others).
+                if let (Some(seq), Some(map)) = (self.sequence.as_mut(), e.as_object_mut()) {
+                    map.insert("sequence_number".into(), json!(*seq));
                     *seq += 1;
                 }
             }
@@ -393,12 +433,66 @@ fn responses_text_item(index: usize, call_id: &str, explanation: &str) -> Vec<Va
     events
 }
 
-/// The final response object must not carry what the stream withheld.
-fn replace_removed_items(output: &mut [Value], removed: &[(String, String)]) {
-    for item in output {
-        let id = item.get("call_id").and_then(Value::as_str).unwrap_or("");
-        if let Some((call_id, explanation)) = removed.iter().find(|(c, _)| c == id) {
-            *item = responses_message(call_id, explanation, "completed");
+/// The final response object must not carry what the stream withheld. A call item stays
+/// only if the call at its position with its id was released as it came; a removed call
+/// becomes its explanation; a call never streamed (so never decided) is dropped.
+fn settle_final_output(
+    output: &mut Vec<Value>,
+    removed: &[Removed],
+    passed: &HashSet<(usize, String)>,
+) {
+    let mut position = 0;
+    output.retain_mut(|item| {
+        let at = position;
+        position += 1;
+        if responses_call_kind(item).is_none() {
+            return true;
         }
+        let id = item.get("call_id").and_then(Value::as_str).unwrap_or("");
+        if passed.contains(&(at, id.to_string())) {
+            return true;
+        }
+        let same = |r: &&Removed| r.position == at && r.upstream_id == id;
+        let similar = |r: &&Removed| !id.is_empty() && r.upstream_id == id;
+        match removed
+            .iter()
+            .find(same)
+            .or_else(|| removed.iter().find(similar))
+        {
+            Some(r) => {
+                *item = responses_message(&r.call_id, &r.explanation, "completed");
+                true
+            }
+            None => false,
+        }
+    });
+}
+
+/// The kind of a Responses output item that is a call the gate decides.
+fn responses_call_kind(item: &Value) -> Option<CallKind> {
+    match item.get("type")?.as_str()? {
+        "function_call" => Some(CallKind::Function),
+        "custom_tool_call" => Some(CallKind::Custom),
+        _ => None,
+    }
+}
+
+/// The call a held item stands for, before its arguments stream in.
+fn new_call(item: &Value, id_key: &str, kind: CallKind, position: usize) -> ProposedCall {
+    let id = match item.get(id_key).and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => synthetic_id(0, position),
+    };
+    ProposedCall {
+        id,
+        index: position,
+        choice: 0,
+        name: item
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        arguments: String::new(),
+        kind,
     }
 }
