@@ -209,8 +209,12 @@ impl Gateway {
         tools::check_request(&self.state, policy, &mut req, ctx)?;
         let est = estimate::estimate(rt, policy, &mut req, hidden)?;
         ctx.money.estimate = Some(est.clone());
-        let tokens = est.input_tokens
-            + est.output_tokens * tollgate_pricing::output_multiplier(api, &req.body);
+        // Saturating: `max_tokens` and `n` are the agent's numbers, and a wrapped sum would
+        // slip under the tpm limit.
+        let tokens = est.input_tokens.saturating_add(
+            est.output_tokens
+                .saturating_mul(tollgate_pricing::output_multiplier(api, &req.body)),
+        );
         limits::acquire(&self.state, &rt.config, agent, policy, tokens, ctx).await?;
         reserve::reserve(
             &self.state,

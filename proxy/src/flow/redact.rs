@@ -85,7 +85,8 @@ impl StreamGuard {
     }
 
     fn chat(&mut self, ev: &mut Value) {
-        if self.template.is_none() {
+        // Only an object can carry `choices` in the closing chunk built from it.
+        if self.template.is_none() && ev.is_object() {
             self.template = Some(ev.clone());
         }
         let completions = self.api == Api::Completions;

@@ -88,6 +88,12 @@ pub fn check_request(
     }
 }
 
+/// A call's own key within its request, for its limit lease and cost hold: by position,
+/// since a provider may give two calls the same id.
+fn call_key(request_id: &str, call: &ProposedCall) -> String {
+    format!("{request_id}:{}:{}:{}", call.choice, call.index, call.id)
+}
+
 /// What a decision needs beyond the call.
 pub struct Gate<'a> {
     pub state: &'a State,
@@ -294,7 +300,7 @@ impl Gate<'_> {
         }
         if !windows.is_empty() {
             let req = AcquireRequest {
-                lease_id: format!("{}:{}", ctx.request_id, call.id),
+                lease_id: call_key(&ctx.request_id, call),
                 windows,
                 leases: Vec::new(),
                 lease_ttl: Duration::from_secs(60),
@@ -321,7 +327,7 @@ impl Gate<'_> {
         let scopes =
             super::reserve::scopes(&self.rt.config, self.agent, &self.agent.policy, self.run)
                 .map_err(|e| e.to_string())?;
-        let id = format!("{}:{}", ctx.request_id, call.id);
+        let id = call_key(&ctx.request_id, call);
         let req = ReserveRequest {
             reservation_id: id.clone(),
             idempotency_key: None,
