@@ -10,19 +10,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tollgate_config::{Config, GuardAction, valid_scope_path};
-use tollgate_guardrails::{Action, CustomRule, Guard, GuardConfig};
+use tollgate_config::{Config, valid_scope_path};
+use tollgate_guardrails::{CustomRule, Guard, GuardConfig};
 
 const SECRET: &str = "sk-fuzz-sentinel-7f3k2m9q";
-
-fn action(a: GuardAction) -> Action {
-    match a {
-        GuardAction::Off => Action::Off,
-        GuardAction::Log => Action::Log,
-        GuardAction::Redact => Action::Redact,
-        GuardAction::Block => Action::Block,
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -117,13 +108,13 @@ fuzz_target!(|data: &[u8]| {
                 name: r.name.clone(),
                 pattern: r.pattern.clone(),
                 words: r.words.clone(),
-                action: action(r.action),
+                action: r.action,
             })
             .collect();
         for dir in [g.input, g.output, g.tool_args] {
             let _ = Guard::new(&GuardConfig {
-                pii: action(dir.pii),
-                secrets: action(dir.secrets),
+                pii: dir.pii,
+                secrets: dir.secrets,
                 custom: custom.clone(),
             });
         }
