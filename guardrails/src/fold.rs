@@ -151,36 +151,66 @@ impl<'a> Folded<'a> {
 
 /// Offset of the first character at or after `from` (a character boundary) that folds
 /// to something else, if any.
+///
+/// ASCII goes by 64 bytes at a time; of the other characters only those whose first
+/// byte starts a range [`fold`] changes are decoded (Latin-1 letters, Greek, Cyrillic,
+/// CJK and most emoji are passed on their first byte).
 fn next_change(text: &str, from: usize) -> Option<usize> {
     let b = text.as_bytes();
     let mut i = from;
-    while i < b.len() {
-        let end = (i + 64).min(b.len());
-        if b[i..end].is_ascii() {
-            i = end;
-            continue;
+    while let Some(at) = next_non_ascii(b, i) {
+        i = at;
+        let lead = b[i];
+        if MAY_FOLD[usize::from(lead >> 3)] & (1 << (lead & 7)) != 0
+            && let Some(c) = text[i..].chars().next()
+            && fold(c) != Fold::Keep
+        {
+            return Some(i);
         }
-        // Back to the start of the character the block begins in, then char by char
-        // through the block (and a character straddling its end).
-        let mut start = i;
-        while !text.is_char_boundary(start) {
-            start -= 1;
-        }
-        for (k, c) in text[start..].char_indices() {
-            if start + k >= end {
-                break;
-            }
-            if !c.is_ascii() && fold(c) != Fold::Keep {
-                return Some(start + k);
-            }
-        }
-        i = end;
-        while i < b.len() && !text.is_char_boundary(i) {
-            i += 1;
-        }
+        i += match lead {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            _ => 2,
+        };
     }
     None
 }
+
+/// Position of the first byte at or after `i` that is not ASCII: eight bytes at a time,
+/// 32 at a time through long ASCII runs.
+#[inline]
+fn next_non_ascii(b: &[u8], mut i: usize) -> Option<usize> {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |k: usize| u64::from_le_bytes(b[k..k + 8].try_into().expect("8 bytes"));
+    while i + 32 <= b.len() {
+        if (word(i) | word(i + 8) | word(i + 16) | word(i + 24)) & HIGH != 0 {
+            break;
+        }
+        i += 32;
+    }
+    while i + 8 <= b.len() {
+        let high = word(i) & HIGH;
+        if high != 0 {
+            return Some(i + (high.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c >= 0x80).map(|k| i + k)
+}
+
+/// Bit set of the UTF-8 lead bytes of every character [`fold`] changes.
+const MAY_FOLD: [u8; 32] = {
+    let leads: [u8; 13] = [
+        0xC2, 0xC4, 0xC5, 0xC7, 0xCC, 0xCD, 0xD8, 0xE1, 0xE2, 0xE3, 0xEF, 0xF0, 0xF3,
+    ];
+    let mut set = [0u8; 32];
+    let mut k = 0;
+    while k < leads.len() {
+        set[(leads[k] >> 3) as usize] |= 1 << (leads[k] & 7);
+        k += 1;
+    }
+    set
+};
 
 /// The fold of one character. ASCII is kept; so is every character not listed here.
 fn fold(c: char) -> Fold {

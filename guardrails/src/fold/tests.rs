@@ -173,3 +173,18 @@ proptest! {
         prop_assert_eq!(&*Folded::new(&f.text).text, &*f.text);
     }
 }
+
+#[test]
+fn every_changed_character_has_a_listed_lead_byte() {
+    for u in 0x80..0x10FFFFu32 {
+        let Some(c) = char::from_u32(u) else { continue };
+        if fold(c) != Fold::Keep {
+            let mut buf = [0u8; 4];
+            let lead = c.encode_utf8(&mut buf).as_bytes()[0];
+            assert!(
+                super::MAY_FOLD[usize::from(lead >> 3)] & (1 << (lead & 7)) != 0,
+                "U+{u:04X} starts with {lead:#X}"
+            );
+        }
+    }
+}
