@@ -48,29 +48,46 @@ agents:
     (mock, tg)
 }
 
-/// Everything a body spells: its strings, and the UTF-8 `bytes` arrays of logprobs
-/// decoded, for every JSON document or SSE event in it.
+/// Everything a body spells, for every JSON document or SSE event in it: its strings,
+/// then the tokens of its log probabilities joined in order (`token`s of chat entries,
+/// legacy `tokens`), then their UTF-8 `bytes` decoded and joined.
 fn spelled(raw: &str) -> String {
-    fn walk(v: &Value, out: &mut String) {
+    #[derive(Default)]
+    struct Out {
+        strings: String,
+        tokens: String,
+        bytes: Vec<u8>,
+    }
+    fn walk(v: &Value, out: &mut Out) {
         match v {
-            Value::String(s) => out.push_str(s),
-            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_u64) => {
-                let bytes: Vec<u8> = items
-                    .iter()
-                    .filter_map(Value::as_u64)
-                    .map(|b| b as u8)
-                    .collect();
-                out.push_str(&String::from_utf8_lossy(&bytes));
-            }
+            Value::String(s) => out.strings.push_str(s),
             Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            Value::Object(map) => map.iter().for_each(|(k, v)| {
-                out.push_str(k);
-                walk(v, out);
-            }),
+            Value::Object(map) => {
+                // A chat logprob entry: the token, its bytes, its alternatives.
+                if map.contains_key("top_logprobs") {
+                    if let Some(t) = map.get("token").and_then(Value::as_str) {
+                        out.tokens.push_str(t);
+                    }
+                    if let Some(Value::Array(b)) = map.get("bytes") {
+                        out.bytes
+                            .extend(b.iter().filter_map(Value::as_u64).map(|x| x as u8));
+                    }
+                }
+                if let Some(Value::Array(tokens)) = map.get("tokens") {
+                    tokens
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .for_each(|t| out.tokens.push_str(t));
+                }
+                map.iter().for_each(|(k, v)| {
+                    out.strings.push_str(k);
+                    walk(v, out);
+                });
+            }
             _ => {}
         }
     }
-    let mut out = String::new();
+    let mut out = Out::default();
     let docs = raw
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
@@ -80,7 +97,12 @@ fn spelled(raw: &str) -> String {
             walk(&v, &mut out);
         }
     }
-    out
+    format!(
+        "{}\n{}\n{}",
+        out.strings,
+        out.tokens,
+        String::from_utf8_lossy(&out.bytes)
+    )
 }
 
 /// Every 8-character piece of `secret` found in what `raw` spells.
@@ -118,6 +140,7 @@ async fn logprobs_never_spell_what_the_output_guard_redacted() {
             "stream={stream}: {leaked:?} in {}",
             r.text()
         );
+        assert!(!r.text().contains("top_logprobs"), "{}", r.text());
     }
     for stream in [false, true] {
         let r = tg
