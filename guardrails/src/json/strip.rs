@@ -22,7 +22,8 @@ pub fn strip_unscannable(api: Api, body: &mut Value) -> bool {
                 for c in choices {
                     changed |= set(c, "logprobs", Value::Null);
                     for key in ["message", "delta"] {
-                        if let Some(Value::Object(audio)) = c.pointer_mut(&format!("/{key}/audio"))
+                        if let Some(Value::Object(audio)) =
+                            c.get_mut(key).and_then(|m| m.get_mut("audio"))
                         {
                             changed |= audio.remove("data").is_some();
                         }
