@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::custom::{Cand, Rule};
 use crate::engine::{Engine, Hit};
+use crate::fold::Folded;
 use crate::stream::StreamRedactor;
 use crate::text::run_start;
 use crate::{Action, Category, Finding, GuardConfig, GuardError, Kind, secrets};
@@ -240,7 +241,39 @@ impl Guard {
 
     /// Finds the findings in `text[from..]`. With `complete` false, `text` may continue:
     /// only findings before the returned cut are final, and none straddles it.
+    ///
+    /// The detectors run on the folded text (see [`crate::fold`]); findings and the cut
+    /// come back as offsets in `text`, a finding covering every original character that
+    /// produced it.
     pub(crate) fn window(&self, text: &str, from: usize, complete: bool) -> Window {
+        let folded = Folded::new(text);
+        if folded.is_identity() {
+            return self.window_folded(text, from, complete);
+        }
+        let w = self.window_folded(&folded.text, folded.to_folded(from), complete);
+        let mut cut = folded.to_orig(w.cut);
+        let mut findings: Vec<Finding> = Vec::with_capacity(w.findings.len());
+        let mut last_end = from;
+        for f in w.findings {
+            // Two findings from one ligature would share its character: the later one
+            // starts where the earlier ended.
+            let start = folded.to_orig(f.start).max(last_end);
+            let end = folded.to_orig_end(f.end).max(start);
+            last_end = end;
+            findings.push(Finding { start, end, ..f });
+        }
+        // A cut inside one character's expansion rounds down to the character; a
+        // finding ending in that character waits for the next window.
+        while let Some(f) = findings.last()
+            && f.end > cut
+        {
+            cut = cut.min(f.start);
+            findings.pop();
+        }
+        Window { findings, cut }
+    }
+
+    fn window_folded(&self, text: &str, from: usize, complete: bool) -> Window {
         let b = text.as_bytes();
         let len = b.len();
         let mut hits: Vec<Hit> = Vec::new();

@@ -1,13 +1,25 @@
 //! Walks request and response bodies of the supported APIs and scans, in place, every
 //! text a model or a tool sees; everything else is left untouched.
 //!
-//! Free text (message content, system prompts, tool results) goes through the text
-//! guard; tool-call arguments through the tool-argument guard. Arguments arrive as a
+//! Free text (message content, system prompts, tool results, tool and schema
+//! descriptions, reasoning, transcripts) goes through the text guard; tool-call arguments
+//! through the tool-argument guard. Arguments arrive as a
 //! JSON string: it is decoded, every string value inside is scanned, and it is
 //! re-encoded only if something was redacted, so it stays valid JSON. Arguments that are
 //! not JSON are scanned as text.
+//!
+//! What a guard cannot read it cannot let through: an answer scanned by an output guard
+//! loses its token log probabilities and generated audio ([`strip_unscannable`]), and the
+//! caller refuses requests whose input is token ids ([`token_ids`]) or that ask for audio
+//! output ([`asks_for_audio`]).
+
+mod request;
+mod strip;
 
 use serde_json::Value;
+
+pub use request::{asks_for_audio, token_ids};
+pub use strip::strip_unscannable;
 
 use crate::guard::{Place, Tally};
 use crate::{FindingCount, Guard};
@@ -51,10 +63,14 @@ struct Walker<'a> {
 pub fn apply_request(api: Api, body: &mut Value, text: &Guard, tool_args: &Guard) -> JsonOutcome {
     let mut w = Walker::new(text, tool_args);
     match api {
-        Api::ChatCompletions => w.chat_messages(body.get_mut("messages")),
+        Api::ChatCompletions => {
+            w.chat_messages(body.get_mut("messages"));
+            w.chat_request_extras(body);
+        }
         Api::Responses => {
-            w.text(body.get_mut("instructions"));
+            w.responses_items(body.get_mut("instructions"));
             w.responses_items(body.get_mut("input"));
+            w.responses_request_extras(body);
         }
         Api::Embeddings => w.strings(body.get_mut("input")),
         Api::Completions => {
@@ -68,6 +84,7 @@ pub fn apply_request(api: Api, body: &mut Value, text: &Guard, tool_args: &Guard
                     w.anthropic_content(m.get_mut("content"));
                 }
             }
+            w.definitions(body.get_mut("tools"), None);
         }
     }
     w.finish()
@@ -94,7 +111,14 @@ pub fn apply_response(api: Api, body: &mut Value, text: &Guard, tool_args: &Guar
             if let Some(r) = body.get_mut("response") {
                 w.responses_items(r.get_mut("output"));
             }
+            // Stream events: a delta, a finished text or refusal, a part, an item.
             w.text(body.get_mut("delta"));
+            w.text(body.get_mut("text"));
+            w.text(body.get_mut("refusal"));
+            if let Some(p) = body.get_mut("part") {
+                w.text(p.get_mut("text"));
+                w.text(p.get_mut("refusal"));
+            }
             w.responses_item(body.get_mut("item"));
         }
         Api::Embeddings => {}
@@ -108,11 +132,19 @@ pub fn apply_response(api: Api, body: &mut Value, text: &Guard, tool_args: &Guar
         Api::AnthropicMessages => {
             w.anthropic_content(body.get_mut("content"));
             w.anthropic_block(body.get_mut("content_block"));
+            if let Some(m) = body.get_mut("message") {
+                w.anthropic_content(m.get_mut("content"));
+            }
             if let Some(d) = body.get_mut("delta") {
                 w.text(d.get_mut("text"));
+                w.text(d.get_mut("thinking"));
+                w.citation(d.get_mut("citation"));
                 w.tool_args_json(d.get_mut("partial_json"));
             }
         }
+    }
+    if !text.is_off() {
+        w.changed |= strip_unscannable(api, body);
     }
     w.finish()
 }
@@ -224,10 +256,18 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// A chat message (request or response), including tool results and tool calls.
+    /// A chat message (request or response), including tool results and tool calls, the
+    /// reasoning some providers return (`reasoning_content`, `reasoning`) and the
+    /// transcript of generated audio.
     fn chat_message(&mut self, m: &mut Value) {
         self.parts(m.get_mut("content"));
         self.text(m.get_mut("refusal"));
+        self.text(m.get_mut("name"));
+        self.text(m.get_mut("reasoning_content"));
+        self.text(m.get_mut("reasoning"));
+        if let Some(a) = m.get_mut("audio") {
+            self.text(a.get_mut("transcript"));
+        }
         if let Some(Value::Array(calls)) = m.get_mut("tool_calls") {
             for c in calls {
                 if let Some(f) = c.get_mut("function") {
@@ -274,6 +314,7 @@ impl<'a> Walker<'a> {
                 if let Some(Value::Array(s)) = item.get_mut("summary") {
                     s.iter_mut().for_each(|p| self.text(p.get_mut("text")));
                 }
+                self.parts(item.get_mut("content"));
             }
             _ => self.parts(item.get_mut("content")),
         }
@@ -301,10 +342,40 @@ impl<'a> Walker<'a> {
             }
             Some("tool_result") => self.anthropic_content(b.get_mut("content")),
             Some("thinking") => self.text(b.get_mut("thinking")),
-            _ => self.text(b.get_mut("text")),
+            Some("document") => {
+                self.text(b.get_mut("title"));
+                self.text(b.get_mut("context"));
+                if let Some(src) = b.get_mut("source") {
+                    match src.get("type").and_then(Value::as_str) {
+                        Some("text") => self.text(src.get_mut("data")),
+                        Some("content") => self.anthropic_content(src.get_mut("content")),
+                        _ => {}
+                    }
+                }
+            }
+            Some("search_result") => {
+                self.text(b.get_mut("source"));
+                self.text(b.get_mut("title"));
+                self.anthropic_content(b.get_mut("content"));
+            }
+            _ => {
+                self.text(b.get_mut("text"));
+                if let Some(Value::Array(cs)) = b.get_mut("citations") {
+                    cs.iter_mut().for_each(|c| self.citation(Some(c)));
+                }
+            }
+        }
+    }
+
+    /// A citation repeats the text it cites.
+    fn citation(&mut self, v: Option<&mut Value>) {
+        if let Some(c) = v {
+            self.text(c.get_mut("cited_text"));
         }
     }
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_evasion;

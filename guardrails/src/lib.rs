@@ -13,6 +13,7 @@
 
 mod custom;
 mod engine;
+mod fold;
 mod guard;
 pub mod json;
 mod pii;

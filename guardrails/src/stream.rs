@@ -9,6 +9,7 @@
 //! back; everything before is redacted and emitted. The concatenated output therefore
 //! equals the redaction of the whole text, however it was split.
 
+use crate::fold::Folded;
 use crate::guard::{Place, Tally, floor_char, push_marker};
 use crate::text::MAX_BACK;
 use crate::{Action, FindingCount, Guard};
@@ -107,9 +108,28 @@ impl StreamRedactor {
             }
         }
         out.push_str(&self.buf[last..w.cut]);
-        let keep = floor_char(&self.buf, w.cut.saturating_sub(MAX_BACK));
-        self.buf.drain(..keep);
-        self.start = w.cut - keep;
+        self.keep_context(w.cut);
         out
+    }
+
+    /// Drops emitted text but the last [`MAX_BACK`] bytes detectors may look back at.
+    ///
+    /// Context is never emitted again, only looked at, so it is kept folded: invisible
+    /// characters cannot push a keyword out of the look-back a whole-text scan has.
+    fn keep_context(&mut self, cut: usize) {
+        let folded = Folded::new(&self.buf[..cut]);
+        if folded.is_identity() {
+            let keep = floor_char(&self.buf, cut.saturating_sub(MAX_BACK));
+            self.buf.drain(..keep);
+            self.start = cut - keep;
+            return;
+        }
+        let context =
+            &folded.text[floor_char(&folded.text, folded.text.len().saturating_sub(MAX_BACK))..];
+        let mut buf = String::with_capacity(context.len() + self.buf.len() - cut);
+        buf.push_str(context);
+        buf.push_str(&self.buf[cut..]);
+        self.start = context.len();
+        self.buf = buf;
     }
 }

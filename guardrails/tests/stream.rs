@@ -112,8 +112,41 @@ fn check_split(g: &Guard, text: &str, pts: &[usize]) {
     assert_eq!(out, expected, "text: {text:?}\nsplits: {pts:?}");
 }
 
+/// `text` with Unicode tricks a model reads through: invisible characters inserted and
+/// ASCII written in fullwidth forms, chosen by `seed`. Folding it gives `text` back.
+fn disguise(text: &str, seed: u64) -> String {
+    const INVISIBLE: &[char] = &[
+        '\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}', '\u{202E}',
+    ];
+    let mut r = Rng::new(seed);
+    let mut out = String::new();
+    for c in text.chars() {
+        if r.chance(0.15) {
+            out.push(r.pick(INVISIBLE));
+        }
+        match c {
+            '!'..='~' if r.chance(0.1) => {
+                out.push(char::from_u32(c as u32 + 0xFEE0).expect("fullwidth form"));
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn disguised_text_has_the_findings_of_the_plain_text(seed in any::<u64>(), parts in 1usize..30, cuts in prop::collection::vec(any::<usize>(), 0..30)) {
+        let g = guard(Action::Redact);
+        let plain = text_from(seed, parts);
+        let text = disguise(&plain, seed);
+        let kinds = |t: &str| g.scan(t).into_iter().map(|f| f.kind).collect::<Vec<_>>();
+        prop_assert_eq!(kinds(&text), kinds(&plain), "{:?}", text);
+        let pts = split_points(&text, &cuts);
+        check_split(&g, &text, &pts);
+    }
 
     #[test]
     fn chunked_equals_whole(seed in any::<u64>(), parts in 1usize..40, cuts in prop::collection::vec(any::<usize>(), 0..30)) {
@@ -187,4 +220,15 @@ fn streamed_aws_key_pem_and_email_never_leak() {
             "here: [REDACTED:AWS_ACCESS_KEY_ID]\nand the key\n[REDACTED:PRIVATE_KEY]\nmail [REDACTED:EMAIL] bye"
         );
     }
+}
+
+#[test]
+fn invisible_padding_cannot_push_a_keyword_out_of_the_look_back() {
+    let g = guard(Action::Redact);
+    let pad = "\u{200B}".repeat(200);
+    let text = format!("password {pad}= Kx9#mP2v_xQ end");
+    let whole = g.apply(&text).redacted.expect("the whole text is redacted");
+    assert!(whole.ends_with("[REDACTED:PASSWORD] end"), "{whole:?}");
+    let cut = text.find('=').unwrap();
+    check_split(&g, &text, &[0, cut, text.len()]);
 }

@@ -91,7 +91,8 @@ fn blocked(kinds: Vec<&str>) -> GateError {
 }
 
 /// Stage 4: scans and redacts the request body; a blocking finding refuses the request
-/// before the provider sees it (recorded only, in shadow mode).
+/// before the provider sees it (recorded only, in shadow mode). So does a request a guard
+/// that is on could not read.
 pub fn input(
     state: &State,
     policy: &Policy,
@@ -99,6 +100,9 @@ pub fn input(
     req: &mut Request,
     ctx: &mut Ctx,
 ) -> Result<(), GateError> {
+    if let Some(e) = unreadable(req, guards) {
+        super::policy::deny(state, policy, "guard_input", e, ctx)?;
+    }
     let out = json::apply_request(req.api, &mut req.body, &guards.input, &guards.tool_args);
     record(state, &policy.name, Direction::Input, &out.summary, ctx);
     if out.blocked {
@@ -106,6 +110,31 @@ pub fn input(
         return super::policy::deny(state, policy, "guard_input", e, ctx);
     }
     Ok(())
+}
+
+/// Why a request cannot pass the guards that are on: a prompt given as token ids (no
+/// input guard reads them), or generated audio asked for (no output guard can redact
+/// speech, which says what its transcript says).
+fn unreadable(req: &Request, guards: &PolicyGuards) -> Option<GateError> {
+    if !guards.input.is_off()
+        && let Some(field) = json::token_ids(req.api, &req.body)
+    {
+        return Some(GateError::invalid(
+            format!(
+                "'{field}' is given as token ids, which this agent's input guardrails cannot \
+                 read. Send it as text."
+            ),
+            Some(field),
+        ));
+    }
+    if !guards.output.is_off() && json::asks_for_audio(req.api, &req.body) {
+        return Some(GateError::invalid(
+            "Audio output is not available to this agent: its output guardrails cannot read \
+             or redact generated speech. Ask for text output only.",
+            Some("modalities"),
+        ));
+    }
+    None
 }
 
 /// Stage 9 for whole responses: redacts in place; returns whether the body changed.

@@ -1,23 +1,126 @@
 //! Stage 9 for streams: output guardrails over text that arrives in deltas.
 //!
-//! Each text slot of a stream (a chat choice, a Responses content part, an Anthropic
-//! content block) has its own redactor, which holds back only what a match in progress
-//! needs. A delta event carries what is safe to emit now; when a slot ends, what was held
-//! goes out in one more delta just before the event that ends it. No byte of a finding is
-//! ever written to the agent.
+//! Each text of a stream (a chat choice's content, refusal, reasoning or audio transcript;
+//! a Responses output text, refusal, reasoning text or summary, or audio transcript; an
+//! Anthropic text or thinking block) has its own redactor, which holds back only what a
+//! match in progress needs. A delta event carries what is safe to emit now; when a text
+//! ends, what was held goes out in one more delta just before the event that ends it. No
+//! byte of a finding is ever written to the agent, and no event carries the answer in a
+//! form the guard cannot read: log probabilities and generated audio are stripped from
+//! every event (see `tollgate_guardrails::json::strip_unscannable`).
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use tollgate_guardrails::json::{self as gjson, strip_unscannable};
 use tollgate_guardrails::{FindingCount, Guard, StreamRedactor};
 
 use crate::api::Api;
+
+/// Which text of a stream a redactor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    /// A chat delta field, or a legacy completion's text.
+    Chat(ChatField),
+    /// A Responses text streamed as `response.<family>.delta` and ended by `.done`.
+    Responses(&'static str),
+    AnthropicText,
+    AnthropicThinking,
+}
+
+/// The texts of a chat choice, by where they sit in the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ChatField {
+    Content,
+    Refusal,
+    ReasoningContent,
+    Reasoning,
+    Transcript,
+    /// Legacy completions: `choices[].text`.
+    Text,
+}
+
+const CHAT_FIELDS: [ChatField; 5] = [
+    ChatField::Content,
+    ChatField::Refusal,
+    ChatField::ReasoningContent,
+    ChatField::Reasoning,
+    ChatField::Transcript,
+];
+
+impl ChatField {
+    /// The path of the field from the choice.
+    fn path(self) -> &'static [&'static str] {
+        match self {
+            ChatField::Content => &["delta", "content"],
+            ChatField::Refusal => &["delta", "refusal"],
+            ChatField::ReasoningContent => &["delta", "reasoning_content"],
+            ChatField::Reasoning => &["delta", "reasoning"],
+            ChatField::Transcript => &["delta", "audio", "transcript"],
+            ChatField::Text => &["text"],
+        }
+    }
+
+    fn read(self, choice: &Value) -> Option<String> {
+        let mut v = choice;
+        for k in self.path() {
+            v = v.get(*k)?;
+        }
+        v.as_str().map(str::to_string)
+    }
+
+    /// Sets the field, creating the objects on its path.
+    fn write(self, choice: &mut Value, text: String) {
+        let (last, parents) = self.path().split_last().expect("a path has a field");
+        let mut v = choice;
+        for k in parents {
+            if !v.get(*k).is_some_and(Value::is_object) {
+                v[*k] = Value::Object(Map::new());
+            }
+            v = &mut v[*k];
+        }
+        v[*last] = Value::String(text);
+    }
+
+    /// Adds `rest` after what the field holds.
+    fn append(self, choice: &mut Value, rest: &str) {
+        let text = self.read(choice).unwrap_or_default() + rest;
+        self.write(choice, text);
+    }
+}
+
+/// The Responses texts streamed in deltas: `response.<family>.delta`, then
+/// `response.<family>.done` carrying the whole text in the named field (if any).
+const RESPONSES_TEXTS: [(&str, Option<&str>); 5] = [
+    ("output_text", Some("text")),
+    ("refusal", Some("refusal")),
+    ("reasoning_text", Some("text")),
+    ("reasoning_summary_text", Some("text")),
+    ("audio.transcript", None),
+];
+
+/// The family of a Responses text event (`response.output_text.delta` → `output_text`).
+fn responses_family(kind: &str, suffix: &str) -> Option<(&'static str, Option<&'static str>)> {
+    let family = kind.strip_prefix("response.")?.strip_suffix(suffix)?;
+    RESPONSES_TEXTS.into_iter().find(|(f, _)| *f == family)
+}
+
+/// The index naming a Responses text within its output item.
+fn responses_sub_index(family: &str) -> &'static str {
+    if family == "reasoning_summary_text" {
+        "summary_index"
+    } else {
+        "content_index"
+    }
+}
+
+type Slot = (Field, u64, u64);
 
 /// A stream's output guard.
 pub struct StreamGuard {
     api: Api,
     guard: Guard,
-    slots: BTreeMap<(u64, u64), StreamRedactor>,
+    slots: BTreeMap<Slot, StreamRedactor>,
     finished: Vec<FindingCount>,
     /// Fields copied into the deltas tollgate writes itself (chat: id, model, created...).
     template: Option<Value>,
@@ -39,7 +142,7 @@ impl StreamGuard {
         })
     }
 
-    fn push(&mut self, slot: (u64, u64), text: &str) -> String {
+    fn push(&mut self, slot: Slot, text: &str) -> String {
         let guard = &self.guard;
         self.slots
             .entry(slot)
@@ -47,7 +150,7 @@ impl StreamGuard {
             .push(text)
     }
 
-    fn close(&mut self, slot: (u64, u64)) -> String {
+    fn close(&mut self, slot: Slot) -> String {
         match self.slots.remove(&slot) {
             Some(mut r) => {
                 let rest = r.finish();
@@ -73,6 +176,7 @@ impl StreamGuard {
     /// Redacts one event in place; returns the events to send in its stead (the held
     /// text of a slot this event ends goes first).
     pub fn event(&mut self, name: Option<&str>, mut ev: Value) -> Vec<Value> {
+        strip_unscannable(self.api, &mut ev);
         match self.api {
             Api::ChatCompletions | Api::Completions => {
                 self.chat(&mut ev);
@@ -84,42 +188,37 @@ impl StreamGuard {
         }
     }
 
+    fn chat_fields(&self) -> &'static [ChatField] {
+        if self.api == Api::Completions {
+            &[ChatField::Text]
+        } else {
+            &CHAT_FIELDS
+        }
+    }
+
     fn chat(&mut self, ev: &mut Value) {
         // Only an object can carry `choices` in the closing chunk built from it.
         if self.template.is_none() && ev.is_object() {
             self.template = Some(ev.clone());
         }
-        let completions = self.api == Api::Completions;
+        let fields = self.chat_fields();
         let Some(choices) = ev.get_mut("choices").and_then(Value::as_array_mut) else {
             return;
         };
         for choice in choices {
-            let slot = (index(choice, "index"), 0);
-            let text = if completions {
-                choice
-                    .get("text")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            } else {
-                choice
-                    .pointer("/delta/content")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            };
-            let mut out = text.map(|t| self.push(slot, &t));
-            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                let rest = self.close(slot);
-                if !rest.is_empty() {
-                    out = Some(out.unwrap_or_default() + &rest);
+            let i = index(choice, "index");
+            for &field in fields {
+                if let Some(text) = field.read(choice) {
+                    let out = self.push((Field::Chat(field), i, 0), &text);
+                    field.write(choice, out);
                 }
             }
-            if let Some(out) = out {
-                if completions {
-                    choice["text"] = Value::String(out);
-                } else if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
-                    delta.insert("content".into(), Value::String(out));
-                } else {
-                    choice["delta"] = json!({ "content": out });
+            if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                for &field in fields {
+                    let rest = self.close((Field::Chat(field), i, 0));
+                    if !rest.is_empty() {
+                        field.append(choice, &rest);
+                    }
                 }
             }
         }
@@ -131,55 +230,58 @@ impl StreamGuard {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let slot = (index(&ev, "output_index"), index(&ev, "content_index"));
-        match kind.as_str() {
-            "response.output_text.delta" => {
-                let text = ev
-                    .get("delta")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                ev["delta"] = Value::String(self.push(slot, &text));
-                vec![ev]
+        if let Some((family, _)) = responses_family(&kind, ".delta") {
+            let slot = self.responses_slot(family, &ev);
+            let text = ev
+                .get("delta")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            ev["delta"] = Value::String(self.push(slot, &text));
+            return vec![ev];
+        }
+        if let Some((family, field)) = responses_family(&kind, ".done") {
+            let rest = self.close(self.responses_slot(family, &ev));
+            if let Some(field) = field {
+                self.redact_field(&mut ev, field);
             }
-            "response.output_text.done" => {
-                let rest = self.close(slot);
-                self.redact_field(&mut ev, "text");
-                let mut out = Vec::new();
-                if !rest.is_empty() {
-                    let mut delta = ev.clone();
-                    delta["type"] = Value::String("response.output_text.delta".into());
-                    delta["delta"] = Value::String(rest);
-                    if let Some(map) = delta.as_object_mut() {
-                        map.remove("text");
-                        map.remove("logprobs");
+            let mut out = Vec::new();
+            if !rest.is_empty() {
+                let mut delta = ev.clone();
+                delta["type"] = Value::String(format!("response.{family}.delta"));
+                delta["delta"] = Value::String(rest);
+                if let Some(map) = delta.as_object_mut() {
+                    map.remove("logprobs");
+                    if let Some(field) = field {
+                        map.remove(field);
                     }
-                    out.push(delta);
                 }
-                out.push(ev);
-                out
+                out.push(delta);
             }
-            // Other deltas (function-call arguments) belong to the tool-call gate.
-            k if k.ends_with(".delta") => vec![ev],
+            out.push(ev);
+            return out;
+        }
+        // Other deltas (function-call arguments) belong to the tool-call gate.
+        if !kind.ends_with(".delta") {
             // Events that repeat whole texts (a part, an item, the final response) carry
             // them redacted the same way as a whole response.
-            _ => {
-                let guard = self.guard.clone();
-                let off = Guard::off();
-                let _ = tollgate_guardrails::json::apply_response(
-                    tollgate_guardrails::json::Api::Responses,
-                    &mut ev,
-                    &guard,
-                    &off,
-                );
-                for key in ["part", "item"] {
-                    if let Some(v) = ev.get_mut(key) {
-                        redact_texts(&guard, v);
-                    }
+            let _ =
+                gjson::apply_response(gjson::Api::Responses, &mut ev, &self.guard, &Guard::off());
+            for key in ["part", "item"] {
+                if let Some(v) = ev.get_mut(key) {
+                    redact_texts(&self.guard, v);
                 }
-                vec![ev]
             }
         }
+        vec![ev]
+    }
+
+    fn responses_slot(&self, family: &'static str, ev: &Value) -> Slot {
+        (
+            Field::Responses(family),
+            index(ev, "output_index"),
+            index(ev, responses_sub_index(family)),
+        )
     }
 
     fn redact_field(&self, ev: &mut Value, field: &str) {
@@ -195,75 +297,99 @@ impl StreamGuard {
             .map(str::to_string)
             .or_else(|| ev.get("type").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default();
-        let slot = (index(&ev, "index"), 0);
-        match kind.as_str() {
-            "content_block_delta"
-                if ev.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") =>
-            {
+        let i = index(&ev, "index");
+        let delta_type = ev.pointer("/delta/type").and_then(Value::as_str);
+        match (kind.as_str(), delta_type) {
+            ("content_block_delta", Some("text_delta" | "thinking_delta")) => {
+                let (field, key) = if delta_type == Some("text_delta") {
+                    (Field::AnthropicText, "text")
+                } else {
+                    (Field::AnthropicThinking, "thinking")
+                };
                 let text = ev
-                    .pointer("/delta/text")
+                    .pointer(&format!("/delta/{key}"))
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                ev["delta"]["text"] = Value::String(self.push(slot, &text));
+                ev["delta"][key] = Value::String(self.push((field, i, 0), &text));
                 vec![ev]
             }
-            "content_block_stop" => {
-                let rest = self.close(slot);
+            // Tool input belongs to the tool-call gate; a signature is not text.
+            ("content_block_delta", Some("input_json_delta" | "signature_delta")) => vec![ev],
+            ("content_block_stop", _) => {
                 let mut out = Vec::new();
-                if !rest.is_empty() {
-                    out.push(json!({
-                        "type": "content_block_delta",
-                        "index": slot.0,
-                        "delta": { "type": "text_delta", "text": rest },
-                    }));
+                for field in [Field::AnthropicText, Field::AnthropicThinking] {
+                    let rest = self.close((field, i, 0));
+                    if !rest.is_empty() {
+                        out.push(anthropic_delta(field, i, rest));
+                    }
                 }
                 out.push(ev);
                 out
             }
-            _ => vec![ev],
+            // Whole texts in other events: a block's start, the message's start, a
+            // citation.
+            _ => {
+                let _ = gjson::apply_response(
+                    gjson::Api::AnthropicMessages,
+                    &mut ev,
+                    &self.guard,
+                    &Guard::off(),
+                );
+                vec![ev]
+            }
         }
     }
 
     /// The end of the stream (or its cut): whatever is still held, as final deltas.
     pub fn finish(&mut self) -> Vec<Value> {
-        let slots: Vec<(u64, u64)> = self.slots.keys().copied().collect();
+        let slots: Vec<Slot> = self.slots.keys().copied().collect();
         let mut out = Vec::new();
         for slot in slots {
             let rest = self.close(slot);
             if rest.is_empty() {
                 continue;
             }
-            match self.api {
-                Api::ChatCompletions | Api::Completions => {
+            let (field, a, b) = slot;
+            match field {
+                Field::Chat(f) => {
                     let mut chunk = self.template.clone().unwrap_or_else(|| json!({}));
-                    let choice = if self.api == Api::Completions {
-                        json!({ "index": slot.0, "text": rest, "finish_reason": null })
-                    } else {
-                        json!({ "index": slot.0, "delta": { "content": rest }, "finish_reason": null })
-                    };
+                    let mut choice = json!({ "index": a, "finish_reason": null });
+                    f.write(&mut choice, rest);
                     chunk["choices"] = json!([choice]);
                     if let Some(map) = chunk.as_object_mut() {
                         map.remove("usage");
                     }
                     out.push(chunk);
                 }
-                Api::Responses => out.push(json!({
-                    "type": "response.output_text.delta",
-                    "output_index": slot.0,
-                    "content_index": slot.1,
-                    "delta": rest,
-                })),
-                Api::AnthropicMessages => out.push(json!({
-                    "type": "content_block_delta",
-                    "index": slot.0,
-                    "delta": { "type": "text_delta", "text": rest },
-                })),
-                Api::Embeddings => {}
+                Field::Responses(family) => {
+                    let mut ev = json!({
+                        "type": format!("response.{family}.delta"),
+                        "delta": rest,
+                    });
+                    if family != "audio.transcript" {
+                        ev["output_index"] = json!(a);
+                        ev[responses_sub_index(family)] = json!(b);
+                    }
+                    out.push(ev);
+                }
+                Field::AnthropicText | Field::AnthropicThinking => {
+                    out.push(anthropic_delta(field, a, rest));
+                }
             }
         }
         out
     }
+}
+
+/// An Anthropic delta carrying `text` for the text or thinking block `index`.
+fn anthropic_delta(field: Field, index: u64, text: String) -> Value {
+    let delta = if field == Field::AnthropicThinking {
+        json!({ "type": "thinking_delta", "thinking": text })
+    } else {
+        json!({ "type": "text_delta", "text": text })
+    };
+    json!({ "type": "content_block_delta", "index": index, "delta": delta })
 }
 
 /// Redacts every `text` string inside a Responses part or item.
@@ -286,68 +412,4 @@ fn redact_texts(guard: &Guard, v: &mut Value) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tollgate_guardrails::{Action, GuardConfig};
-
-    fn guard() -> Guard {
-        Guard::new(&GuardConfig::all(Action::Redact)).unwrap()
-    }
-
-    fn chunk(content: &str, finish: Option<&str>) -> Value {
-        json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-               "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
-    }
-
-    #[test]
-    fn a_secret_split_over_chat_deltas_never_leaves_in_any_delta() {
-        let key = "AKIAIOSFODNN7EXAMPLF";
-        let text = format!("here is {key} and more text");
-        let mut g = StreamGuard::new(Api::ChatCompletions, &guard()).unwrap();
-        let mut seen = String::new();
-        let pieces: Vec<String> = text
-            .chars()
-            .collect::<Vec<_>>()
-            .chunks(3)
-            .map(|c| c.iter().collect())
-            .collect();
-        for (i, p) in pieces.iter().enumerate() {
-            let last = i + 1 == pieces.len();
-            for ev in g.event(None, chunk(p, last.then_some("stop"))) {
-                let c = ev["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string();
-                assert!(!c.contains("AKIA"), "leaked in {c:?}");
-                seen += &c;
-            }
-        }
-        for ev in g.finish() {
-            seen += ev["choices"][0]["delta"]["content"].as_str().unwrap_or("");
-        }
-        assert!(!seen.contains(key));
-        assert!(seen.contains("[REDACTED:"), "{seen}");
-        assert!(seen.ends_with("and more text"), "{seen}");
-    }
-
-    #[test]
-    fn anthropic_blocks_flush_before_they_stop() {
-        let mut g = StreamGuard::new(Api::AnthropicMessages, &guard()).unwrap();
-        let d = |t: &str| json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}});
-        let mut text = String::new();
-        for ev in g
-            .event(Some("content_block_delta"), d("mail bob@exa"))
-            .into_iter()
-            .chain(g.event(Some("content_block_delta"), d("mple.com")))
-        {
-            text += ev["delta"]["text"].as_str().unwrap_or("");
-        }
-        let out = g.event(
-            Some("content_block_stop"),
-            json!({"type": "content_block_stop", "index": 0}),
-        );
-        assert_eq!(out.len(), 2);
-        text += out[0]["delta"]["text"].as_str().unwrap_or("");
-        assert_eq!(text, "mail [REDACTED:EMAIL]");
-    }
-}
+mod tests;

@@ -9,8 +9,13 @@ use super::server::{Answer, Exchange};
 use super::sse;
 use super::tokens;
 
+/// Stands in for the signature Anthropic puts on a thinking block.
+const SIGNATURE: &str = "EqMockSignature==";
+
 /// One content block with the id a tool use needs.
 enum Block {
+    /// Extended thinking, scripted by a `THINK:` line.
+    Thinking(String),
     Text(String),
     ToolUse {
         id: String,
@@ -29,9 +34,11 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>) -> Result<Answer, ProviderErro
     let limit = exchange
         .limit(&["max_tokens"], 1, flavor)?
         .ok_or_else(|| exchange.missing(flavor, "max_tokens"))?;
-    let script = script::parse(&script::last_user_text(messages));
+    let user = script::last_user_text(messages);
+    let (thinking, user) = script::thinking(&user);
+    let script = script::parse(user);
     let generation = script::generate(&script, Some(limit), exchange.reasoning, &mut exchange.rng);
-    let blocks = blocks(exchange, &generation);
+    let blocks = blocks(exchange, thinking, &generation);
     let stop_reason = if generation.truncated {
         "max_tokens"
     } else if generation.calls.is_empty() {
@@ -77,6 +84,7 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>) -> Result<Answer, ProviderErro
     )];
     for (index, block) in blocks.iter().enumerate() {
         let start = match block {
+            Block::Thinking(_) => json!({"type": "thinking", "thinking": ""}),
             Block::Text(_) => json!({"type": "text", "text": ""}),
             Block::ToolUse { id, name, .. } => {
                 json!({"type": "tool_use", "id": id, "name": name, "input": {}})
@@ -90,6 +98,11 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>) -> Result<Answer, ProviderErro
             events.push(sse::named("ping", &json!({"type": "ping"})));
         }
         let deltas: Vec<Value> = match block {
+            Block::Thinking(text) => script::pieces(text, &mut exchange.rng)
+                .into_iter()
+                .map(|piece| json!({"type": "thinking_delta", "thinking": piece}))
+                .chain([json!({"type": "signature_delta", "signature": SIGNATURE})])
+                .collect(),
             Block::Text(text) => script::pieces(text, &mut exchange.rng)
                 .into_iter()
                 .map(|piece| json!({"type": "text_delta", "text": piece}))
@@ -122,8 +135,12 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>) -> Result<Answer, ProviderErro
     Ok(Answer::Stream(events))
 }
 
-fn blocks(exchange: &mut Exchange<'_>, generation: &Generation) -> Vec<Block> {
-    let mut blocks = Vec::new();
+fn blocks(
+    exchange: &mut Exchange<'_>,
+    thinking: Option<String>,
+    generation: &Generation,
+) -> Vec<Block> {
+    let mut blocks: Vec<Block> = thinking.into_iter().map(Block::Thinking).collect();
     if !generation.text.is_empty() || generation.calls.is_empty() {
         blocks.push(Block::Text(generation.text.clone()));
     }
@@ -139,6 +156,9 @@ fn blocks(exchange: &mut Exchange<'_>, generation: &Generation) -> Vec<Block> {
 
 fn block_json(block: &Block) -> Value {
     match block {
+        Block::Thinking(text) => {
+            json!({"type": "thinking", "thinking": text, "signature": SIGNATURE})
+        }
         Block::Text(text) => json!({"type": "text", "text": text}),
         Block::ToolUse {
             id,

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::faults::{Flavor, ProviderError};
+use super::logprobs;
 use super::script::{self, Generation};
 use super::server::{Answer, Exchange};
 use super::sse;
@@ -19,7 +20,9 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>, flavor: Flavor) -> Result<Answ
         .filter(|messages| messages.is_array())
         .ok_or_else(|| exchange.missing(flavor, "messages"))?;
     let limit = exchange.limit(&["max_tokens", "max_completion_tokens"], 1, flavor)?;
-    let script = script::parse(&script::last_user_text(messages));
+    let user = script::last_user_text(messages);
+    let (thinking, user) = script::thinking(&user);
+    let script = script::parse(user);
     let generation = script::generate(&script, limit, exchange.reasoning, &mut exchange.rng);
     let prompt = tokens::chat_prompt(exchange.body);
     let id = format!("chatcmpl-{}", exchange.ids.alnum(29));
@@ -35,6 +38,7 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>, flavor: Flavor) -> Result<Answ
             exchange,
             &id,
             &generation,
+            thinking.as_deref(),
             &call_ids,
             finish,
             usage,
@@ -50,6 +54,7 @@ pub(crate) fn answer(exchange: &mut Exchange<'_>, flavor: Flavor) -> Result<Answ
         exchange,
         &id,
         &generation,
+        thinking.as_deref(),
         &call_ids,
         finish,
         include_usage,
@@ -84,10 +89,12 @@ pub(crate) fn usage(prompt: u32, generation: &Generation) -> Value {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn completion(
-    exchange: &Exchange<'_>,
+    exchange: &mut Exchange<'_>,
     id: &str,
     generation: &Generation,
+    thinking: Option<&str>,
     call_ids: &[String],
     finish: &str,
     usage: Option<Value>,
@@ -98,6 +105,10 @@ fn completion(
         "refusal": null,
         "annotations": []
     });
+    if let Some(thinking) = thinking {
+        // DeepSeek-style visible reasoning, as several OpenAI-compatible providers send it.
+        message["reasoning_content"] = Value::String(thinking.to_owned());
+    }
     if !generation.calls.is_empty() {
         message["tool_calls"] = generation
             .calls
@@ -112,6 +123,14 @@ fn completion(
             })
             .collect();
     }
+    let logprobs = if logprobs::asked(exchange.body) {
+        logprobs::chat(
+            exchange.body,
+            &script::pieces(&generation.text, &mut exchange.rng),
+        )
+    } else {
+        Value::Null
+    };
     let mut body = json!({
         "id": id,
         "object": "chat.completion",
@@ -120,7 +139,7 @@ fn completion(
         "choices": [{
             "index": 0,
             "message": message,
-            "logprobs": null,
+            "logprobs": logprobs,
             "finish_reason": finish
         }],
         "service_tier": "default",
@@ -141,10 +160,12 @@ fn content(generation: &Generation) -> Value {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn chunks(
     exchange: &mut Exchange<'_>,
     id: &str,
     generation: &Generation,
+    thinking: Option<&str>,
     call_ids: &[String],
     finish: &str,
     include_usage: bool,
@@ -157,11 +178,11 @@ fn chunks(
     header.insert("model".into(), exchange.model.clone().into());
     header.insert("service_tier".into(), "default".into());
     header.insert("system_fingerprint".into(), SYSTEM_FINGERPRINT.into());
-    let chunk = |delta: Value, finish: Option<&str>| {
+    let chunk_with = |delta: Value, finish: Option<&str>, logprobs: Value| {
         let mut chunk = header.clone();
         chunk.insert(
             "choices".into(),
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]),
+            json!([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]),
         );
         if include_usage {
             // With include_usage OpenAI sends `"usage": null` on every chunk but the last.
@@ -169,13 +190,21 @@ fn chunks(
         }
         sse::data(&Value::Object(chunk))
     };
+    let chunk = |delta: Value, finish: Option<&str>| chunk_with(delta, finish, Value::Null);
 
     let mut events = vec![chunk(
         json!({"role": "assistant", "content": content(generation).as_str().map(|_| ""), "refusal": null}),
         None,
     )];
+    for piece in thinking
+        .map(|t| script::pieces(t, &mut exchange.rng))
+        .unwrap_or_default()
+    {
+        events.push(chunk(json!({"reasoning_content": piece}), None));
+    }
     for piece in script::pieces(&generation.text, &mut exchange.rng) {
-        events.push(chunk(json!({"content": piece}), None));
+        let logprobs = logprobs::chat(exchange.body, std::slice::from_ref(&piece));
+        events.push(chunk_with(json!({"content": piece}), None, logprobs));
     }
     for (index, (call, call_id)) in generation.calls.iter().zip(call_ids).enumerate() {
         events.push(chunk(

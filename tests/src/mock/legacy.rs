@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::chat::{self, SYSTEM_FINGERPRINT};
 use super::faults::{self, Flavor, ProviderError};
+use super::logprobs;
 use super::rng::{Rng, fnv1a};
 use super::script;
 use super::server::{Answer, Exchange};
@@ -199,16 +200,23 @@ pub(crate) fn completions(
     header.insert("created".into(), exchange.created.into());
     header.insert("model".into(), exchange.model.clone().into());
     header.insert("system_fingerprint".into(), SYSTEM_FINGERPRINT.into());
-    let with_choices = |text: &str, finish: Option<&str>| {
+    let with_choices = |text: &str, finish: Option<&str>, logprobs: Value| {
         let mut object = header.clone();
         object.insert(
             "choices".into(),
-            json!([{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]),
+            json!([{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": finish}]),
         );
         object
     };
+    let asked = logprobs::asked(exchange.body);
     if !exchange.stream() {
-        let mut body = with_choices(&generation.text, Some(finish));
+        let logprobs = if asked {
+            let pieces = script::pieces(&generation.text, &mut exchange.rng);
+            logprobs::legacy(exchange.body, &pieces, 0)
+        } else {
+            Value::Null
+        };
+        let mut body = with_choices(&generation.text, Some(finish), logprobs);
         if let Some(usage) = usage {
             body.insert("usage".into(), usage);
         }
@@ -219,11 +227,20 @@ pub(crate) fn completions(
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
         == Some(true);
+    let mut at = 0;
     let mut events: Vec<String> = script::pieces(&generation.text, &mut exchange.rng)
         .iter()
-        .map(|piece| sse::data(&Value::Object(with_choices(piece, None))))
+        .map(|piece| {
+            let logprobs = logprobs::legacy(exchange.body, std::slice::from_ref(piece), at);
+            at += piece.len();
+            sse::data(&Value::Object(with_choices(piece, None, logprobs)))
+        })
         .collect();
-    events.push(sse::data(&Value::Object(with_choices("", Some(finish)))));
+    events.push(sse::data(&Value::Object(with_choices(
+        "",
+        Some(finish),
+        Value::Null,
+    ))));
     if let Some(usage) = usage.filter(|_| include_usage) {
         let mut last = header.clone();
         last.insert("choices".into(), json!([]));

@@ -21,6 +21,11 @@
 //! What it answers is chosen by the request, never by chance:
 //! - the last user message scripts the answer: `SAY: <text>`, `CALL: <tool> <json args>` (one
 //!   line per parallel call), `WORDS: <n>`; anything else gets 24 tokens of lorem-ish text;
+//!   a first line `THINK: <text>` adds visible reasoning before that answer (chat
+//!   `reasoning_content`, an Anthropic thinking block);
+//! - `logprobs` (chat `true` with `top_logprobs`, legacy completions a count) returns one
+//!   log probability per written piece, spelling the text in `token`, `bytes` and the
+//!   alternatives as a provider does;
 //! - the output limit (`max_tokens`, `max_completion_tokens`, `max_output_tokens`) is never
 //!   exceeded, and a cut answer says so (`length`, `max_tokens`, `incomplete`);
 //! - the model name picks a fault: `mock-slow`, `mock-error-<status>` (e.g. 500, 503, 429,
@@ -40,6 +45,7 @@ mod body;
 mod chat;
 mod faults;
 mod legacy;
+mod logprobs;
 mod responses;
 mod rng;
 mod script;

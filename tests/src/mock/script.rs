@@ -57,6 +57,16 @@ pub(crate) struct CallSpec {
     pub(crate) arguments: String,
 }
 
+/// Splits off a first line `THINK: <text>`: reasoning the model shows before the answer
+/// the rest of the message scripts.
+pub(crate) fn thinking(text: &str) -> (Option<String>, &str) {
+    let Some(rest) = text.trim_start().strip_prefix("THINK:") else {
+        return (None, text);
+    };
+    let (line, script) = rest.split_once('\n').unwrap_or((rest, ""));
+    (Some(line.trim().to_owned()), script)
+}
+
 /// Reads the script from the text of the last user message.
 pub(crate) fn parse(text: &str) -> Script {
     let text = text.trim_start();
@@ -322,6 +332,15 @@ mod tests {
         for (text, script) in cases {
             assert_eq!(parse(text), script, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_think_line_comes_before_the_script() {
+        assert_eq!(
+            thinking("THINK: plan it\nSAY: done"),
+            (Some("plan it".to_owned()), "SAY: done")
+        );
+        assert_eq!(thinking("SAY: x"), (None, "SAY: x"));
     }
 
     #[test]
