@@ -24,6 +24,8 @@ providers:
 pricing: {{ overrides: {{ mock-1: {{ input_per_mtok: 1.0, output_per_mtok: 2.0, max_output_tokens: 4000 }} }} }}
 policies:
   guarded:
+    # Stored prompts are let through, so the guard is what refuses their variables.
+    responses: {{ stored_context: true }}
     guardrails:
       input: {{ pii: redact, secrets: block }}
       output: {{ pii: redact, secrets: redact }}
