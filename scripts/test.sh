@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs tollgate's whole test suite: installs what it needs, builds the binaries the
 # end-to-end tests start, runs every crate's tests, then fuzzes every fuzz target for a
-# bounded time (FUZZ_SECONDS per target, default 12; 0 skips the fuzz step).
+# fixed number of inputs with a fixed seed (FUZZ_RUNS, default 25000; FUZZ_SECONDS=0 skips
+# the fuzz step), so the step is the same on every machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -9,5 +10,5 @@ export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast "$@"
 if [ "${FUZZ_SECONDS:-12}" != 0 ]; then
-  scripts/fuzz.sh "${FUZZ_SECONDS:-12}"
+  FUZZ_RUNS=${FUZZ_RUNS:-25000} scripts/fuzz.sh "${FUZZ_SECONDS:-12}"
 fi
