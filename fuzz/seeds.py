@@ -136,6 +136,9 @@ def findings() -> None:
                   {"type": "content_block_stop", "index": i})
     )
     write("sse_stream", bytes([API["anthropic"], 0, 0, 0]), twice.encode())
+    # A Telegram bot token after "tELE" (read as "tel"): the phone rule took its digits.
+    tele = b"\x00tELEot_tspot_t\xff\xff\x03I\xc4\xab\xdf\x91\x00\x00\x00\xe2\xff"
+    write("stream_redactor", bytes([0x0B, 0x1F, 0xBB, 0x1B]), tele)
     key = "0" * 43 + "\u00fc" + "0" * 19
     write("config_yaml", b"", f"keys: [{{ id: k, agent: a, sha256: {key} }}]".encode())
 

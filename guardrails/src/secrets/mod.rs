@@ -254,7 +254,8 @@ impl Secrets {
                 }
                 let h = blobs::aws_secret_near(hay, ctx, t)
                     .or_else(|| blobs::facebook_app(hay, ctx, t))
-                    .or_else(|| structured::twilio(hay, ctx, t));
+                    .or_else(|| structured::twilio(hay, ctx, t))
+                    .or_else(|| telegram_from_digits(hay, ctx, t));
                 (h, t + 1)
             }
         }
@@ -286,6 +287,21 @@ impl Secrets {
             }
         }
         (None, t + 1)
+    }
+}
+
+/// At the first digit of a Telegram bot token (`<8-10 digits>:AA...`): claimed here, at
+/// its start, so that no other rule reached from the same digits (a phone number after
+/// the word "tel") takes the digits first and leaves the `:AA` trigger nothing to find.
+fn telegram_from_digits(hay: &Hay, ctx: &Ctx, t: usize) -> Option<Hit> {
+    if t > ctx.floor && hay.b[t - 1].is_ascii_digit() {
+        return None;
+    }
+    let digits = hay.run(t, 11, |c| c.is_ascii_digit());
+    if (8..=10).contains(&digits) && hay.starts_with(t + digits, b":AA") {
+        structured::telegram(hay, ctx, t + digits)
+    } else {
+        None
     }
 }
 

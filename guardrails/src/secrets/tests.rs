@@ -214,3 +214,35 @@ fn keyword_pair_filter_admits_every_keyword_and_only_their_starts() {
         assert!(!s.may_start(text.as_bytes(), 0), "{text}");
     }
 }
+
+/// A secret that starts with digits is found even where a PII rule would take the same
+/// digits first: after "tel", `7087888471` reads as a phone number, which used to consume
+/// the digits and leave the token's `:AA` trigger nothing to find (a fuzz finding,
+/// `stream_redactor`, 2026-12-02).
+#[test]
+fn secret_wins_over_pii_on_shared_digits() {
+    let g = Guard::new(&GuardConfig {
+        pii: Action::Log,
+        secrets: Action::Redact,
+        custom: vec![],
+    })
+    .unwrap();
+    let token = "7087888471:AA4odofmgsh9JaEcPyeZJMB7qzHGW-8lObG";
+    for before in ["tel ", "tELEot_tspot_t\u{3}I\n", "phone: ", "call tel\n"] {
+        let text = format!("{before}{token}\n");
+        let found: Vec<_> = g
+            .scan(&text)
+            .into_iter()
+            .map(|f| (f.kind.to_string(), f.start, f.end))
+            .collect();
+        assert_eq!(
+            found,
+            vec![(
+                "telegram_bot_token".to_string(),
+                before.len(),
+                before.len() + token.len()
+            )],
+            "{text:?}"
+        );
+    }
+}
