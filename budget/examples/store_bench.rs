@@ -49,6 +49,7 @@ fn request(task: usize, i: usize) -> ReserveRequest {
         amount: 2_000_000,
         min_amount: 1_000_000,
         ttl: Duration::from_secs(60),
+        forget_settled: true,
     }
 }
 

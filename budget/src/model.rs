@@ -79,6 +79,12 @@ pub struct ReserveRequest {
     pub min_amount: Nanos,
     /// How long the hold lives without a commit, release or extend.
     pub ttl: Duration,
+    /// Forget the hold as soon as it is committed or released, instead of keeping it for
+    /// `settled_retention`: for holds nothing reads or replays once settled (the LLM path),
+    /// so the store does not grow with every request. A hold that lapses is still kept
+    /// as expired for the retention, so a late commit is recognised as late; a commit or
+    /// release of a forgotten hold answers `NotFound`.
+    pub forget_settled: bool,
 }
 
 /// Why a reserve was denied.

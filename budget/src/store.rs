@@ -139,5 +139,6 @@ pub(crate) fn spend_request(id: &str, scopes: &[ScopeBudget], amount: Nanos) -> 
         amount,
         min_amount: 0,
         ttl: Duration::ZERO,
+        forget_settled: false,
     }
 }

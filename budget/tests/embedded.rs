@@ -321,3 +321,37 @@ async fn the_reaper_forgets_idle_limits_old_approvals_and_decayed_trust() {
     assert_eq!(tables.map(rows), [0, 0, 0, 0, 0]);
     assert!(store.list_approvals(None).await.unwrap().is_empty());
 }
+
+/// The LLM path's holds are forgotten once settled: after thousands of requests the
+/// reservations table holds only what is still open, and the file stops growing with the
+/// request count (the spend itself lives in the budget windows).
+#[tokio::test]
+async fn forgotten_holds_keep_the_file_from_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), options(ManualClock::new(common::t0()))).unwrap();
+    let scopes = [
+        budget("acme", 1_000_000_000, Period::Total),
+        budget("acme/a1", 1_000_000_000, Period::Day),
+    ];
+    for i in 0..3000 {
+        let mut r = req(&format!("chatcmpl-{i:08}"), &scopes, 100, 100);
+        r.forget_settled = true;
+        store.reserve(&r).await.unwrap();
+        store.commit("acme", &r.reservation_id, 40).await.unwrap();
+    }
+    let open = store
+        .reserve(&req("open", &scopes, 100, 100))
+        .await
+        .unwrap();
+    assert_eq!(open.granted, 100);
+    let db = rusqlite::Connection::open(dir.path().join(tollgate_budget::DB_FILE)).unwrap();
+    let rows: i64 = db
+        .query_row("SELECT COUNT(*) FROM reservations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1, "only the open hold is kept");
+    assert_eq!(
+        store.balances(Some("acme")).await.unwrap()[0].spent,
+        3000 * 40,
+        "the spend itself stays"
+    );
+}

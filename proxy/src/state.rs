@@ -106,6 +106,9 @@ pub struct PendingCommit {
     pub actual: i64,
     /// Where to record the spend if the hold lapsed and was released meanwhile.
     pub scopes: Vec<tollgate_budget::ScopeBudget>,
+    /// Whether a hold was taken (forgotten by the store once settled, so a retry that
+    /// finds nothing means the first try landed); without one the spend is recorded.
+    pub held: bool,
 }
 
 pub struct State {

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     remaining   TEXT,
     late        INTEGER NOT NULL DEFAULT 0,
     settled_ms  INTEGER,
+    forget      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reservations_active ON reservations (expires_ms) WHERE state = 'active';
@@ -167,6 +168,8 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // Every budgeted scope's room after the hold, `scope|room` lines, for replays.
     ("reservations", "remaining", "TEXT"),
+    // Holds deleted once committed or released (`ReserveRequest::forget_settled`).
+    ("reservations", "forget", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {

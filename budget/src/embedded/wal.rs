@@ -232,6 +232,7 @@ mod tests {
             amount: 2_000,
             min_amount: 1_000,
             ttl: Duration::from_secs(60),
+            forget_settled: false,
         }
     }
 

@@ -80,7 +80,8 @@ async fn reserve_or_decide(
         .arg(ms(s.opts.settled_retention))
         .arg(s.opts.reap_on_reserve)
         .arg(if dry_run { "1" } else { "0" })
-        .arg(ms(s.opts.run_retention));
+        .arg(ms(s.opts.run_retention))
+        .arg(if req.forget_settled { "1" } else { "0" });
     scope_args(&mut inv, &plan);
     let v: Value = s
         .call(|mut c| async move { inv.invoke_async(&mut c).await })

@@ -395,3 +395,66 @@ pub async fn record_spend_without_a_reservation(h: Harness) {
         "an id in use is not recorded over"
     );
 }
+
+/// A hold that asked to be forgotten once settled (the LLM path) leaves no reservation
+/// behind when committed or released: its id is unknown afterwards. A lapsed one is kept
+/// as expired, so its late commit still counts as late spend.
+pub async fn forgotten_holds_leave_nothing_behind(h: Harness) {
+    let scopes = [budget("acme", 1000, Period::Total)];
+    let forget = |id: &str, amount| {
+        let mut r = req(id, &scopes, amount, amount);
+        r.forget_settled = true;
+        r
+    };
+    h.store.reserve(&forget("c1", 300)).await.unwrap();
+    let c = h.store.commit("acme", "c1", 200).await.unwrap();
+    assert!(matches!(
+        c,
+        CommitOutcome::Committed {
+            actual: 200,
+            replayed: false,
+            ..
+        }
+    ));
+    assert_eq!(
+        h.store.commit("acme", "c1", 200).await.unwrap(),
+        CommitOutcome::NotFound,
+        "a committed hold that asked to be forgotten is gone"
+    );
+    assert_eq!(h.store.granted("acme", "c1").await.unwrap(), None);
+
+    h.store.reserve(&forget("r1", 100)).await.unwrap();
+    assert_eq!(
+        h.store.release("acme", "r1").await.unwrap(),
+        ReleaseOutcome::Released { replayed: false }
+    );
+    assert_eq!(
+        h.store.release("acme", "r1").await.unwrap(),
+        ReleaseOutcome::NotFound
+    );
+
+    let mut lapsing = forget("e1", 100);
+    lapsing.ttl = Duration::from_secs(5);
+    h.store.reserve(&lapsing).await.unwrap();
+    h.clock.advance(TimeDelta::seconds(5));
+    assert_eq!(h.store.reap_expired(h.now()).await.unwrap(), 1);
+    let late = h.store.commit("acme", "e1", 70).await.unwrap();
+    assert!(
+        matches!(
+            late,
+            CommitOutcome::Committed {
+                actual: 70,
+                after_expiry: true,
+                ..
+            }
+        ),
+        "{late:?}"
+    );
+    assert_eq!(
+        h.store.commit("acme", "e1", 70).await.unwrap(),
+        CommitOutcome::NotFound,
+        "once committed, the lapsed hold is forgotten too"
+    );
+    let row = h.row("acme").await;
+    assert_eq!((row.spent, row.reserved), (270, 0));
+}

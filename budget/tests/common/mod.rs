@@ -92,6 +92,7 @@ pub fn req(id: &str, scopes: &[ScopeBudget], amount: Nanos, min_amount: Nanos) -
         amount,
         min_amount,
         ttl: Duration::from_secs(30),
+        forget_settled: false,
     }
 }
 

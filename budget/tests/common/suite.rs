@@ -47,7 +47,8 @@ macro_rules! all_scenarios {
             hour_window_slides_by_the_minute, all_or_nothing_across_windows, leases_expire_and_release,
             adjust_corrects_the_bucket_it_counted_in, invalid_acquires_are_refused,
             one_lease_id_for_several_acquires, approvals_are_requested_once_and_decided_once,
-            approvals_lapse, trust_falls_and_recovers, delegated_agents
+            approvals_lapse, trust_falls_and_recovers, delegated_agents,
+            forgotten_holds_leave_nothing_behind
         );
     };
 }

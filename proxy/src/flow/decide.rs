@@ -198,6 +198,8 @@ fn request(
         amount: ask.amount,
         min_amount: ask.min_amount,
         ttl: ask.ttl,
+        // The client may commit, release or replay it by id or key after it settled.
+        forget_settled: false,
     })
 }
 

@@ -143,6 +143,8 @@ pub async fn reserve(
             amount,
             min_amount,
             ttl: rt.config.store.reservation_ttl,
+            // Nothing replays an LLM request's hold: the store keeps no row per request.
+            forget_settled: true,
         };
         let answer = match state.ledger().reserve(&request).await {
             Ok(a) => a,

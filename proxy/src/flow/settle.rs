@@ -58,6 +58,7 @@ async fn commit_at(state: &State, ctx: &mut Ctx, usage: Usage, actual: i64) {
                             id: hold.id,
                             actual,
                             scopes: ctx.money.spend_scopes.clone(),
+                            held: true,
                         });
                 } else {
                     ctx.verdict.push(Code::CommitFailed);
@@ -88,6 +89,7 @@ async fn commit_at(state: &State, ctx: &mut Ctx, usage: Usage, actual: i64) {
                             id: ctx.request_id.clone(),
                             actual,
                             scopes: ctx.money.spend_scopes.clone(),
+                            held: false,
                         });
                 } else {
                     ctx.verdict.push(Code::SpendUnrecorded);
@@ -99,13 +101,17 @@ async fn commit_at(state: &State, ctx: &mut Ctx, usage: Usage, actual: i64) {
 }
 
 /// Retries the commits the store could not take; those that land leave the queue. A hold
-/// that lapsed and was released meanwhile gets its spend recorded without a hold.
+/// that lapsed and was released meanwhile gets its spend recorded without a hold. A hold
+/// the store no longer knows was settled by the first try, whose answer was lost: LLM
+/// holds are forgotten once settled (`forget_settled`), while a lapsed one is kept as
+/// expired for the store's retention.
 pub async fn retry_pending(state: &State) {
     let pending = std::mem::take(&mut *state.pending_commits.lock().expect("pending commits"));
     let mut still = Vec::new();
     for p in pending {
         let outcome = match state.ledger().commit(&p.tenant, &p.id, p.actual).await {
             Ok(CommitOutcome::Committed { .. }) => Ok(()),
+            Ok(CommitOutcome::NotFound) if p.held => Ok(()),
             Ok(CommitOutcome::AlreadyReleased | CommitOutcome::NotFound) => state
                 .ledger()
                 .record_spend(&format!("{}:late", p.id), &p.scopes, p.actual)

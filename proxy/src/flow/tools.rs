@@ -335,6 +335,7 @@ impl Gate<'_> {
             amount: cost,
             min_amount: cost,
             ttl: Duration::from_secs(60),
+            forget_settled: true,
         };
         let ledger = self.state.ledger();
         match ledger.reserve(&req).await {

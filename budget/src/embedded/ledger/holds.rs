@@ -173,8 +173,8 @@ pub(super) fn reserve(
     c.prepare_cached(
         "INSERT INTO reservations
            (tenant, id, state, decision, granted, tight_scope, tight_room, expires_ms, lines,
-            remaining)
-         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            remaining, forget)
+         VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )
     .map_err(sql_error)?
     .execute(params![
@@ -186,7 +186,8 @@ pub(super) fn reserve(
         tight.as_ref().map(|t| t.1),
         millis(expires),
         stored_lines(&lines),
-        stored_rooms(&remaining)
+        stored_rooms(&remaining),
+        req.forget_settled
     ])
     .map_err(sql_error)?;
     if let Some(key) = &req.idempotency_key {
@@ -318,11 +319,12 @@ struct Held {
     lines: String,
     actual: Option<Nanos>,
     late: bool,
+    forget: bool,
 }
 
 fn held(c: &Connection, tenant: &str, id: &str) -> Sql<Option<Held>> {
     c.prepare_cached(
-        "SELECT state, granted, expires_ms, lines, actual, late
+        "SELECT state, granted, expires_ms, lines, actual, late, forget
          FROM reservations WHERE tenant = ?1 AND id = ?2",
     )
     .map_err(sql_error)?
@@ -334,6 +336,7 @@ fn held(c: &Connection, tenant: &str, id: &str) -> Sql<Option<Held>> {
             lines: r.get(3)?,
             actual: r.get(4)?,
             late: r.get(5)?,
+            forget: r.get(6)?,
         })
     })
     .optional()
@@ -382,6 +385,33 @@ fn settle(
     Ok(())
 }
 
+/// Settles a committed or released hold, or forgets it when it asked to be
+/// (`ReserveRequest::forget_settled`): then no row stays behind per request.
+#[allow(clippy::too_many_arguments)]
+fn settle_or_forget(
+    c: &Connection,
+    h: &Held,
+    tenant: &str,
+    id: &str,
+    state: &str,
+    actual: Option<Nanos>,
+    late: bool,
+    now: DateTime<Utc>,
+) -> Sql<()> {
+    if !h.forget {
+        return settle(c, tenant, id, state, actual, late, now);
+    }
+    c.prepare_cached("DELETE FROM reservations WHERE tenant = ?1 AND id = ?2")
+        .map_err(sql_error)?
+        .execute(params![tenant, id])
+        .map_err(sql_error)?;
+    c.prepare_cached("DELETE FROM idempotency WHERE tenant = ?1 AND reservation_id = ?2")
+        .map_err(sql_error)?
+        .execute(params![tenant, id])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
 pub(super) fn commit(
     c: &Connection,
     tenant: &str,
@@ -396,7 +426,7 @@ pub(super) fn commit(
         "active" => {
             let late = millis(now) >= h.expires_ms;
             apply(c, &h.lines, -h.granted, actual)?;
-            settle(c, tenant, id, "committed", Some(actual), late, now)?;
+            settle_or_forget(c, &h, tenant, id, "committed", Some(actual), late, now)?;
             Ok(CommitOutcome::Committed {
                 actual,
                 after_expiry: late,
@@ -406,7 +436,7 @@ pub(super) fn commit(
         // The reaper already gave the hold back; the money was spent all the same.
         "expired" => {
             apply(c, &h.lines, 0, actual)?;
-            settle(c, tenant, id, "committed", Some(actual), true, now)?;
+            settle_or_forget(c, &h, tenant, id, "committed", Some(actual), true, now)?;
             Ok(CommitOutcome::Committed {
                 actual,
                 after_expiry: true,
@@ -434,7 +464,7 @@ pub(super) fn release(
     match h.state.as_str() {
         "active" => {
             apply(c, &h.lines, -h.granted, 0)?;
-            settle(c, tenant, id, "released", None, false, now)?;
+            settle_or_forget(c, &h, tenant, id, "released", None, false, now)?;
             Ok(ReleaseOutcome::Released { replayed: false })
         }
         "released" => Ok(ReleaseOutcome::Released { replayed: true }),

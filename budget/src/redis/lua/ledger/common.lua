@@ -18,10 +18,18 @@ end
 
 -- Marks a reservation settled and lets it (and its idempotency key) age out.
 local function finish(base, id, rk, retention, ...)
-  redis.call("HSET", rk, ...)
   redis.call("ZREM", base .. "exp", id)
+  local h = redis.call("HMGET", rk, "idem", "fg")
+  local idem = h[1]
+  -- A hold nothing replays (the LLM path) is forgotten once committed or released: no
+  -- memory per request. A lapsed one is kept, so a late commit is still recognised.
+  if h[2] == "1" and select(2, ...) ~= "expired" then
+    redis.call("DEL", rk)
+    if idem and idem ~= "" then redis.call("DEL", base .. "i|" .. idem) end
+    return
+  end
+  redis.call("HSET", rk, ...)
   redis.call("PEXPIRE", rk, retention)
-  local idem = redis.call("HGET", rk, "idem")
   if idem and idem ~= "" then redis.call("PEXPIRE", base .. "i|" .. idem, retention) end
 end
 

@@ -1,6 +1,6 @@
 -- reserve: ARGV = base, now_ms, id, idem_key|"", amount, min_amount, ttl_ms, retention_ms,
--- reap_limit, dry_run (1: decide only, hold nothing), run_retention_ms, n, then six
--- arguments per scope (see `resolve`).
+-- reap_limit, dry_run (1: decide only, hold nothing), run_retention_ms, forget (1: delete
+-- the hold once committed or released), n, then six arguments per scope (see `resolve`).
 -- Returns {"new"|"replay"|"dry", id, decision, granted, tight_scope, tight_room, expires_ms, has_tight,
 -- rooms} or {"deny", id, scope, room, rooms}; `rooms` is {scope, room, ...} for every budgeted
 -- scope in request order, after the hold (on deny, as they stand), floored at 0.
@@ -8,7 +8,8 @@ local base, now = ARGV[1], tonumber(ARGV[2])
 local id, idem = ARGV[3], ARGV[4]
 local amount, min_amount, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local retention, reap_limit = tonumber(ARGV[8]), tonumber(ARGV[9])
-local dry, run_retention, n = ARGV[10] == "1", tonumber(ARGV[11]), tonumber(ARGV[12])
+local dry, run_retention = ARGV[10] == "1", tonumber(ARGV[11])
+local forget, n = ARGV[12], tonumber(ARGV[13])
 
 local function stored(rid)
   local r = redis.call("HMGET", base .. "r|" .. rid, "dec", "g", "ts", "tr", "exp", "rm", "lines")
@@ -44,7 +45,7 @@ reap(base, now, reap_limit, retention)
 
 local lines, tight = {}, nil
 for i = 0, n - 1 do
-  local entry = resolve(base, 13 + i * 6)
+  local entry = resolve(base, 14 + i * 6)
   if entry then
     lines[#lines + 1] = entry
     -- Strictly less: on a tie the broader (earlier) scope is named.
@@ -98,7 +99,8 @@ end
 local expires = now + ttl
 local rk = base .. "r|" .. id
 redis.call("HSET", rk, "st", "active", "dec", decision, "g", int(granted), "exp", int(expires),
-  "lines", table.concat(stored_lines, "\n"), "rm", table.concat(stored_rooms, " "), "idem", idem)
+  "lines", table.concat(stored_lines, "\n"), "rm", table.concat(stored_rooms, " "), "idem", idem,
+  "fg", forget)
 local ts, tr = "", 0
 if tight then
   ts, tr = tight.scope, math.max(tight.room - granted, 0)
