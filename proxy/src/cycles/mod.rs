@@ -9,10 +9,12 @@
 //! `ErrorResponse`; every request is audited and counted with the endpoint `cycles`.
 //! `docs/cycles.md` has the mapping (subject to scope, units, decisions, errors).
 
+mod errors;
 mod ops;
 mod query;
 pub mod registry;
 mod scopes;
+mod settle;
 pub mod wire;
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pingora_proxy::Session;
 use serde_json::Value;
+use tollgate_audit::Stage;
 use tollgate_config::Policy;
 
 use crate::flow::{Ctx, auth, context::Agent, parse, record, respond, trust};
@@ -79,6 +82,19 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The audit record's stage for the operation.
+    fn stage(&self) -> Option<Stage> {
+        match self {
+            Op::Reserve | Op::Extend(_) => Some(Stage::Reservation),
+            Op::Decide => Some(Stage::Decide),
+            Op::Commit(_) | Op::Events => Some(Stage::Commit),
+            Op::Release(_) => Some(Stage::Release),
+            Op::List | Op::Get(_) | Op::Balances | Op::WrongMethod(_) => None,
+        }
+    }
+}
+
 /// One Cycles request: who asks, with what config, and its correlation ids.
 pub struct Call<'a> {
     pub state: &'a State,
@@ -98,7 +114,15 @@ impl Call<'_> {
 /// the answer), and leaves metrics to `logging()`.
 pub async fn serve(state: &State, rt: &Arc<Runtime>, session: &mut Session, ctx: &mut Ctx, op: Op) {
     let trace_id = wire::trace_id(&session.req_header().headers);
-    let outcome = match run(state, rt, session, ctx, op, &trace_id).await {
+    ctx.call.stage = op.stage();
+    let result = run(state, rt, session, ctx, op, &trace_id).await;
+    let (reservations, answers) = state.cycles.len();
+    let entries = &state.metrics.cycles_entries;
+    entries
+        .with_label_values(&["reservations"])
+        .set(reservations as f64);
+    entries.with_label_values(&["answers"]).set(answers as f64);
+    let outcome = match result {
         Ok((status, body)) => {
             let tenant = ctx.agent.as_ref().map(|a| a.tenant().to_string());
             record::write(state, ctx).await;
@@ -151,9 +175,9 @@ async fn run(
     match op {
         Op::Reserve => ops::reserve(&call, session, ctx).await,
         Op::Decide => ops::decide(&call, session, ctx).await,
-        Op::Commit(id) => ops::commit(&call, &id, session, ctx).await,
-        Op::Release(id) => ops::release(&call, &id, session, ctx).await,
-        Op::Extend(id) => ops::extend(&call, &id, session, ctx).await,
+        Op::Commit(id) => settle::commit(&call, &id, session, ctx).await,
+        Op::Release(id) => settle::release(&call, &id, session, ctx).await,
+        Op::Extend(id) => settle::extend(&call, &id, session, ctx).await,
         Op::Events => ops::event(&call, session, ctx).await,
         Op::List => query::list(&call, session),
         Op::Get(id) => query::get(&call, &id),

@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 use tollgate_budget::{self as budget, Balance};
 
 use super::Call;
-use super::ops::{not_found, owned};
 use super::registry::{Reservation, Status};
+use super::settle::{not_found, owned};
 use super::wire::{
     self, CyclesError, ErrorCode, LEVELS, Result, amount_json, ceil_microcents, floor_microcents,
 };
