@@ -461,3 +461,54 @@ with ThreadPoolExecutor(max_workers=4) as pool:
     assert!(acme.spent <= USD * NANOS, "overspent: {acme:?} {v}");
     assert!(acme.spent > 0, "{acme:?} {v}");
 }
+
+/// Two tollgate processes on one Redis: Cycles reservations sent to either compete for
+/// the same dollar, and a key retried on the other instance holds nothing twice.
+#[tokio::test]
+async fn two_instances_on_one_redis_share_the_ledger() {
+    let prefix = harness::SharedPrefix::new();
+    let yaml = r#"
+providers: [{ name: none, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }]
+scopes: { acme: { budget: { limit_usd: 1.00, period: total } } }
+policies: { p: {} }
+agents: { a1: { scope: acme/research/a1, policy: p } }
+"#;
+    let one = harness::tollgate()
+        .redis(prefix.as_str())
+        .config(yaml)
+        .spawn()
+        .await;
+    let two = harness::tollgate()
+        .redis(prefix.as_str())
+        .config(yaml)
+        .spawn()
+        .await;
+    let second = two.base_url().trim_end_matches("/v1").to_string();
+    let v = run(
+        &one,
+        &one.key("a1"),
+        &format!(
+            r#"
+other = CyclesClient(CyclesConfig(base_url="{second}", api_key=os.environ["OPENAI_API_KEY"], retry_enabled=False))
+def reserve(i):
+    c = client if i % 2 == 0 else other
+    return c.create_reservation({{"idempotency_key": f"k{{i}}", "subject": sub(agent="a1"),
+        "action": {{"kind": "k", "name": "n"}}, "estimate": usd(7_000_000)}})
+with ThreadPoolExecutor(max_workers=20) as pool:
+    results = list(pool.map(reserve, range(20)))
+out["ok"] = sum(1 for r in results if r.is_success)
+first = next(r for i, r in enumerate(results) if r.is_success and i % 2 == 0)
+key = next(f"k{{i}}" for i, r in enumerate(results) if r is first)
+# The same key on the other instance: the ledger answers the same reservation.
+again = other.create_reservation({{"idempotency_key": key, "subject": sub(agent="a1"),
+    "action": {{"kind": "k", "name": "n"}}, "estimate": usd(7_000_000)}})
+out["same"] = ok(again)["reservation_id"] == first.body["reservation_id"]
+"#
+        ),
+    )
+    .await;
+    assert_eq!(v["ok"], 14, "{v}");
+    assert_eq!(v["same"], true, "{v}");
+    let acme = one.budget("acme").await;
+    assert_eq!(acme.reserved, 14 * 7_000_000 * NANOS, "{acme:?}");
+}

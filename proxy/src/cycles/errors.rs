@@ -133,10 +133,10 @@ impl From<GateError> for CyclesError {
         let (code, status) = match &e {
             GateError::InvalidJson { .. }
             | GateError::InvalidRequest { .. }
-            | GateError::BodyTooLarge { .. }
             | GateError::GuardrailBlocked { .. }
             | GateError::ModelNotFound { .. } => (ErrorCode::InvalidRequest, None),
             GateError::MethodNotAllowed { .. } => (ErrorCode::InvalidRequest, Some(405)),
+            GateError::BodyTooLarge { .. } => (ErrorCode::InvalidRequest, Some(413)),
             GateError::Unauthenticated { .. } => (ErrorCode::Unauthorized, None),
             GateError::ModelNotAllowed { .. }
             | GateError::ToolNotAllowed { .. }
@@ -185,6 +185,7 @@ mod tests {
     fn gate_errors_map_to_protocol_codes() {
         let cases = [
             (GateError::unauthenticated("x"), "UNAUTHORIZED", 401),
+            (GateError::BodyTooLarge { limit: 1 }, "INVALID_REQUEST", 413),
             (GateError::DecisionApiDisabled, "FORBIDDEN", 403),
             (
                 GateError::BudgetExceeded {

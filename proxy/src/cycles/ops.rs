@@ -46,7 +46,7 @@ pub(super) fn replay(
         Some(a) if a.payload == payload_hash(body) => Ok(Some(a)),
         Some(_) => Err(CyclesError::new(
             ErrorCode::IdempotencyMismatch,
-            format!("The idempotency key `{key}` was used before with a different request."),
+            "This idempotency key was used before with a different request.",
         )),
         None => Ok(None),
     }
