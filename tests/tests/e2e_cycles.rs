@@ -512,3 +512,73 @@ out["same"] = ok(again)["reservation_id"] == first.body["reservation_id"]
     let acme = one.budget("acme").await;
     assert_eq!(acme.reserved, 14 * 7_000_000 * NANOS, "{acme:?}");
 }
+
+/// Refusals before any money moves keep the protocol's shape and headers: no key, a wrong
+/// method, a policy that turns the decision API off, a rate limit.
+#[tokio::test]
+async fn refusals_keep_the_protocol_shape() {
+    let tg = spawn("").await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let decide = json!({"idempotency_key": "d", "subject": {"tenant": "acme", "workspace": "research", "agent": "a1"},
+        "action": {"kind": "k", "name": "n"}, "estimate": {"unit": "USD_MICROCENTS", "amount": 1}});
+    let anonymous = tg
+        .client_with_key(None)
+        .post_raw(
+            "/v1/decide",
+            decide.to_string().into_bytes(),
+            &[("traceparent", &format!("00-{trace}-b7ad6b7169203331-01"))],
+        )
+        .await;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    let body = anonymous.json();
+    assert_eq!(body["error"], "UNAUTHORIZED");
+    assert_eq!(body["trace_id"], trace);
+    assert_eq!(anonymous.header("x-cycles-trace-id"), Some(trace));
+    assert_eq!(
+        anonymous.header("x-request-id"),
+        body["request_id"].as_str()
+    );
+    let wrong = tg.client("a1").delete("/v1/reservations").await;
+    assert_eq!(wrong.status, 405, "{}", wrong.text());
+    assert_eq!(wrong.json()["error"], "INVALID_REQUEST");
+    let missing = tg
+        .client("a1")
+        .get("/v1/reservations/rsv_a1_000000000000000000000000")
+        .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "NOT_FOUND");
+    let no_filter = tg.client("a1").get("/v1/balances").await;
+    assert_eq!(no_filter.status, 400);
+    assert_eq!(no_filter.json()["error"], "INVALID_REQUEST");
+    let bad_json = tg
+        .client("a1")
+        .post_raw("/v1/reservations", b"{not json".to_vec(), &[])
+        .await;
+    assert_eq!(bad_json.status, 400);
+    assert_eq!(bad_json.json()["error"], "INVALID_REQUEST");
+
+    let off = harness::tollgate()
+        .config(
+            r#"
+providers: [{ name: none, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }]
+scopes: { acme: { budget: { limit_usd: 1.00, period: total } } }
+policies: { off: { decision_api: false }, slow: { rate: { rpm: 1 } } }
+agents: { a1: { scope: acme/research/a1, policy: off }, a2: { scope: acme/research/a2, policy: slow } }
+"#,
+        )
+        .spawn()
+        .await;
+    let refused = off.client("a1").post("/v1/decide", &decide).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.json()["error"], "FORBIDDEN");
+    let mut d2 = decide.clone();
+    d2["subject"]["agent"] = json!("a2");
+    let first = off.client("a2").post("/v1/decide", &d2).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    d2["idempotency_key"] = json!("d2");
+    let limited = off.client("a2").post("/v1/decide", &d2).await;
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert_eq!(limited.json()["error"], "LIMIT_EXCEEDED");
+    assert!(limited.header("retry-after").is_some());
+    assert!(limited.header("x-ratelimit-reset").is_some());
+}
