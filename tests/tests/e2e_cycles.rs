@@ -429,8 +429,8 @@ def chat(i):
     start.wait()
     try:
         r = llm.chat.completions.with_raw_response.create(model="mock-chat", max_tokens=100,
-            messages=[{"role": "user", "content": "SAY: hello"}])
-        return ["llm", r.headers.get("x-tollgate-decision")]
+            messages=[{"role": "user", "content": "WORDS: 90"}])
+        return ["llm", r.headers.get("x-tollgate-decision"), r.headers.get("x-tollgate-cost-usd")]
     except openai.APIStatusError as e:
         return ["llm", e.status_code]
 def hold(i):
@@ -439,7 +439,7 @@ def hold(i):
         "action": {"kind": "k", "name": "n"}, "estimate": usd(40_000_000)})
     if r.is_success:
         ok(client.commit_reservation(r.body["reservation_id"], {"idempotency_key": f"c{i}", "actual": usd(40_000_000)}))
-        return ["cycles", "ALLOW"]
+        return ["cycles", "ALLOW", "0.4"]
     return ["cycles", r.status]
 with ThreadPoolExecutor(max_workers=4) as pool:
     out["results"] = list(pool.map(lambda f: f[0](f[1]), [(chat, 0), (chat, 1), (hold, 2), (hold, 3)]))
@@ -447,19 +447,22 @@ with ThreadPoolExecutor(max_workers=4) as pool:
     )
     .await;
     let results = v["results"].as_array().unwrap();
-    // Four claims of $0.38-$0.60 on the last $0.50: at least one is refused, and at
-    // least one gets through.
+    // Four claims on the last $0.50, each needing at least $0.384 (an LLM call's 64-token
+    // minimum at $0.006 a token) or $0.40 (a Cycles hold): whatever the order, exactly one
+    // gets through, and what it leaves is too little for any other.
     let granted =
         |r: &&Value| ["ALLOW", "allow", "allow_with_caps"].contains(&r[1].as_str().unwrap_or(""));
-    let won = results.iter().filter(granted).count();
-    assert!((1..4).contains(&won), "{v}");
+    let winners: Vec<&Value> = results.iter().filter(granted).collect();
+    assert_eq!(winners.len(), 1, "{v}");
+    let cost = harness::usd_to_nanos(winners[0][2].as_str().expect("a cost"));
     let acme = tg
         .wait_for_budget("acme", std::time::Duration::from_secs(10), |b| {
             b.reserved == 0
         })
         .await;
     assert!(acme.spent <= USD * NANOS, "overspent: {acme:?} {v}");
-    assert!(acme.spent > 0, "{acme:?} {v}");
+    // The ledger holds exactly the first half and the winner's cost.
+    assert_eq!(acme.spent, 50_000_000 * NANOS + cost, "{acme:?} {v}");
 }
 
 /// Two tollgate processes on one Redis: Cycles reservations sent to either compete for
