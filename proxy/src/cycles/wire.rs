@@ -357,6 +357,23 @@ mod tests {
         assert_eq!(floor_microcents(-5), -1);
     }
 
+    proptest::proptest! {
+        /// Every protocol amount is a whole number of nano-USD and reads back the same; any
+        /// ledger amount shown in microcents brackets it within one microcent.
+        #[test]
+        fn conversions_are_exact_and_bracket(
+            n in 0..=MAX_NANOS / NANOS_PER_MICROCENT,
+            nanos in 0..=MAX_NANOS,
+        ) {
+            proptest::prop_assert_eq!(to_nanos(n), Some(n * NANOS_PER_MICROCENT));
+            proptest::prop_assert_eq!(floor_microcents(n * NANOS_PER_MICROCENT), n);
+            let (lo, hi) = (floor_microcents(nanos), ceil_microcents(nanos));
+            proptest::prop_assert!(lo * NANOS_PER_MICROCENT <= nanos);
+            proptest::prop_assert!(nanos <= hi * NANOS_PER_MICROCENT);
+            proptest::prop_assert!(hi - lo <= 1);
+        }
+    }
+
     #[test]
     fn amounts_and_units() {
         let ok = json!({"estimate": {"unit": "USD_MICROCENTS", "amount": 5}});
