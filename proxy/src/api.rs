@@ -17,6 +17,8 @@ pub enum Endpoint {
     Decide,
     Reservations,
     Agents,
+    /// The Cycles protocol's endpoints (`crate::cycles`).
+    Cycles,
     /// `/readyz` asking the listener whether it belongs to this process.
     Probe,
     /// No route matched (or the request failed before routing).
@@ -31,6 +33,7 @@ impl Endpoint {
             Endpoint::Decide => "decide",
             Endpoint::Reservations => "reservations",
             Endpoint::Agents => "agents",
+            Endpoint::Cycles => "cycles",
             Endpoint::Probe => "probe",
             Endpoint::Unknown => "unknown",
         }
@@ -53,6 +56,8 @@ pub enum Route {
     Release(String),
     /// A sub-agent minted by the calling agent.
     Delegate,
+    /// A Cycles protocol operation.
+    Cycles(crate::cycles::Op),
 }
 
 impl Route {
@@ -63,12 +68,16 @@ impl Route {
             Route::Decide => Endpoint::Decide,
             Route::Reserve | Route::Commit(_) | Route::Release(_) => Endpoint::Reservations,
             Route::Delegate => Endpoint::Agents,
+            Route::Cycles(_) => Endpoint::Cycles,
         }
     }
 }
 
 /// Maps method and path (query stripped) to a route.
 pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
+    if let Some(op) = crate::cycles::Op::parse(method, path) {
+        return Ok(Route::Cycles(op));
+    }
     let path = path.split('?').next().unwrap_or("").trim_end_matches('/');
     let post = |r: Route| {
         if method == "POST" {

@@ -71,8 +71,8 @@ pub fn generate() -> NewKey {
     }
 }
 
-/// The key an agent presented: `Authorization: Bearer`, `api-key` (Azure clients) or
-/// `x-api-key` (Anthropic clients), in that order.
+/// The key an agent presented: `Authorization: Bearer`, `api-key` (Azure clients),
+/// `x-api-key` (Anthropic clients) or `x-cycles-api-key` (Cycles clients), in that order.
 pub fn presented(headers: &http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
@@ -88,7 +88,7 @@ pub fn presented(headers: &http::HeaderMap) -> Option<&str> {
             return Some(token);
         }
     }
-    ["api-key", "x-api-key"]
+    ["api-key", "x-api-key", "x-cycles-api-key"]
         .into_iter()
         .filter_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
         .map(str::trim)
@@ -128,6 +128,9 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("x-api-key", "tg_x".parse().unwrap());
         assert_eq!(presented(&h), Some("tg_x"));
+        let mut c = http::HeaderMap::new();
+        c.insert("x-cycles-api-key", "tg_c".parse().unwrap());
+        assert_eq!(presented(&c), Some("tg_c"));
         h.insert("authorization", "Bearer tg_y".parse().unwrap());
         assert_eq!(presented(&h), Some("tg_y"));
         let empty = http::HeaderMap::new();

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod buffers;
 pub mod cli;
+pub mod cycles;
 pub mod error;
 pub mod flow;
 pub mod health;

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub provider_ejections: IntCounterVec,
     /// 1 while a provider is ejected (refreshed by the upkeep task).
     pub provider_ejected: GaugeVec,
+    /// Entries the Cycles protocol remembers per process (`reservations`, `answers`),
+    /// bounded by `cycles::registry::MAX_ENTRIES` each.
+    pub cycles_entries: GaugeVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -111,6 +114,12 @@ impl Metrics {
                 "tollgate_provider_ejections_total",
                 "Times a failing provider was ejected from its fallback chains.",
                 &["provider"],
+            ),
+            cycles_entries: gauge(
+                &r,
+                "tollgate_cycles_registry_entries",
+                "Cycles reservations and idempotent answers remembered by this process.",
+                &["kind"],
             ),
             provider_ejected: gauge(
                 &r,

@@ -64,6 +64,12 @@ codes! {
     // A decision-API commit reported more than its reservation held: the grant was
     // charged, the excess recorded as an overage.
     OverageCapped => "overage_capped",
+    // The Cycles protocol's refusals (`cycles/`), beyond the codes above.
+    CyclesForbidden => "scope_forbidden",
+    ReservationExpired => "reservation_expired",
+    ReservationFinalized => "reservation_finalized",
+    IdempotencyMismatch => "idempotency_mismatch",
+    UnitMismatch => "unit_mismatch",
 }
 
 impl fmt::Display for Code {

@@ -132,6 +132,8 @@ pub struct State {
     /// A random value only this process knows: `/readyz` sends it to the agent-facing
     /// listener to prove the process listening there is this one.
     pub probe_nonce: String,
+    /// The Cycles protocol's reservations and idempotent answers (per process, bounded).
+    pub cycles: crate::cycles::Registry,
 }
 
 impl State {
@@ -186,6 +188,7 @@ impl State {
             agent_stats: Default::default(),
             delegated: Default::default(),
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
+            cycles: Default::default(),
         }
     }
 

@@ -26,6 +26,7 @@ const DROPPED: &[&str] = &[
     "authorization",
     "api-key",
     "x-api-key",
+    "x-cycles-api-key",
     "host",
     "content-length",
     "transfer-encoding",
@@ -342,6 +343,7 @@ mod tests {
         c.insert_header("authorization", "Bearer tg_agentkey")
             .unwrap();
         c.insert_header("x-api-key", "tg_agentkey").unwrap();
+        c.insert_header("x-cycles-api-key", "tg_agentkey").unwrap();
         c.insert_header("x-tollgate-run", "r1").unwrap();
         c.insert_header("x-stainless-lang", "python").unwrap();
         c.insert_header("accept-encoding", "gzip").unwrap();

@@ -74,6 +74,8 @@ pub struct Call {
     pub stream: bool,
     /// The prompt, only when the policy sets `log_prompts`.
     pub prompt: Option<String>,
+    /// The audit record's stage when it is not `request` (the Cycles protocol's operations).
+    pub stage: Option<tollgate_audit::Stage>,
 }
 
 /// What was decided, and why.

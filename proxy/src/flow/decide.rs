@@ -381,7 +381,7 @@ fn stricter(a: Decision, b: Decision) -> Decision {
 
 /// `rsv_{agent}_{24 hex digits}`: the agent is named whole, the random tail has a fixed
 /// length, so the owner can be read back exactly (`owner`).
-fn reservation_id(agent: &Agent) -> String {
+pub(crate) fn reservation_id(agent: &Agent) -> String {
     let mut r = [0u8; ID_RANDOM_BYTES];
     rand::rng().fill_bytes(&mut r);
     format!("rsv_{}_{}", agent.id, hex::encode(r))
@@ -389,7 +389,7 @@ fn reservation_id(agent: &Agent) -> String {
 
 /// The agent a reservation id names: what lies between `rsv_` and the fixed-length random
 /// tail. Not a prefix test: agent `a` must not own `rsv_a_b_…`, which agent `a_b` made.
-fn owner(id: &str) -> Option<&str> {
+pub(crate) fn owner(id: &str) -> Option<&str> {
     let rest = id.strip_prefix("rsv_")?;
     let tail = ID_RANDOM_BYTES * 2 + 1;
     let (agent, random) = rest.split_at_checked(rest.len().checked_sub(tail)?)?;

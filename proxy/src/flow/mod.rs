@@ -20,26 +20,26 @@
 //! that settles and records; `logging()` returns leases, scores trust, counts metrics,
 //! and is a safety net for requests abandoned midway.
 
-mod auth;
-mod context;
-mod decide;
+pub(crate) mod auth;
+pub(crate) mod context;
+pub(crate) mod decide;
 mod delegate;
 mod end;
 mod estimate;
 mod forward;
 mod guard;
-mod limits;
-mod parse;
-mod policy;
-mod record;
+pub(crate) mod limits;
+pub(crate) mod parse;
+pub(crate) mod policy;
+pub(crate) mod record;
 mod redact;
 mod relay;
 mod reserve;
-mod respond;
+pub(crate) mod respond;
 mod settle;
 mod stream;
 mod tools;
-mod trust;
+pub(crate) mod trust;
 
 use std::sync::Arc;
 
@@ -157,6 +157,11 @@ impl Gateway {
         let header = session.req_header();
         let route = api::route(header.method.as_str(), header.uri.path())?;
         ctx.endpoint = route.endpoint();
+        if let Route::Cycles(op) = route {
+            // The Cycles protocol authenticates and answers in its own shapes.
+            crate::cycles::serve(&self.state, &rt, session, ctx, op).await;
+            return Ok(None);
+        }
         let agent = Arc::new(auth::authenticate(&self.state, &rt, &header.headers).await?);
         ctx.agent = Some(agent.clone());
         let policy = agent.policy.as_ref();
@@ -175,6 +180,7 @@ impl Gateway {
             Route::Commit(id) => decide::commit(state, &rt, &agent, &id, session, ctx).await?,
             Route::Release(id) => decide::release(state, &agent, &id, session, ctx).await?,
             Route::Delegate => delegate::create(state, &rt, &agent, session, ctx).await?,
+            Route::Cycles(_) => unreachable!("served before authentication"),
         }
         Ok(None)
     }

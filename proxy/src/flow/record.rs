@@ -13,7 +13,7 @@ use crate::state::State;
 
 fn build(ctx: &Ctx) -> Record {
     let mut r = Record::new(&ctx.request_id, ctx.endpoint.as_str(), ctx.verdict.decision);
-    r.stage = Some(Stage::Request);
+    r.stage = Some(ctx.call.stage.unwrap_or(Stage::Request));
     if let Some(a) = &ctx.agent {
         r.tenant = Some(a.tenant().to_string());
         r.scope = Some(a.scope.clone());
