@@ -167,6 +167,8 @@ async fn evaluate(
         amount,
         min_amount: amount,
         ttl: Duration::from_secs(60),
+        // Kept once settled: the protocol replays by id and idempotency key.
+        forget_settled: false,
     };
     let a = call
         .state
@@ -267,6 +269,8 @@ pub async fn reserve(
         amount,
         min_amount: amount,
         ttl: Duration::from_millis((ttl_ms + grace_ms) as u64),
+        // Kept once settled: the protocol replays by id and idempotency key.
+        forget_settled: false,
     };
     let a = call
         .state
@@ -413,6 +417,8 @@ pub async fn event(call: &Call<'_>, session: &mut Session, ctx: &mut Ctx) -> Res
             0
         },
         ttl: Duration::from_secs(60),
+        // Kept once settled: the protocol replays by id and idempotency key.
+        forget_settled: false,
     };
     let ledger = call.state.ledger();
     let a = ledger

@@ -87,6 +87,8 @@ async fn hold_overage(call: &Call<'_>, r: &Reservation, delta: i64) -> Result<(S
         amount: delta,
         min_amount: 0,
         ttl: Duration::from_secs(60),
+        // Kept once settled: the protocol replays by id and idempotency key.
+        forget_settled: false,
     };
     let a = call
         .state
