@@ -12,7 +12,8 @@
 # Settings (environment): BENCH_DURATION (measured seconds per scenario, default 8),
 # BENCH_WARMUP (seconds, default 1), BENCH_REDIS_URL (default redis://127.0.0.1:6379/0;
 # "none" skips the Redis variant), BENCH_PIN (1 = pin the load generator to its own core),
-# BENCH_LOAD_THREADS (load generator threads, default 1), BENCH_REV (measure this commit,
+# BENCH_LOAD_THREADS (load generator threads, default 1), BENCH_THREADS (worker threads of
+# tollgate and of the passthrough alike, default 1), BENCH_REV (measure this commit,
 # exported apart, instead of the work tree), BENCH_DOC (default docs/benchmarks.md),
 # CARGO_TARGET_DIR.
 set -euo pipefail
@@ -24,12 +25,13 @@ WARMUP=${BENCH_WARMUP:-1}
 REDIS_URL=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/0}
 PIN=${BENCH_PIN:-0}
 LOAD_THREADS=${BENCH_LOAD_THREADS:-1}
+THREADS=${BENCH_THREADS:-1}
 DOC=${BENCH_DOC:-$ROOT/docs/benchmarks.md}
 CONNECTIONS=(1 64)
 
 # The command as a reader would repeat it: the settings that were changed, then the script.
 COMMAND=""
-for var in CARGO_TARGET_DIR BENCH_REV BENCH_DURATION BENCH_WARMUP BENCH_REDIS_URL BENCH_PIN BENCH_LOAD_THREADS; do
+for var in CARGO_TARGET_DIR BENCH_REV BENCH_DURATION BENCH_WARMUP BENCH_REDIS_URL BENCH_PIN BENCH_LOAD_THREADS BENCH_THREADS; do
     if [[ -n ${!var:-} ]]; then COMMAND+="$var=${!var} "; fi
 done
 COMMAND+="bench/run.sh"
@@ -152,17 +154,20 @@ wait_port "$MOCK_PORT" mock
 
 PASS_PORT=$(free_port)
 start passthrough "${SERVER_PIN[@]}" "$BIN/passthrough" \
-    --listen "127.0.0.1:$PASS_PORT" --upstream "127.0.0.1:$MOCK_PORT"
+    --listen "127.0.0.1:$PASS_PORT" --upstream "127.0.0.1:$MOCK_PORT" --threads "$THREADS"
 PASS_PID=$STARTED
 wait_port "$PASS_PORT" passthrough
 
-# Writes a tollgate config with a budgeted scope, so every request reserves and commits.
+# Writes a tollgate config with the whole pipeline on: a budgeted scope (every request
+# reserves and commits), PII and secret guardrails on the prompt and on the answer
+# (streamed answers per slot), the audit line, metrics.
 tollgate_config() {
     local name=$1 port=$2 admin=$3 store=$4
     cat >"$WORK/$name.yaml" <<EOF
 server:
   listen: 127.0.0.1:$port
   admin_listen: 127.0.0.1:$admin
+  threads: $THREADS
 store: $store
 audit:
   path: $WORK/$name-audit.jsonl
@@ -174,7 +179,10 @@ pricing:
 scopes:
   bench: { budget: { limit_usd: 1000000, period: total } }
 policies:
-  bench: {}
+  bench:
+    guardrails:
+      input: { pii: redact, secrets: block }
+      output: { pii: redact, secrets: redact }
 agents:
   a1: { scope: bench/a1, policy: bench }
 keys:
@@ -272,8 +280,8 @@ connections, each with one request in flight; latencies recorded in an HDR histo
 (3 significant digits)." \
     --note "Load generator, mock and proxy run on the same machine: $PIN_NOTE. Absolute \
 numbers are therefore lower bounds for a real deployment; the differences are the point." \
-    --note "Mock: \`tollgate-mock\` with no added latency, 16-token answers. tollgate: default \
-threads (one per core); the audit trail goes to a file with the embedded store and to the \
+    --note "Mock: \`tollgate-mock\` with no added latency, 16-token answers. tollgate: $THREADS \
+worker thread(s) (\`server.threads\`); the audit trail goes to a file with the embedded store and to the \
 Redis stream with the Redis store; $REDIS_NOTE. Passthrough: \`bench/src/bin/passthrough.rs\`, \
 Pingora $(grep -A1 '^name = "pingora-proxy"' "$SRC/Cargo.lock" | sed -n 's/version = "\(.*\)"/\1/p'), \
 same thread count." \

@@ -107,7 +107,10 @@ pub fn render(records: &[Record], meta: &Meta) -> String {
         "Written by `bench/run.sh`; do not edit by hand. Every request is the same \
          `POST /v1/chat/completions` (a 1 KiB system prompt, `WORDS: 16`, `max_tokens: 64`) \
          with a tollgate key; tollgate runs its whole pipeline on it (auth, parse, policy, \
-         token estimate, budget reserve on `bench/a1` and its parent, forward, commit, audit). \
+         PII and secret guardrails on the prompt and the answer, token estimate, budget \
+         reserve on `bench/a1` and its parent, forward, commit, audit, metrics). tollgate and \
+         the passthrough run the same number of worker threads (`BENCH_THREADS`, 1 unless \
+         the command says otherwise). \
          Latencies are in milliseconds; for streams *latency* is the time to the last byte and \
          *TTFB* the time to the first body byte. *Server CPU* is the user + system time the \
          called process spent per request (the mock's for direct calls, the proxy's alone \
