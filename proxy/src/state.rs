@@ -129,6 +129,8 @@ pub struct State {
     /// A random value only this process knows: `/readyz` sends it to the agent-facing
     /// listener to prove the process listening there is this one.
     pub probe_nonce: String,
+    /// Finished traces on their way to the collector (bounded; see `trace::export`).
+    pub traces: crate::trace::Exporter,
 }
 
 impl State {
@@ -159,6 +161,9 @@ impl State {
         for result in ["ok", "invalid"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
+        for result in ["exported", "queue_full", "export_failed"] {
+            metrics.trace_spans.with_label_values(&[result]);
+        }
         for limit in ["response", "event", "total"] {
             metrics.buffer_limits.with_label_values(&[limit]);
         }
@@ -183,6 +188,7 @@ impl State {
             agent_stats: Default::default(),
             delegated: Default::default(),
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
+            traces: Default::default(),
         }
     }
 

@@ -121,6 +121,7 @@ pub async fn respond(
     let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
         return Ended::failed(Charge::InputOnly, not_json(&up));
     };
+    super::telemetry::response(ctx, req.api, &json);
     let usage = tollgate_pricing::usage_from_response(req.api, &json)
         .unwrap_or_else(|| settle::counted(&ctx.money, &req.model, &settle::output_text(&json)));
     let calls = tollgate_toolcalls::proposed_calls(req.api, &json);
