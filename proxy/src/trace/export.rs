@@ -44,15 +44,25 @@ pub struct Exporter {
 
 impl Default for Exporter {
     fn default() -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        Exporter::with_capacity(QUEUE)
+    }
+}
+
+impl Exporter {
+    /// An exporter whose queue holds `traces` finished traces.
+    pub fn with_capacity(traces: usize) -> Exporter {
+        let (tx, rx) = mpsc::channel(traces.max(1));
         Exporter {
             tx,
             rx: Mutex::new(Some(rx)),
         }
     }
-}
 
-impl Exporter {
+    /// The queue's other end, once: the export task (or a benchmark) drains it.
+    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Finished>> {
+        self.rx.lock().expect("exporter").take()
+    }
+
     /// Hands a finished trace over; never waits. Returns whether it was queued.
     pub fn submit(&self, t: Finished, counter: &prometheus::IntCounterVec) -> bool {
         let n = t.spans.len() as u64;
@@ -74,7 +84,7 @@ pub struct TraceExport {
 #[async_trait::async_trait]
 impl BackgroundService for TraceExport {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let Some(mut rx) = self.state.traces.rx.lock().expect("exporter").take() else {
+        let Some(mut rx) = self.state.traces.take_receiver() else {
             return;
         };
         let out = Outbound::default();
