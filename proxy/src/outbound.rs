@@ -58,7 +58,7 @@ impl Outbound {
             let path = format!("{}{suffix}", url.path);
             let mut h = RequestHeader::build("POST", path.as_bytes(), None)
                 .map_err(|_| "invalid request".to_string())?;
-            let io = |e: Box<pingora_error::Error>| format!("{}", e.etype().as_str());
+            let io = |e: Box<pingora_error::Error>| e.etype().as_str().to_string();
             h.insert_header("host", url.authority()).map_err(io)?;
             h.insert_header("content-length", body.len().to_string())
                 .map_err(io)?;
