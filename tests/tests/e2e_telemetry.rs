@@ -326,3 +326,36 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_drops_are_counted()
         })
         .await;
 }
+
+#[tokio::test]
+async fn a_decision_api_call_is_a_trace_with_its_tool_decision() {
+    let collector = receiver().await;
+    let (_mock, tg) = setup(&format!(
+        "telemetry: {{ otlp_endpoint: \"{}\" }}",
+        collector.url()
+    ))
+    .await;
+    let d = tg
+        .client("a1")
+        .post(
+            "/v1/tollgate/decide",
+            &json!({"estimate_usd": 0.01, "tool": {"name": "web_search", "arguments": {"q": SECRET_WORDS}}}),
+        )
+        .await;
+    assert_eq!(d.status, 200, "{}", d.text());
+    let spans = collector
+        .wait_for_spans("the decision's spans", |s| s.iter().any(|s| s.name == "tool"))
+        .await;
+    let root = spans.iter().find(|s| s.parent_span_id.is_empty()).expect("root");
+    assert_eq!(root.name, "tollgate decide");
+    assert_eq!(attr(root, "tollgate.decision").as_deref(), Some("allow"));
+    assert_eq!(attr(root, "tollgate.scope").as_deref(), Some("acme/a1"));
+    for name in ["auth", "tool"] {
+        let s = spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(s.parent_span_id, root.span_id);
+    }
+    let tool = spans.iter().find(|s| s.name == "tool").unwrap();
+    assert_eq!(attr(tool, "gen_ai.tool.name").as_deref(), Some("web_search"));
+    let text = all_attribute_text(&collector);
+    assert!(!text.contains(SECRET_WORDS), "{text}");
+}
