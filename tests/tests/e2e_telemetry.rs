@@ -344,18 +344,29 @@ async fn a_decision_api_call_is_a_trace_with_its_tool_decision() {
         .await;
     assert_eq!(d.status, 200, "{}", d.text());
     let spans = collector
-        .wait_for_spans("the decision's spans", |s| s.iter().any(|s| s.name == "tool"))
+        .wait_for_spans("the decision's spans", |s| {
+            s.iter().any(|s| s.name == "tool")
+        })
         .await;
-    let root = spans.iter().find(|s| s.parent_span_id.is_empty()).expect("root");
+    let root = spans
+        .iter()
+        .find(|s| s.parent_span_id.is_empty())
+        .expect("root");
     assert_eq!(root.name, "tollgate decide");
     assert_eq!(attr(root, "tollgate.decision").as_deref(), Some("allow"));
     assert_eq!(attr(root, "tollgate.scope").as_deref(), Some("acme/a1"));
     for name in ["auth", "tool"] {
-        let s = spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("no {name}"));
+        let s = spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name}"));
         assert_eq!(s.parent_span_id, root.span_id);
     }
     let tool = spans.iter().find(|s| s.name == "tool").unwrap();
-    assert_eq!(attr(tool, "gen_ai.tool.name").as_deref(), Some("web_search"));
+    assert_eq!(
+        attr(tool, "gen_ai.tool.name").as_deref(),
+        Some("web_search")
+    );
     let text = all_attribute_text(&collector);
     assert!(!text.contains(SECRET_WORDS), "{text}");
 }
