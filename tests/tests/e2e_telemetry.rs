@@ -110,6 +110,23 @@ async fn a_chat_is_one_trace_under_the_callers_span_and_the_provider_joins_it() 
     }
     assert!(starts.is_sorted(), "stages run in order: {starts:?}");
     assert_eq!(spans.len(), stages.len() + 1, "{spans:#?}");
+    // The trace as docs/observability.md shows it (`--nocapture` prints it).
+    let at = |t: u64| (t - root.start_time_unix_nano) as f64 / 1e6;
+    for s in &spans {
+        let attrs: Vec<String> = s
+            .attributes
+            .iter()
+            .map(|a| format!("{}={}", a.key, attr(s, &a.key).unwrap_or_default()))
+            .collect();
+        eprintln!(
+            "{:<12} kind {} {:>7.2} – {:>7.2} ms  {}",
+            s.name,
+            s.kind,
+            at(s.start_time_unix_nano),
+            at(s.end_time_unix_nano),
+            attrs.join(" ")
+        );
+    }
 
     // The provider is a child of the upstream (CLIENT) span, with the caller's tracestate.
     let upstream = spans.iter().find(|s| s.name == "upstream").unwrap();
