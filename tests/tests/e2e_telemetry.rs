@@ -387,3 +387,40 @@ async fn a_decision_api_call_is_a_trace_with_its_tool_decision() {
     let text = all_attribute_text(&collector);
     assert!(!text.contains(SECRET_WORDS), "{text}");
 }
+
+#[tokio::test]
+async fn a_stream_reports_its_model_finish_reasons_and_usage() {
+    let collector = receiver().await;
+    let (_mock, tg) = setup(&format!(
+        "telemetry: {{ otlp_endpoint: \"{}\" }}",
+        collector.url()
+    ))
+    .await;
+    let r = tg
+        .client("a1")
+        .chat(json!({"model": "mock-1", "stream": true, "messages": [
+            {"role": "user", "content": "SAY: streamed words arrive"}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let spans = collector
+        .wait_for_spans("the stream's spans", |s| {
+            s.iter().any(|s| s.name == "settle")
+        })
+        .await;
+    let root = spans
+        .iter()
+        .find(|s| s.parent_span_id.is_empty())
+        .expect("root");
+    assert_eq!(
+        attr(root, "gen_ai.response.model").as_deref(),
+        Some("mock-1")
+    );
+    assert_eq!(
+        attr(root, "gen_ai.response.finish_reasons").as_deref(),
+        Some("[stop]")
+    );
+    assert!(attr(root, "gen_ai.usage.output_tokens").is_some());
+    let relay = spans.iter().find(|s| s.name == "relay").unwrap();
+    assert_eq!(attr(relay, "tollgate.stream").as_deref(), Some("true"));
+    assert!(!all_attribute_text(&collector).contains("streamed words"));
+}

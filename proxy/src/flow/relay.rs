@@ -263,6 +263,9 @@ async fn stream(
     if declares_tools(&req.body) {
         processor = processor.with_tool_gate(&out.gate.guards.tool_args);
     }
+    if ctx.trace.recording() {
+        processor = processor.with_meta();
+    }
     let mut lease = state.buffers.lease(ctx.rt.config.server.max_buffered_bytes);
     let end = if session
         .write_response_header(Box::new(header), false)
@@ -282,6 +285,16 @@ async fn stream(
         relay.pump(ctx).await
     };
     drop(lease);
+    if let Some(meta) = processor.meta() {
+        ctx.trace.root(|a| {
+            if let Some(m) = &meta.model {
+                a.str("gen_ai.response.model", m);
+            }
+            if !meta.finish_reasons.is_empty() {
+                a.list("gen_ai.response.finish_reasons", &meta.finish_reasons);
+            }
+        });
+    }
     let seen = processor.usage(ctx.money.input_tokens());
     // Hidden output (reasoning) is billed but never streamed: a stream that ended before
     // the provider said what it billed is charged its whole hold.
