@@ -46,8 +46,7 @@ pub struct Metrics {
     /// Spans handed to the collector, by result: `exported`, `queue_full` (dropped before
     /// the queue), `export_failed` (dropped after the collector refused or was down).
     pub trace_spans: IntCounterVec,
-    /// Approval webhook delivery attempts by event and result (`delivered`, `retry`,
-    /// `gave_up`).
+    /// Approval webhook delivery attempts by event and result (`delivered`, `retry`).
     pub webhook_deliveries: IntCounterVec,
 }
 
