@@ -104,6 +104,10 @@ pub struct Record {
     /// Only when a policy explicitly asks to log prompts; absent from the line otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The request's OpenTelemetry trace id (32 lowercase hex digits) when it was traced or
+    /// arrived with a `traceparent`; absent from the line otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Set by the sink on append; whatever the caller put here is replaced.
     #[serde(default)]
     pub prev_hash: String,
@@ -144,6 +148,7 @@ impl Record {
             upstream_status: None,
             latency_ms: 0,
             prompt: None,
+            trace_id: None,
             prev_hash: String::new(),
             hash: String::new(),
         }
@@ -152,6 +157,13 @@ impl Record {
     /// Refuses reasons that look like prose or values rather than codes. The error names
     /// the position only: echoing the text could put the very value into a log.
     pub fn check(&self) -> Result<(), AuditError> {
+        if let Some(t) = &self.trace_id
+            && !(t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        {
+            return Err(AuditError::InvalidRecord(
+                "trace_id is not 32 lowercase hex digits".into(),
+            ));
+        }
         for (i, reason) in self.reasons.iter().enumerate() {
             if !is_code(reason) {
                 return Err(AuditError::InvalidRecord(format!(

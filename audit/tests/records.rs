@@ -254,6 +254,7 @@ fn strings_appear_only_in_identifier_fields() {
         count: 1,
     }];
     r.prompt = Some("hello".into());
+    r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
     r.prev_hash = "p".into();
     r.hash = "h".into();
     let value = serde_json::to_value(&r).unwrap();
@@ -285,9 +286,26 @@ fn strings_appear_only_in_identifier_fields() {
             ".tools[].approval_id",
             ".tools[].decision",
             ".tools[].name",
+            ".trace_id",
             ".ts",
         ]
     );
+}
+
+/// `trace_id` is an identifier: 32 lowercase hex digits, nothing else gets in.
+#[test]
+fn a_trace_id_must_be_one() {
+    let mut r = record(0);
+    r.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+    assert!(r.check().is_ok());
+    for bad in [
+        "",
+        "4BF92F3577B34DA6A3CE929D0E0E4736",
+        "the prompt text goes here.......",
+    ] {
+        r.trace_id = Some(bad.into());
+        assert!(r.check().is_err(), "{bad:?} accepted");
+    }
 }
 
 /// The proxy holds an `AuditSink`; its file readers run on a blocking thread.

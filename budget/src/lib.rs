@@ -19,6 +19,7 @@ mod keys;
 mod ledger;
 mod limits;
 mod model;
+mod outbox;
 mod plan;
 mod redis;
 mod scope;
@@ -40,6 +41,7 @@ pub use model::{
     Balance, Budget, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, MAX_NANOS,
     Nanos, Period, ReleaseOutcome, ReserveAnswer, ReserveRequest, ScopeBudget, window_id,
 };
+pub use outbox::{MAX_OUTBOX_BODY, OUTBOX_RETENTION, Outbox, OutboxItem};
 pub use redis::{RedisOptions, RedisStore};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
 pub use store::{Backend, Store, StoreOptions, spawn_reaper};

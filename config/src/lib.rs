@@ -8,6 +8,7 @@ mod infra;
 mod providers;
 mod raw;
 mod section;
+mod telemetry;
 mod types;
 pub mod units;
 mod validate;
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use section::parse_days;
+pub use telemetry::{Approvals, Telemetry, Webhook, WebhookFormat};
 pub use types::*;
 pub use validate::{EnvLookup, valid_scope_path};
 

@@ -99,6 +99,10 @@ pub struct Config {
     pub policies: BTreeMap<String, Policy>,
     pub agents: BTreeMap<String, Agent>,
     pub keys: Vec<StaticKey>,
+    /// OpenTelemetry trace export; off by default.
+    pub telemetry: crate::Telemetry,
+    /// Approval notifications (webhooks).
+    pub approvals: crate::Approvals,
 }
 
 #[derive(Debug, Clone)]

@@ -141,6 +141,8 @@ const TOP_LEVEL: &[&str] = &[
     "policies",
     "agents",
     "keys",
+    "telemetry",
+    "approvals",
 ];
 
 /// Parses and validates a config file's text.
@@ -194,6 +196,8 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let policies = policies(&mut ctx, take("policies"));
     let agents = agents(&mut ctx, take("agents"), &policies);
     let keys = keys(&mut ctx, take("keys"), &agents);
+    let telemetry = crate::telemetry::telemetry(&mut ctx, take("telemetry"));
+    let approvals = crate::telemetry::approvals(&mut ctx, take("approvals"));
 
     if ctx.errors.is_empty() {
         Ok(Config {
@@ -207,6 +211,8 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
             policies,
             agents,
             keys,
+            telemetry,
+            approvals,
         })
     } else {
         Err(ConfigErrors(ctx.errors))

@@ -431,3 +431,64 @@ policies:
     assert!(p.models.allows("gpt-4o-mini"));
     assert!(p.tools.deny.is_match("DELETE_repo"));
 }
+
+#[test]
+fn telemetry_and_approval_webhooks_are_off_by_default_and_validated() {
+    let c = Config::from_yaml("", &env).expect("valid");
+    assert!(!c.telemetry.enabled());
+    assert!(c.approvals.webhook.is_none());
+
+    let with = |name: &str| match name {
+        "HOOK_SECRET" => Some("s3cret".to_string()),
+        other => env(other),
+    };
+    let c = Config::from_yaml(
+        r#"
+telemetry: { otlp_endpoint: "http://127.0.0.1:4318", service_name: gw, sample_ratio: 0.25 }
+approvals: { webhook: { url: "https://hooks.example/approvals", secret_env: HOOK_SECRET, format: slack } }
+"#,
+        &with,
+    )
+    .expect("valid");
+    let url = c.telemetry.otlp_endpoint.as_ref().expect("on");
+    assert_eq!(
+        (url.host.as_str(), url.port, url.tls),
+        ("127.0.0.1", 4318, false)
+    );
+    assert_eq!(c.telemetry.service_name, "gw");
+    assert_eq!(c.telemetry.sample_ratio, 0.25);
+    let hook = c.approvals.webhook.as_ref().expect("webhook");
+    assert_eq!(hook.format, tollgate_config::WebhookFormat::Slack);
+    assert_eq!(hook.secret.expose(), "s3cret");
+    assert!(!format!("{c:?}").contains("s3cret"));
+
+    let errs = errors(
+        r#"
+telemetry: { otlp_endpoint: "ftp://x", sample_ratio: 1.5, colour: red }
+"#,
+    );
+    assert!(errs.iter().any(|e| e.contains("telemetry")), "{errs:?}");
+    let errs = errors("telemetry: { otlp_endpoint: \"ftp://x\", sample_ratio: 1.5 }");
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("telemetry.otlp_endpoint")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.starts_with("telemetry.sample_ratio")),
+        "{errs:?}"
+    );
+    let errs = errors(
+        "approvals: { webhook: { url: \"https://h.example\", secret_env: UNSET_SECRET, format: teams } }",
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("approvals.webhook.secret_env")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("approvals.webhook.format")),
+        "{errs:?}"
+    );
+}

@@ -46,6 +46,11 @@ pub struct Metrics {
     /// Entries the Cycles protocol remembers per process (`reservations`, `answers`),
     /// bounded by `cycles::registry::MAX_ENTRIES` each.
     pub cycles_entries: GaugeVec,
+    /// Spans handed to the collector, by result: `exported`, `queue_full` (dropped before
+    /// the queue), `export_failed` (dropped after the collector refused or was down).
+    pub trace_spans: IntCounterVec,
+    /// Approval webhook delivery attempts by event and result (`delivered`, `retry`).
+    pub webhook_deliveries: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -222,6 +227,18 @@ impl Metrics {
                 "tollgate_config_reloads_total",
                 "Config reload attempts.",
                 &["result"],
+            ),
+            trace_spans: counter(
+                &r,
+                "tollgate_trace_spans_total",
+                "Trace spans by export result (exported, queue_full, export_failed).",
+                &["result"],
+            ),
+            webhook_deliveries: counter(
+                &r,
+                "tollgate_webhook_deliveries_total",
+                "Approval webhook delivery attempts by event and result.",
+                &["event", "result"],
             ),
             registry: r,
         }

@@ -136,6 +136,18 @@ pub fn run_with(state: Arc<State>, extra: impl FnOnce(&mut Server)) -> ! {
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "trace export",
+        crate::trace::TraceExport {
+            state: state.clone(),
+        },
+    ));
+    server.add_service(background_service(
+        "approval webhooks",
+        crate::notify::Notifier {
+            state: state.clone(),
+        },
+    ));
     server.add_service(background_service("store upkeep", Upkeep { state }));
     extra(&mut server);
     tracing::info!(listen = %server_cfg.listen, admin = %server_cfg.admin_listen, "tollgate serving");

@@ -134,6 +134,8 @@ pub struct State {
     pub probe_nonce: String,
     /// The Cycles protocol's reservations and idempotent answers (per process, bounded).
     pub cycles: crate::cycles::Registry,
+    /// Finished traces on their way to the collector (bounded; see `trace::export`).
+    pub traces: crate::trace::Exporter,
 }
 
 impl State {
@@ -164,6 +166,9 @@ impl State {
         for result in ["ok", "invalid"] {
             metrics.config_reloads.with_label_values(&[result]);
         }
+        for result in ["exported", "queue_full", "export_failed"] {
+            metrics.trace_spans.with_label_values(&[result]);
+        }
         for limit in ["response", "event", "total"] {
             metrics.buffer_limits.with_label_values(&[limit]);
         }
@@ -189,6 +194,7 @@ impl State {
             delegated: Default::default(),
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
             cycles: Default::default(),
+            traces: Default::default(),
         }
     }
 

@@ -20,6 +20,7 @@ mod approvals;
 mod keys;
 mod ledger;
 mod limits;
+mod outbox;
 mod schema;
 mod trust;
 mod wal;
@@ -257,6 +258,7 @@ impl Backend for EmbeddedStore {
             limits::purge(c, now_ms)?;
             approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
             trust::purge(c, now_ms)?;
+            outbox::purge(c, now_ms)?;
             Ok(reaped)
         })
         .await

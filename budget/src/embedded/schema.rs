@@ -121,6 +121,18 @@ CREATE INDEX IF NOT EXISTS approvals_call ON approvals (agent, tool, args_sha256
 CREATE INDEX IF NOT EXISTS approvals_expiry ON approvals (expires_ms);
 
 -- A penalty and when it was last updated; `forget_ms` is when it has decayed to nothing.
+-- Notifications waiting for delivery (`due_ms` set) or delivered (`done_ms` set, kept so
+-- the same id is never queued again within the retention).
+CREATE TABLE IF NOT EXISTS outbox (
+    id         TEXT PRIMARY KEY,
+    body       TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    due_ms     INTEGER,
+    created_ms INTEGER NOT NULL,
+    done_ms    INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (due_ms) WHERE done_ms IS NULL;
+
 CREATE TABLE IF NOT EXISTS trust (
     agent      TEXT PRIMARY KEY,
     penalty    REAL NOT NULL,

@@ -31,6 +31,7 @@ mod approvals;
 mod keys;
 mod ledger;
 mod limits;
+mod outbox;
 mod trust;
 
 use std::collections::{HashMap, HashSet};
@@ -78,6 +79,7 @@ struct Scripts {
     approvals: approvals::Scripts,
     trust: trust::Scripts,
     agents: agents::Scripts,
+    outbox: outbox::Scripts,
 }
 
 impl Scripts {
@@ -89,6 +91,7 @@ impl Scripts {
             approvals: approvals::Scripts::load(),
             trust: trust::Scripts::load(),
             agents: agents::Scripts::load(),
+            outbox: outbox::Scripts::load(),
         }
     }
 }

@@ -48,7 +48,7 @@ macro_rules! all_scenarios {
             adjust_corrects_the_bucket_it_counted_in, invalid_acquires_are_refused,
             one_lease_id_for_several_acquires, approvals_are_requested_once_and_decided_once,
             approvals_lapse, trust_falls_and_recovers, delegated_agents,
-            forgotten_holds_leave_nothing_behind
+            forgotten_holds_leave_nothing_behind, outbox_queues_once_leases_retries_and_remembers
         );
     };
 }
@@ -492,4 +492,64 @@ pub async fn timezones_cut_windows(h: Harness) {
 
 pub async fn ping_answers(h: Harness) {
     h.store.ping().await.unwrap();
+}
+
+/// The notification outbox: an id is queued once (also after delivery), a claim leases,
+/// a retry counts and delays, a delivered item is never handed out again.
+pub async fn outbox_queues_once_leases_retries_and_remembers(h: Harness) {
+    let s = &h.store;
+    assert!(s.outbox_push("apr_1.requested", "{\"a\":1}").await.unwrap());
+    assert!(
+        !s.outbox_push("apr_1.requested", "{\"a\":2}").await.unwrap(),
+        "queued twice"
+    );
+    h.clock.advance(TimeDelta::milliseconds(1));
+    assert!(s.outbox_push("apr_1.approved", "{}").await.unwrap());
+    assert_eq!(s.outbox_len().await.unwrap(), 2);
+
+    let lease = Duration::from_secs(30);
+    let got = s.outbox_claim(10, lease).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["apr_1.requested", "apr_1.approved"],
+        "oldest due first"
+    );
+    assert_eq!(got[0].body, "{\"a\":1}");
+    assert_eq!(got[0].attempts, 0);
+    // Leased: nobody else gets them meanwhile.
+    assert!(s.outbox_claim(10, lease).await.unwrap().is_empty());
+
+    s.outbox_done("apr_1.requested").await.unwrap();
+    s.outbox_retry("apr_1.approved", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_len().await.unwrap(), 1);
+    h.clock.advance(TimeDelta::seconds(1));
+    assert!(
+        s.outbox_claim(10, lease).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    h.clock.advance(TimeDelta::seconds(2));
+    let again = s.outbox_claim(10, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].attempts),
+        ("apr_1.approved", 1)
+    );
+    // A lease that ran out (its holder died) makes the item due again.
+    h.clock.advance(TimeDelta::seconds(31));
+    assert_eq!(s.outbox_claim(10, lease).await.unwrap().len(), 1);
+    s.outbox_done("apr_1.approved").await.unwrap();
+
+    // Delivered ids are remembered: derived again, they are not queued again.
+    assert!(!s.outbox_push("apr_1.requested", "{}").await.unwrap());
+    assert!(!s.outbox_push("apr_1.approved", "{}").await.unwrap());
+    h.clock.advance(TimeDelta::seconds(60));
+    assert!(s.outbox_claim(10, lease).await.unwrap().is_empty());
+    assert_eq!(s.outbox_len().await.unwrap(), 0);
+    assert!(matches!(
+        s.outbox_push("bad|id", "{}").await,
+        Err(StoreError::Invalid(_))
+    ));
 }

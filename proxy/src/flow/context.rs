@@ -63,6 +63,8 @@ pub struct Ctx {
     pub rate: Option<super::limits::RateHold>,
     /// The audit record was written.
     pub audited: bool,
+    /// The request's trace; empty unless telemetry is on and the request sampled.
+    pub trace: crate::trace::Trace,
 }
 
 /// What the agent asked for.
@@ -226,6 +228,7 @@ impl Ctx {
             reply: Reply::default(),
             rate: None,
             audited: false,
+            trace: crate::trace::Trace::default(),
         }
     }
 }

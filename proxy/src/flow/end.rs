@@ -111,6 +111,18 @@ impl Ended {
 /// Settles, records, then delivers what is left: the record is complete (cost committed)
 /// before the agent sees the end of its answer.
 pub async fn conclude(state: &State, session: &mut Session, ctx: &mut Ctx, ended: Ended) {
+    let span = ctx.trace.begin();
+    let settled = if ctx.money.hold.is_some() {
+        "commit"
+    } else {
+        "none"
+    };
+    let how = match ended.charge {
+        Charge::Nothing => "release",
+        Charge::InputOnly => "input_only",
+        Charge::Usage(_) => "usage",
+        Charge::Hold(_) => "hold",
+    };
     match ended.charge {
         Charge::Nothing => settle::release(state, ctx).await,
         Charge::InputOnly => {
@@ -120,6 +132,9 @@ pub async fn conclude(state: &State, session: &mut Session, ctx: &mut Ctx, ended
         Charge::Usage(usage) => settle::commit(state, ctx, usage).await,
         Charge::Hold(seen) => settle::commit_hold(state, ctx, seen).await,
     }
+    ctx.trace.end(span, "settle", |a| {
+        a.str("tollgate.charge", how).str("tollgate.hold", settled);
+    });
     match ended.reason {
         Some(Code::GuardrailBlocked) => ctx.verdict.deny(Code::GuardrailBlocked),
         Some(code) => ctx.verdict.push(code),

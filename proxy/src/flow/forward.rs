@@ -18,10 +18,12 @@ use tollgate_config::Provider;
 
 use super::context::Ctx;
 use super::respond;
+use super::telemetry;
 use crate::api::Request;
 use crate::error::GateError;
 use crate::reason::Reason;
 use crate::state::{Runtime, State};
+use crate::trace::{Begun, Kind};
 use crate::upstream::{self, Failure};
 
 /// A provider's answer whose header has arrived and whose body is still to be read.
@@ -89,7 +91,7 @@ pub async fn send(
     let mut last = LastFailure::None;
     for provider in order {
         ctx.upstream.provider = Some(provider.name.clone());
-        let header = upstream::request_header(
+        let mut header = upstream::request_header(
             provider,
             req.api,
             &req.model,
@@ -97,6 +99,19 @@ pub async fn send(
             body.len(),
         )
         .map_err(|m| GateError::UpstreamUnavailable { message: m })?;
+        // The provider joins this request's trace as a child of the attempt's span.
+        let span = ctx.trace.begin();
+        if let Some(tp) = ctx.trace.child_traceparent(span) {
+            let _ = header.insert_header("traceparent", tp);
+            match ctx.trace.tracestate() {
+                Some(ts) => {
+                    let _ = header.insert_header("tracestate", ts.to_string());
+                }
+                None => {
+                    header.remove_header("tracestate");
+                }
+            }
+        }
         let started = Instant::now();
         let attempt = tokio::select! {
             attempt = attempt(state, rt, provider, header, body.clone()) => attempt,
@@ -104,10 +119,20 @@ pub async fn send(
             // an agent that is gone.
             () = respond::client_gone(session) => {
                 ctx.upstream.time += started.elapsed();
+                end_span(ctx, span, provider, Err("client_gone"));
                 return Ok(Sent::ClientGone);
             }
         };
         ctx.upstream.time += started.elapsed();
+        end_span(
+            ctx,
+            span,
+            provider,
+            match &attempt {
+                Ok(up) => Ok(up.status()),
+                Err(f) => Err(failure_label(f)),
+            },
+        );
         match attempt {
             Ok(up) => {
                 health(state, rt, provider, up.status() < 500);
@@ -162,6 +187,25 @@ pub async fn send(
         }),
         LastFailure::None => Err(GateError::Internal),
     }
+}
+
+/// Ends an attempt's client span: the provider, where it is, and what came back.
+fn end_span(ctx: &mut Ctx, span: Begun, provider: &Provider, result: Result<u16, &'static str>) {
+    let failed = !matches!(result, Ok(s) if s < 500);
+    ctx.trace
+        .end_as(span, "upstream", Kind::Client, failed, |a| {
+            a.str(
+                "gen_ai.provider.name",
+                telemetry::provider_name(provider.kind),
+            )
+            .str("tollgate.provider", &provider.name)
+            .str("server.address", &provider.base_url.host)
+            .int("server.port", i64::from(provider.base_url.port));
+            match result {
+                Ok(status) => a.int("http.response.status_code", i64::from(status)),
+                Err(kind) => a.str("error.type", kind),
+            };
+        });
 }
 
 /// Notes how `provider` did: a connect error, a first-byte timeout or a 5xx counts toward

@@ -38,6 +38,7 @@ mod reserve;
 pub(crate) mod respond;
 mod settle;
 mod stream;
+mod telemetry;
 mod tools;
 pub(crate) mod trust;
 
@@ -53,6 +54,7 @@ use bytes::Bytes;
 use crate::api::{self, Api, Endpoint, Route};
 use crate::error::GateError;
 use crate::state::{Runtime, State};
+use crate::trace::{Begun, Kind};
 
 use context::Agent;
 pub use context::Ctx;
@@ -90,6 +92,7 @@ impl ProxyHttp for Gateway {
             respond::json(session, ctx, 204, Bytes::new(), &[]).await;
             return Ok(true);
         }
+        telemetry::start(ctx, &session.req_header().headers);
         let ended = match self.handle(session, ctx).await {
             Ok(Some(ended)) => ended,
             // The route answered itself (and recorded, where it records).
@@ -133,6 +136,7 @@ impl ProxyHttp for Gateway {
         }
         trust::record(&self.state, ctx).await;
         context::finish(&self.state, ctx);
+        telemetry::finish(&self.state, ctx);
     }
 }
 
@@ -162,7 +166,9 @@ impl Gateway {
             crate::cycles::serve(&self.state, &rt, session, ctx, op).await;
             return Ok(None);
         }
-        let agent = Arc::new(auth::authenticate(&self.state, &rt, &header.headers).await?);
+        let b = ctx.trace.begin();
+        let agent = auth::authenticate(&self.state, &rt, &header.headers).await;
+        let agent = Arc::new(staged(ctx, b, "auth", agent)?);
         ctx.agent = Some(agent.clone());
         let policy = agent.policy.as_ref();
         if route != Route::Models {
@@ -207,13 +213,24 @@ impl Gateway {
         if rt.config.route(&req.model).is_empty() {
             return Err(GateError::ModelNotFound { model: req.model });
         }
-        policy::check(&self.state, policy, &req.model, ctx)?;
+        telemetry::name(ctx);
+        let b = ctx.trace.begin();
+        let checked = policy::check(&self.state, policy, &req.model, ctx);
+        staged(ctx, b, "policy", checked)?;
         let hidden = policy::Hidden::of(api, &req.body);
         policy::hidden(&self.state, policy, hidden, ctx)?;
         let guards = agent.guards.as_ref();
-        guard::input(&self.state, policy, guards, &mut req, ctx)?;
-        tools::check_request(&self.state, policy, &mut req, ctx)?;
-        let est = estimate::estimate(rt, policy, &mut req, hidden)?;
+        let b = ctx.trace.begin();
+        let guarded = guard::input(&self.state, policy, guards, &mut req, ctx)
+            .and_then(|()| tools::check_request(&self.state, policy, &mut req, ctx));
+        staged(ctx, b, "guard", guarded)?;
+        let b = ctx.trace.begin();
+        let est = estimate::estimate(rt, policy, &mut req, hidden);
+        let est = staged(ctx, b, "estimate", est)?;
+        ctx.trace.root(|a| {
+            a.int("gen_ai.request.max_tokens", est.output_tokens as i64)
+                .float("tollgate.estimate_usd", est.worst_nanos as f64 / 1e9);
+        });
         ctx.money.estimate = Some(est.clone());
         // Saturating: `max_tokens` and `n` are the agent's numbers, and a wrapped sum would
         // slip under the tpm limit.
@@ -221,18 +238,25 @@ impl Gateway {
             est.output_tokens
                 .saturating_mul(tollgate_pricing::output_multiplier(api, &req.body)),
         );
-        limits::acquire(&self.state, &rt.config, agent, policy, tokens, ctx).await?;
-        reserve::reserve(
-            &self.state,
-            rt,
-            agent,
-            policy,
-            run.as_deref(),
-            &mut req,
-            &est,
-            ctx,
-        )
-        .await?;
+        let b = ctx.trace.begin();
+        let held = match limits::acquire(&self.state, &rt.config, agent, policy, tokens, ctx).await
+        {
+            Ok(()) => {
+                reserve::reserve(
+                    &self.state,
+                    rt,
+                    agent,
+                    policy,
+                    run.as_deref(),
+                    &mut req,
+                    &est,
+                    ctx,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        staged(ctx, b, "reserve", held)?;
         let strip_usage = req.stream && tollgate_pricing::inject_include_usage(api, &mut req.body);
         let body = Bytes::from(serde_json::to_vec(&req.body).map_err(|_| GateError::Internal)?);
         let upstream = match forward::send(&self.state, rt, session, &req, body, ctx).await? {
@@ -261,7 +285,12 @@ impl Gateway {
             },
             strip_usage,
         };
+        let b = ctx.trace.begin();
         let mut ended = relay::respond(&self.state, session, &req, upstream, &out, ctx).await;
+        let stream = req.stream;
+        ctx.trace.end(b, "relay", |a| {
+            a.bool("tollgate.stream", stream);
+        });
         if hidden.background {
             // Queued, not generated: the provider will spend up to the hold.
             ended.charge = match ended.charge {
@@ -272,4 +301,21 @@ impl Gateway {
         }
         Ok(ended)
     }
+}
+
+/// Ends stage `b`'s span, marking it failed (with the error's kind, never its message)
+/// when the stage refused the request.
+fn staged<T>(
+    ctx: &mut Ctx,
+    b: Begun,
+    name: &'static str,
+    r: Result<T, GateError>,
+) -> Result<T, GateError> {
+    ctx.trace.end_as(b, name, Kind::Internal, r.is_err(), |a| {
+        if let Err(e) = &r {
+            a.str("error.type", e.kind())
+                .str("tollgate.reason", e.code().as_str());
+        }
+    });
+    r
 }

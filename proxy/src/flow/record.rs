@@ -62,6 +62,7 @@ fn build(ctx: &Ctx) -> Record {
     r.upstream_status = ctx.upstream.status;
     r.latency_ms = ctx.started.elapsed().as_millis() as u64;
     r.prompt = ctx.call.prompt.clone();
+    r.trace_id = ctx.trace.trace_id();
     r
 }
 

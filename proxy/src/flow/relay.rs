@@ -121,6 +121,7 @@ pub async fn respond(
     let Ok(mut json) = serde_json::from_slice::<Value>(&body) else {
         return Ended::failed(Charge::InputOnly, not_json(&up));
     };
+    super::telemetry::response(ctx, req.api, &json);
     let usage = tollgate_pricing::usage_from_response(req.api, &json)
         .unwrap_or_else(|| settle::counted(&ctx.money, &req.model, &settle::output_text(&json)));
     let calls = tollgate_toolcalls::proposed_calls(req.api, &json);
@@ -262,6 +263,9 @@ async fn stream(
     if declares_tools(&req.body) {
         processor = processor.with_tool_gate(&out.gate.guards.tool_args);
     }
+    if ctx.trace.recording() {
+        processor = processor.with_meta();
+    }
     let mut lease = state.buffers.lease(ctx.rt.config.server.max_buffered_bytes);
     let end = if session
         .write_response_header(Box::new(header), false)
@@ -281,6 +285,16 @@ async fn stream(
         relay.pump(ctx).await
     };
     drop(lease);
+    if let Some(meta) = processor.meta() {
+        ctx.trace.root(|a| {
+            if let Some(m) = &meta.model {
+                a.str("gen_ai.response.model", m);
+            }
+            if !meta.finish_reasons.is_empty() {
+                a.list("gen_ai.response.finish_reasons", &meta.finish_reasons);
+            }
+        });
+    }
     let seen = processor.usage(ctx.money.input_tokens());
     // Hidden output (reasoning) is billed but never streamed: a stream that ended before
     // the provider said what it billed is charged its whole hold.

@@ -46,6 +46,53 @@ pub struct StreamProcessor {
     /// Holds tool-call deltas until their call is decided (requests that declare tools).
     gate: Option<StreamGate>,
     tool_args: Guard,
+    /// The answering model and finish reasons, noted only when the request is traced.
+    meta: Option<Meta>,
+}
+
+/// What a stream says about itself, for the trace.
+#[derive(Debug, Default)]
+pub struct Meta {
+    pub model: Option<String>,
+    pub finish_reasons: Vec<String>,
+}
+
+impl Meta {
+    /// Notes the model and finish reasons an event carries, in any of the three APIs.
+    fn observe(&mut self, api: Api, ev: &Value) {
+        let (model, reasons): (Option<&Value>, Vec<&Value>) = match api {
+            Api::AnthropicMessages => (
+                ev.pointer("/message/model"),
+                ev.pointer("/delta/stop_reason").into_iter().collect(),
+            ),
+            Api::Responses => (
+                ev.pointer("/response/model"),
+                match ev.get("type").and_then(Value::as_str) {
+                    Some("response.completed" | "response.incomplete" | "response.failed") => {
+                        ev.pointer("/response/status").into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                },
+            ),
+            _ => (
+                ev.get("model"),
+                ev.get("choices")
+                    .and_then(Value::as_array)
+                    .map(|cs| cs.iter().filter_map(|c| c.get("finish_reason")).collect())
+                    .unwrap_or_default(),
+            ),
+        };
+        if self.model.is_none()
+            && let Some(m) = model.and_then(Value::as_str)
+        {
+            self.model = Some(m.chars().take(256).collect());
+        }
+        for r in reasons.into_iter().filter_map(Value::as_str) {
+            if self.finish_reasons.len() < 32 {
+                self.finish_reasons.push(r.chars().take(64).collect());
+            }
+        }
+    }
 }
 
 /// What one step of the processor produced: bytes to send now, and calls to decide
@@ -68,7 +115,19 @@ impl StreamProcessor {
             guard: StreamGuard::new(api, output),
             gate: None,
             tool_args: Guard::off(),
+            meta: None,
         }
+    }
+
+    /// Notes the answering model and finish reasons (for a traced request).
+    pub fn with_meta(mut self) -> Self {
+        self.meta = Some(Meta::default());
+        self
+    }
+
+    /// What [`Self::with_meta`] noted.
+    pub fn meta(&self) -> Option<&Meta> {
+        self.meta.as_ref()
     }
 
     /// Gates tool calls: their deltas are held until decided, and their arguments pass the
@@ -141,6 +200,9 @@ impl StreamProcessor {
                 .and_then(|d| serde_json::from_str::<Value>(d).ok());
             if let Some(json) = &json {
                 self.accounting.observe(json);
+                if let Some(meta) = &mut self.meta {
+                    meta.observe(self.api, json);
+                }
                 if self.strip_usage && pricing::is_usage_only_chunk(json) {
                     continue;
                 }

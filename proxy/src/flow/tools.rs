@@ -137,7 +137,22 @@ impl Gate<'_> {
     /// Decides one proposed call. Records the decision in the context and metrics.
     pub async fn decide(&self, call: &ProposedCall, ctx: &mut Ctx) -> Outcome {
         let policy = self.agent.policy.as_ref();
+        let span = ctx.trace.begin();
         let (outcome, decision, approval) = self.verdict(call, ctx).await;
+        let shadow = decision == AuditDecision::Deny && policy.mode == Mode::Shadow;
+        ctx.trace.end(span, "tool", |a| {
+            a.str("gen_ai.tool.name", &call.name).str(
+                "tollgate.decision",
+                if shadow {
+                    AuditDecision::ShadowDeny.as_str()
+                } else {
+                    decision.as_str()
+                },
+            );
+            if approval.is_some() {
+                a.bool("tollgate.approval", true);
+            }
+        });
         let decision = match (decision, policy.mode) {
             (AuditDecision::Deny, Mode::Shadow) => {
                 ctx.verdict.shadow(Code::ToolDenied);

@@ -18,6 +18,7 @@ mod client;
 mod gauge;
 mod node;
 mod python;
+mod receiver;
 mod redis;
 
 use std::net::{SocketAddr, TcpListener};
@@ -33,6 +34,7 @@ pub use client::{Client, Reply};
 pub use gauge::InFlight;
 pub use node::{node, node_dir};
 pub use python::{python, venv_python};
+pub use receiver::{Received, Receiver, attr, receiver};
 pub use redis::{PrivateRedis, SHARED_REDIS_PORT, SharedPrefix, delete_prefix, random_prefix};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
