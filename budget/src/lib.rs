@@ -40,7 +40,7 @@ pub use model::{
     Balance, Budget, CommitOutcome, Decision, DenyReason, ExtendOutcome, LimitOverride, MAX_NANOS,
     Nanos, Period, ReleaseOutcome, ReserveAnswer, ReserveRequest, ScopeBudget, window_id,
 };
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{RedisOptions, RedisStore, Topology};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
 pub use store::{Backend, Store, StoreOptions, spawn_reaper};
 pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, TrustStore, decayed, recorded, trust_of};

@@ -82,9 +82,13 @@ async fn reserve_or_decide(
         .arg(if dry_run { "1" } else { "0" })
         .arg(ms(s.opts.run_retention));
     scope_args(&mut inv, &plan);
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
+    let key = format!("{base}exp");
+    let v: Value = if dry_run {
+        s.call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?
+    } else {
+        s.call_durable(key, inv).await?
+    };
     let r = Reply::of(&v)?;
     match r.str(0)?.as_str() {
         "deny" => {
@@ -267,9 +271,7 @@ impl Ledger for RedisStore {
             .arg(ms(self.opts.settled_retention))
             .arg(ms(self.opts.run_retention));
         scope_args(&mut inv, &plan);
-        let n: i64 = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let n: i64 = self.call_durable(format!("{base}exp"), inv).await?;
         Ok(n == 1)
     }
 
@@ -289,9 +291,7 @@ impl Ledger for RedisStore {
             .arg(actual)
             .arg(self.opts.clock.now().timestamp_millis())
             .arg(ms(self.opts.settled_retention));
-        let v: Value = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let v: Value = self.call_durable(format!("{base}exp"), inv).await?;
         let r = Reply::of(&v)?;
         match r.str(0)?.as_str() {
             "committed" => Ok(CommitOutcome::Committed {
