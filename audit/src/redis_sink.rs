@@ -92,6 +92,8 @@ pub struct RedisSink {
     instance: String,
     attempts: AtomicU64,
     appends: AtomicU64,
+    /// When a failing cluster connection was last replaced.
+    rebuilt: std::sync::Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -125,6 +127,7 @@ impl RedisSink {
             instance: instance_id(),
             attempts: AtomicU64::new(0),
             appends: AtomicU64::new(0),
+            rebuilt: std::sync::Mutex::new(std::time::Instant::now()),
             opts,
         })
     }
@@ -322,6 +325,12 @@ impl RedisSink {
             .collect())
     }
 
+    fn reconnect(&self) {
+        if let Ok(fresh) = self.connector.connect() {
+            *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
+    }
+
     fn manager(&self) -> Conn {
         self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -334,11 +343,22 @@ impl RedisSink {
         Fut: Future<Output = Result<T, RedisError>>,
     {
         match tokio::time::timeout(self.deadline, f(self.manager())).await {
-            Ok(result) => result.map_err(redis_error),
-            Err(_) => {
-                if let Ok(fresh) = self.connector.connect() {
-                    *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            Ok(result) => result.map_err(|e| {
+                // A cluster client whose slot refresh stalled after a failover times out
+                // inside itself forever: a fresh one (at most once a second) reads the
+                // slot map anew. The budget store does the same.
+                if !self.opts.cluster.is_empty() {
+                    let mut last = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        *last = std::time::Instant::now();
+                        drop(last);
+                        self.reconnect();
+                    }
                 }
+                redis_error(e)
+            }),
+            Err(_) => {
+                self.reconnect();
                 Err(AuditError::Redis(format!(
                     "redis did not answer within {:?}",
                     self.deadline

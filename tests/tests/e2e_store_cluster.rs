@@ -1,6 +1,6 @@
 //! Tollgate on a real Redis Cluster (three masters, three replicas) losing a master with
-//! `kill -9` in the middle of hundreds of concurrent requests from two instances against a
-//! small tenant budget: requests fail closed (503 `policy_store_unavailable`) while the
+//! `kill -9` in the middle of hundreds of requests from two instances against a small
+//! tenant budget, then hundreds more at once after the failover: requests fail closed (503 `policy_store_unavailable`) while the
 //! tenant's slot has no master, the spend the provider actually saw never exceeds the
 //! limit, every forwarded request is recorded once, and both instances serve again after
 //! the failover without a restart.
@@ -13,7 +13,10 @@ use tollgate_tests::harness::{self, LocalCluster, Reply, Tollgate};
 use tollgate_tests::mock::{self, MockProvider};
 
 const AGENTS: usize = 5;
-const REQUESTS: usize = 400;
+/// Sent one every `PACE` during the kill (so most meet a dead master), then all at once
+/// after the failover (so they race for what is left of the budget).
+const REQUESTS: usize = 200;
+const PACE: Duration = Duration::from_millis(5);
 /// The mock writes `WORDS: 2 * MAX_TOKENS` and stops at `max_tokens`.
 const MAX_TOKENS: u64 = 100;
 /// nano-USD per output token (100 USD per million) and per input token (1 USD per million).
@@ -135,21 +138,15 @@ async fn answers_again(tg: &Tollgate, tally: &mut Tally, within: Duration) {
     }
 }
 
-/// Runs the race on two instances and kills the master of the tenant's slot once the
-/// provider has seen `after` requests. Returns the cluster (its master dead) and the tally.
-async fn race_with_a_kill(
-    mock: &MockProvider,
-    one: &Tollgate,
-    two: &Tollgate,
-    mut cluster: LocalCluster,
-    prefix: &str,
-) -> (LocalCluster, u16, Tally) {
-    let master = cluster.master_of(&format!("{prefix}:{{acme}}:exp"));
+/// Sends `REQUESTS` chats spread over both instances and all agents, `pace` apart.
+fn race(one: &Tollgate, two: &Tollgate, pace: Duration) -> JoinSet<Reply> {
     let mut set = JoinSet::new();
     for i in 0..REQUESTS {
         let agent = format!("a{}", i % AGENTS);
         let client = [one, two][i % 2].client(&agent);
+        let start = pace * i as u32;
         set.spawn(async move {
+            tokio::time::sleep(start).await;
             client
                 .chat(json!({
                     "model": "mock-budget",
@@ -159,8 +156,23 @@ async fn race_with_a_kill(
                 .await
         });
     }
+    set
+}
+
+/// Runs a paced race on two instances and kills the master of the tenant's slot once the
+/// provider has seen half the budget's requests. Returns the cluster (its master dead) and
+/// the tally.
+async fn race_with_a_kill(
+    mock: &MockProvider,
+    one: &Tollgate,
+    two: &Tollgate,
+    mut cluster: LocalCluster,
+    prefix: &str,
+) -> (LocalCluster, u16, Tally) {
+    let master = cluster.master_of(&format!("{prefix}:{{acme}}:exp"));
+    let mut set = race(one, two, PACE);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while mock.requests().len() < 10 {
+    while mock.requests().len() < 20 {
         assert!(Instant::now() < deadline, "the race did not start");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -252,6 +264,12 @@ async fn a_master_killed_mid_race_never_overspends_and_both_instances_recover() 
     while !(ready(&one).await && ready(&two).await) {
         assert!(Instant::now() < deadline, "/readyz never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What is left of the budget, raced for at once: the holds acknowledged before the
+    // kill are still on the promoted master, so the race cannot take their room again.
+    let mut set = race(&one, &two, Duration::ZERO);
+    while let Some(r) = set.join_next().await {
+        tally.add(&r.expect("request task"));
     }
 
     let rows = settled(&[&one, &two]).await;

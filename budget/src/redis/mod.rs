@@ -136,6 +136,8 @@ pub struct RedisStore {
     deadline: Duration,
     opts: StoreOptions,
     scripts: Scripts,
+    /// When a failing cluster connection was last replaced.
+    rebuilt: Mutex<std::time::Instant>,
     /// Tenants this process already registered in `P:tenants` (a cache: the set in Redis is
     /// the truth, this only spares a round trip per reserve).
     registered: Mutex<HashSet<String>>,
@@ -169,6 +171,7 @@ impl RedisStore {
             opts: opts.store,
             scripts: Scripts::load(),
             registered: Mutex::new(HashSet::new()),
+            rebuilt: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -203,9 +206,7 @@ impl RedisStore {
         let outcome = match tokio::time::timeout(self.deadline, f(self.manager())).await {
             Ok(result) => result.map_err(redis_error),
             Err(_) => {
-                if let Ok(fresh) = self.connector.connect() {
-                    *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                }
+                self.reconnect();
                 Err(StoreError::Unavailable(format!(
                     "redis did not answer within {:?}",
                     self.deadline
@@ -216,8 +217,28 @@ impl RedisStore {
             // The Redis we reconnect to may be a restarted or promoted one that never saw our
             // registrations: make every tenant register again.
             self.forget_registrations();
+            // The cluster client repairs itself after a failover, but a slot refresh that
+            // started while the dead master was still in the map can stall it for good
+            // (every call then times out inside the client, never reaching our deadline):
+            // a fresh client reads the slot map anew. At most once a second, so an outage
+            // does not turn into a reconnect storm.
+            if self.connector.is_cluster() {
+                let mut last = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
+                if last.elapsed() >= REBUILD_EVERY {
+                    *last = std::time::Instant::now();
+                    drop(last);
+                    self.reconnect();
+                }
+            }
         }
         outcome
+    }
+
+    /// Replaces the connection with a fresh one (it connects on first use).
+    fn reconnect(&self) {
+        if let Ok(fresh) = self.connector.connect() {
+            *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
     }
 
     /// Runs a write script (its keys all in `key`'s slot) and, with `replicas_ack`, waits
@@ -293,6 +314,9 @@ impl RedisStore {
         Ok(())
     }
 }
+
+/// How often an unavailable cluster may have its connection rebuilt.
+const REBUILD_EVERY: Duration = Duration::from_secs(1);
 
 /// Connection trouble and a Redis that cannot serve right now are worth retrying; anything
 /// else (a script error, an unexpected reply) is a bug.
