@@ -138,9 +138,11 @@ where
     panic!("the store did not recover: {last:?}");
 }
 
-/// Tenants land on every master, so budget traffic is not one hot node.
+/// Tenants land on every master, budgets and rate limits alike, so neither is one hot
+/// node: each tenant's hold and lease are found on the master of the tenant's slot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_spread_over_the_masters() {
+    use common::limits::{acquire_req, lease};
     let h = open(ManualClock::new(common::t0())).await;
     let g = h.guard.downcast_ref::<Guard>().unwrap();
     let mut masters = std::collections::HashSet::new();
@@ -151,13 +153,35 @@ async fn tenants_spread_over_the_masters() {
             .reserve(&req(&format!("r{i}"), &scopes, 10, 10))
             .await
             .unwrap();
+        let acquire = tollgate_budget::AcquireRequest {
+            shard: tenant.clone(),
+            ..acquire_req(
+                &format!("l{i}"),
+                vec![],
+                vec![lease("agent:a:concurrent", 4)],
+            )
+        };
+        assert!(h.store.acquire(&acquire).await.unwrap().is_granted());
         let cluster = g.cluster.clone();
-        let key = format!("{}:{{{tenant}}}:exp", g.prefix);
-        masters.insert(
-            tokio::task::spawn_blocking(move || cluster.master_of(&key))
-                .await
-                .unwrap(),
+        let (hold, leases) = (
+            format!("{}:{{{tenant}}}:exp", g.prefix),
+            format!("{}:{{{tenant}}}:rl:l|agent:a:concurrent", g.prefix),
         );
+        let master = tokio::task::spawn_blocking(move || {
+            let master = cluster.master_of(&hold);
+            for key in [&hold, &leases] {
+                let found = cluster.cli(master, &["EXISTS", key]);
+                assert_eq!(
+                    found.as_deref().map(str::trim),
+                    Some("1"),
+                    "{key} on {master}"
+                );
+            }
+            master
+        })
+        .await
+        .unwrap();
+        masters.insert(master);
     }
     assert_eq!(masters.len(), 3, "24 tenants on all three masters");
 }

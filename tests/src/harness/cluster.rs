@@ -152,6 +152,11 @@ kill -9 "$r" 2>/dev/null; wait "$r""#,
             .unwrap_or_else(|| panic!("no master serves slot {slot}"))
     }
 
+    /// Runs `redis-cli -p <port> <args>` against one node; its output, if it succeeded.
+    pub fn cli(&self, port: u16, args: &[&str]) -> Option<String> {
+        cli(port, args)
+    }
+
     /// Masters' ports, as a live node sees them.
     pub fn masters(&self) -> Vec<u16> {
         let port = self.live_ports()[0];
