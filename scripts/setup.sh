@@ -19,6 +19,8 @@ need() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
 need cmake; need gcc; need g++; need make; need pkg-config; need curl; need ca-certificates
 if [ $want_test = 1 ]; then
   command -v redis-server >/dev/null || need redis-server
+  # redis-cli (5 or later) creates the tests' local Redis Cluster (`--cluster create`).
+  command -v redis-cli >/dev/null || need redis-tools
   command -v prometheus >/dev/null || need prometheus
   python3 -c 'import venv' 2>/dev/null || need python3-venv
   command -v node >/dev/null || need nodejs

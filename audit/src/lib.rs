@@ -18,6 +18,7 @@ pub mod files;
 pub mod money;
 mod read;
 mod record;
+mod redis_conn;
 mod redis_sink;
 mod sink;
 mod verify;

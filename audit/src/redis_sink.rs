@@ -18,11 +18,12 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 
 use crate::chain::{self, GENESIS, Prepared, Sealed};
 use crate::read::{Collector, Filter};
+pub use crate::redis_conn::Topology;
+use crate::redis_conn::{Conn, Connector};
 use crate::verify::{BreakKind, Start, Verifier, VerifyReport};
 use crate::{AuditError, Record};
 
@@ -33,8 +34,11 @@ const PAGE: usize = 500;
 /// How to reach Redis and how to keep the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`
+    /// `redis://host:port/db`; unused when `cluster` names seed nodes.
     pub url: String,
+    /// Seed nodes of a Redis Cluster; empty for one node at `url`. The stream and its head
+    /// share the `{audit}` slot: one chain is one sequence, on one master.
+    pub cluster: Vec<String>,
     /// Prepended to the keys; several deployments (or tests) can share one Redis.
     pub prefix: String,
     /// Trim the stream to about this many lines (`XADD MAXLEN ~`). `None` keeps all;
@@ -53,6 +57,7 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
         RedisOptions {
             url: url.into(),
+            cluster: Vec::new(),
             prefix: "tg".into(),
             max_len: None,
             connect_timeout: Duration::from_millis(500),
@@ -73,9 +78,8 @@ enum Outcome {
 
 /// Appends records to the shared Redis stream. Construction does not touch the network.
 pub struct RedisSink {
-    client: redis::Client,
-    manager_config: ConnectionManagerConfig,
-    conn: RwLock<ConnectionManager>,
+    connector: Connector,
+    conn: RwLock<Conn>,
     /// Upper bound on one Redis exchange, connecting included.
     deadline: Duration,
     opts: RedisOptions,
@@ -88,6 +92,8 @@ pub struct RedisSink {
     instance: String,
     attempts: AtomicU64,
     appends: AtomicU64,
+    /// When a failing cluster connection was last replaced.
+    rebuilt: std::sync::Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -102,18 +108,16 @@ impl RedisSink {
     /// Builds the sink; fails only on an invalid URL. Call it within a Tokio runtime: the
     /// connection manager starts its task there.
     pub fn new(opts: RedisOptions) -> Result<RedisSink, AuditError> {
-        let client = redis::Client::open(opts.url.as_str())
+        let topology = if opts.cluster.is_empty() {
+            Topology::Single(opts.url.clone())
+        } else {
+            Topology::Cluster(opts.cluster.clone())
+        };
+        let connector = Connector::new(&topology, opts.connect_timeout, opts.response_timeout)
             .map_err(|e| AuditError::Redis(format!("url: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.response_timeout))
-            // A caller waiting out reconnect backoff is a request held up.
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-            .map_err(redis_error)?;
+        let conn = connector.connect().map_err(redis_error)?;
         Ok(RedisSink {
-            client,
-            manager_config,
+            connector,
             conn: RwLock::new(conn),
             deadline: opts.connect_timeout + opts.response_timeout + Duration::from_millis(250),
             stream_key: format!("{}:{{audit}}:stream", opts.prefix),
@@ -123,6 +127,7 @@ impl RedisSink {
             instance: instance_id(),
             attempts: AtomicU64::new(0),
             appends: AtomicU64::new(0),
+            rebuilt: std::sync::Mutex::new(std::time::Instant::now()),
             opts,
         })
     }
@@ -320,7 +325,13 @@ impl RedisSink {
             .collect())
     }
 
-    fn manager(&self) -> ConnectionManager {
+    fn reconnect(&self) {
+        if let Ok(fresh) = self.connector.connect() {
+            *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
+    }
+
+    fn manager(&self) -> Conn {
         self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -328,18 +339,26 @@ impl RedisSink {
     /// connection is wedged in a way the manager did not notice: start a fresh one.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, AuditError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         match tokio::time::timeout(self.deadline, f(self.manager())).await {
-            Ok(result) => result.map_err(redis_error),
-            Err(_) => {
-                if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-                    self.client.clone(),
-                    self.manager_config.clone(),
-                ) {
-                    *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+            Ok(result) => result.map_err(|e| {
+                // A cluster client whose slot refresh stalled after a failover times out
+                // inside itself forever: a fresh one (at most once a second) reads the
+                // slot map anew. The budget store does the same.
+                if !self.opts.cluster.is_empty() {
+                    let mut last = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.elapsed() >= Duration::from_secs(1) {
+                        *last = std::time::Instant::now();
+                        drop(last);
+                        self.reconnect();
+                    }
                 }
+                redis_error(e)
+            }),
+            Err(_) => {
+                self.reconnect();
                 Err(AuditError::Redis(format!(
                     "redis did not answer within {:?}",
                     self.deadline

@@ -63,6 +63,7 @@ fn acquire_request(task: usize, i: usize) -> AcquireRequest {
         cost,
     };
     AcquireRequest {
+        shard: "bench".into(),
         lease_id: format!("t{task}-{i}"),
         windows: vec![
             w(format!("agent:{agent}:rpm"), 1 << 40, 1),
@@ -93,7 +94,7 @@ async fn run_acquire(store: Arc<dyn Store>, ops: usize, tasks: usize) -> Run {
                     lat.push(t0.elapsed());
                     assert!(a.is_granted());
                     store
-                        .release_leases(&r.lease_id, &[r.leases[0].key.clone()])
+                        .release_leases(&r.shard, &r.lease_id, &[r.leases[0].key.clone()])
                         .await
                         .expect("release");
                 }

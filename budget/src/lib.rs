@@ -42,7 +42,7 @@ pub use model::{
     Nanos, Period, ReleaseOutcome, ReserveAnswer, ReserveRequest, ScopeBudget, window_id,
 };
 pub use outbox::{MAX_OUTBOX_BODY, OUTBOX_RETENTION, Outbox, OutboxItem};
-pub use redis::{RedisOptions, RedisStore};
+pub use redis::{RedisOptions, RedisStore, Topology};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
 pub use store::{Backend, Store, StoreOptions, spawn_reaper};
 pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, TrustStore, decayed, recorded, trust_of};

@@ -47,6 +47,11 @@ pub struct LeaseLimit {
 /// Everything one request counts against, admitted all at once or not at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquireRequest {
+    /// The tenant every key of the request belongs to (an agent's, its ancestors', its
+    /// scopes'): a Redis Cluster keeps a tenant's counters in the tenant's slot, so one
+    /// request's keys share a slot and tenants spread over the cluster. `adjust` and
+    /// `release_leases` name the same shard. Empty: one slot shared by all.
+    pub shard: String,
     /// Names the leases taken and the acquisition `adjust` corrects (the request id).
     pub lease_id: String,
     pub windows: Vec<WindowLimit>,
@@ -117,6 +122,7 @@ pub trait RateLimits: Send + Sync + std::fmt::Debug {
     /// older than its `lease_ttl`) or its bucket has already left the window.
     async fn adjust(
         &self,
+        shard: &str,
         key: &str,
         window: Duration,
         lease_id: &str,
@@ -124,7 +130,12 @@ pub trait RateLimits: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Gives back the leases `lease_id` holds on `keys` (unknown ones are ignored).
-    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError>;
+    async fn release_leases(
+        &self,
+        shard: &str,
+        lease_id: &str,
+        keys: &[String],
+    ) -> Result<(), StoreError>;
 }
 
 pub(crate) fn duration_ms(d: Duration) -> i64 {
@@ -239,7 +250,22 @@ pub(crate) fn binding<'a>(
 }
 
 /// Rejects what the backends cannot count exactly or store safely.
+/// A shard is empty or a tenant: it becomes a cluster hash tag.
+pub(crate) fn check_shard(shard: &str) -> Result<(), StoreError> {
+    if shard.is_empty() {
+        return Ok(());
+    }
+    crate::scope::validate_scope(shard)?;
+    if shard.contains('/') {
+        return Err(StoreError::Invalid(format!(
+            "shard `{shard}` is a scope path, not a tenant"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_acquire(req: &AcquireRequest) -> Result<(), StoreError> {
+    check_shard(&req.shard)?;
     check_id("lease id", &req.lease_id)?;
     let mut seen = std::collections::HashSet::new();
     for w in &req.windows {
@@ -285,11 +311,13 @@ pub(crate) fn check_acquire(req: &AcquireRequest) -> Result<(), StoreError> {
 
 /// Checks the arguments of `adjust` the same way on both backends.
 pub(crate) fn check_adjust(
+    shard: &str,
     key: &str,
     window: Duration,
     lease_id: &str,
     delta: i64,
 ) -> Result<(), StoreError> {
+    check_shard(shard)?;
     check_id("a window key", key)?;
     check_id("lease id", lease_id)?;
     if !(MIN_WINDOW..=MAX_WINDOW).contains(&window) {
@@ -387,6 +415,7 @@ mod tests {
     #[test]
     fn bad_requests() {
         let ok = AcquireRequest {
+            shard: String::new(),
             lease_id: "r1".into(),
             windows: vec![w(1, 1)],
             leases: vec![LeaseLimit {
@@ -397,6 +426,14 @@ mod tests {
         };
         assert!(check_acquire(&ok).is_ok());
         let bad = [
+            AcquireRequest {
+                shard: "acme/x".into(),
+                ..ok.clone()
+            },
+            AcquireRequest {
+                shard: "{x}".into(),
+                ..ok.clone()
+            },
             AcquireRequest {
                 lease_id: "a|b".into(),
                 ..ok.clone()

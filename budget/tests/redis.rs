@@ -554,11 +554,15 @@ async fn rate_limits_approvals_and_trust_cost_one_round_trip_each() {
     // Warm up: loads every script once (NOSCRIPT costs one extra round trip the first time).
     store.acquire(&req("warm")).await.unwrap();
     store
-        .adjust("agent:a:tpm", minute, "warm", 1)
+        .adjust(common::limits::SHARD, "agent:a:tpm", minute, "warm", 1)
         .await
         .unwrap();
     store
-        .release_leases("warm", &["agent:a:concurrent".into()])
+        .release_leases(
+            common::limits::SHARD,
+            "warm",
+            &["agent:a:concurrent".into()],
+        )
         .await
         .unwrap();
     store.trust_record("a", 0.1, false, &params).await.unwrap();
@@ -571,11 +575,11 @@ async fn rate_limits_approvals_and_trust_cost_one_round_trip_each() {
         let id = format!("r{i}");
         assert!(store.acquire(&req(&id)).await.unwrap().is_granted());
         store
-            .adjust("agent:a:tpm", minute, &id, -100)
+            .adjust(common::limits::SHARD, "agent:a:tpm", minute, &id, -100)
             .await
             .unwrap();
         store
-            .release_leases(&id, &["agent:a:concurrent".into()])
+            .release_leases(common::limits::SHARD, &id, &["agent:a:concurrent".into()])
             .await
             .unwrap();
     }

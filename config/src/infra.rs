@@ -202,6 +202,26 @@ pub(crate) fn trust(ctx: &mut Ctx, v: Value) -> Trust {
     t
 }
 
+/// Seed nodes a cluster config may list; the client discovers the others.
+const MAX_SEEDS: usize = 64;
+/// Replicas a write may wait for (Redis Cluster runs a handful per master at most).
+const MAX_REPLICAS_ACK: u32 = 16;
+
+fn is_redis_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"));
+    rest.is_some_and(|r| !r.is_empty())
+}
+
+/// A URL as an error may show it: a password in `user:password@` never reaches a log.
+fn redact_userinfo(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
 pub(crate) fn store(ctx: &mut Ctx, v: Value) -> Store {
     let raw: raw::Store = ctx.node("store", v).unwrap_or_default();
     let kind = ctx.keyword(
@@ -226,15 +246,68 @@ pub(crate) fn store(ctx: &mut Ctx, v: Value) -> Store {
         "deny or allow",
         OnError::Deny,
     );
+    let cluster = raw.cluster.unwrap_or_default();
+    if cluster.is_empty() {
+        let url = raw.url.as_deref().unwrap_or("redis://127.0.0.1:6379/0");
+        if !is_redis_url(url) {
+            ctx.err(
+                "store.url",
+                format!("`{url}` is not a Redis URL: expected redis://HOST:PORT/DB"),
+            );
+        }
+    } else {
+        if raw.url.is_some() {
+            ctx.err(
+                "store.cluster",
+                "give either url (one Redis) or cluster (seed nodes), not both",
+            );
+        }
+        if kind != StoreKind::Redis {
+            ctx.err("store.cluster", "only for kind: redis");
+        }
+        if cluster.len() > MAX_SEEDS {
+            ctx.err(
+                "store.cluster",
+                format!("at most {MAX_SEEDS} seed nodes (the client learns the rest)"),
+            );
+        }
+        for (i, seed) in cluster.iter().enumerate() {
+            // A cluster has only database 0: a path would be refused at connect time.
+            let path = seed.split_once("://").map_or("", |(_, r)| r);
+            if !is_redis_url(seed) || path.contains('/') && !path.ends_with("/0") {
+                ctx.err(
+                    format!("store.cluster[{i}]"),
+                    format!(
+                        "`{}` is not a cluster node URL: expected redis://HOST:PORT or rediss://HOST:PORT",
+                        redact_userinfo(seed)
+                    ),
+                );
+            }
+        }
+        let tls = cluster
+            .iter()
+            .filter(|s| s.starts_with("rediss://"))
+            .count();
+        if tls != 0 && tls != cluster.len() {
+            ctx.err(
+                "store.cluster",
+                "mixes redis:// and rediss://: a cluster's nodes all speak TLS or none do",
+            );
+        }
+    }
+    let replicas_ack = raw.replicas_ack.unwrap_or(0);
+    if replicas_ack > MAX_REPLICAS_ACK {
+        ctx.err(
+            "store.replicas_ack",
+            format!("must be between 0 and {MAX_REPLICAS_ACK}"),
+        );
+    }
+    if replicas_ack > 0 && kind != StoreKind::Redis {
+        ctx.err("store.replicas_ack", "only for kind: redis");
+    }
     let url = raw
         .url
         .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_string());
-    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        ctx.err(
-            "store.url",
-            format!("`{url}` is not a Redis URL: expected redis://HOST:PORT/DB"),
-        );
-    }
     let reservation_ttl = ctx.duration(
         "store.reservation_ttl",
         raw.reservation_ttl.as_ref(),
@@ -247,6 +320,8 @@ pub(crate) fn store(ctx: &mut Ctx, v: Value) -> Store {
         kind,
         path: PathBuf::from(raw.path.unwrap_or_else(|| "./tollgate-data".to_string())),
         url,
+        cluster,
+        replicas_ack,
         on_error,
         reservation_ttl,
         key_prefix: raw.key_prefix.unwrap_or_else(|| "tg".to_string()),

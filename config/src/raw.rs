@@ -68,6 +68,8 @@ pub struct Store {
     pub kind: Option<String>,
     pub path: Option<String>,
     pub url: Option<String>,
+    pub cluster: Option<Vec<String>>,
+    pub replicas_ack: Option<u32>,
     pub on_error: Option<String>,
     pub reservation_ttl: Option<Scalar>,
     pub key_prefix: Option<String>,

@@ -182,6 +182,10 @@ pub struct Store {
     pub kind: StoreKind,
     pub path: PathBuf,
     pub url: String,
+    /// Seed nodes of a Redis Cluster; empty for the one Redis at `url`.
+    pub cluster: Vec<String>,
+    /// Replicas a reserve's or a commit's write must reach (`WAIT`) before it is answered.
+    pub replicas_ack: u32,
     pub on_error: OnError,
     pub reservation_ttl: Duration,
     pub key_prefix: String,

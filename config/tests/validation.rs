@@ -253,6 +253,38 @@ fn bad_values_are_reported_with_their_paths() {
             "store.on_error: unknown value `maybe`",
         ),
         (
+            "store: { kind: redis, url: \"redis://a:1\", cluster: [\"redis://b:1\"] }",
+            "store.cluster: give either url (one Redis) or cluster (seed nodes), not both",
+        ),
+        (
+            "store: { kind: embedded, cluster: [\"redis://b:1\"] }",
+            "store.cluster: only for kind: redis",
+        ),
+        (
+            "store: { kind: redis, cluster: [\"redis://b:1\", \"http://u:secret@c:1\"] }",
+            "store.cluster[1]: `http://***@c:1` is not a cluster node URL",
+        ),
+        (
+            "store: { kind: redis, cluster: [\"redis://b:1/3\"] }",
+            "store.cluster[0]",
+        ),
+        (
+            "store: { kind: redis, cluster: [\"redis://b:1\", \"rediss://c:1\"] }",
+            "store.cluster: mixes redis:// and rediss://",
+        ),
+        (
+            "store: { kind: redis, cluster: [\"redis://b:1\"], replicas_ack: 17 }",
+            "store.replicas_ack: must be between 0 and 16",
+        ),
+        (
+            "store: { kind: embedded, replicas_ack: 1 }",
+            "store.replicas_ack: only for kind: redis",
+        ),
+        (
+            "store: { kind: redis, cluster: [\"redis://b:1\"], replicas_ack: -1 }",
+            "store.replicas_ack",
+        ),
+        (
             "providers: [{ name: a, kind: openai, base_url: ftp://x, models: [a] }]",
             "providers[0].base_url",
         ),
@@ -491,4 +523,22 @@ telemetry: { otlp_endpoint: "ftp://x", sample_ratio: 1.5, colour: red }
             .any(|e| e.starts_with("approvals.webhook.format")),
         "{errs:?}"
     );
+}
+
+#[test]
+fn a_cluster_store_loads_with_its_seeds_and_replicas_ack() {
+    let c = Config::from_yaml(
+        r#"store: { kind: redis, cluster: ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"], replicas_ack: 1 }"#,
+        &|_| None,
+    )
+    .expect("valid");
+    assert_eq!(c.store.kind, StoreKind::Redis);
+    assert_eq!(
+        c.store.cluster,
+        ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]
+    );
+    assert_eq!(c.store.replicas_ack, 1);
+    let single = Config::from_yaml("store: { kind: redis }", &|_| None).expect("valid");
+    assert!(single.store.cluster.is_empty());
+    assert_eq!(single.store.replicas_ack, 0);
 }

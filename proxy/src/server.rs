@@ -26,6 +26,8 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
         StoreKind::Embedded => Arc::new(EmbeddedStore::open(&s.path, StoreOptions::default())?),
         StoreKind::Redis => {
             let mut opts = RedisOptions::new(s.url.clone());
+            opts.cluster = s.cluster.clone();
+            opts.replicas_ack = s.replicas_ack;
             opts.prefix = s.key_prefix.clone();
             Arc::new(RedisStore::new(opts)?)
         }
@@ -37,6 +39,7 @@ pub fn open_audit(config: &Config) -> Result<AuditSink, tollgate_audit::AuditErr
     match config.store.kind {
         StoreKind::Redis => {
             let mut opts = tollgate_audit::RedisOptions::new(config.store.url.clone());
+            opts.cluster = config.store.cluster.clone();
             opts.prefix = config
                 .audit
                 .redis_stream

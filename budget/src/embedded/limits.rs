@@ -222,12 +222,14 @@ impl RateLimits for EmbeddedStore {
 
     async fn adjust(
         &self,
+        shard: &str,
         key: &str,
         window: Duration,
         lease_id: &str,
         delta: i64,
     ) -> Result<(), StoreError> {
-        check_adjust(key, window, lease_id, delta)?;
+        // One database: the shard is checked, not used.
+        check_adjust(shard, key, window, lease_id, delta)?;
         let (key, lease_id, now_ms) = (
             key.to_owned(),
             lease_id.to_owned(),
@@ -237,7 +239,13 @@ impl RateLimits for EmbeddedStore {
             .await
     }
 
-    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
+    async fn release_leases(
+        &self,
+        shard: &str,
+        lease_id: &str,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        crate::limits::check_shard(shard)?;
         check_id("lease id", lease_id)?;
         let (lease_id, keys) = (lease_id.to_owned(), keys.to_vec());
         self.run(move |c| release(c, &lease_id, &keys)).await

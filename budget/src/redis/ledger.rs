@@ -83,9 +83,13 @@ async fn reserve_or_decide(
         .arg(ms(s.opts.run_retention))
         .arg(if req.forget_settled { "1" } else { "0" });
     scope_args(&mut inv, &plan);
-    let v: Value = s
-        .call(|mut c| async move { inv.invoke_async(&mut c).await })
-        .await?;
+    let key = format!("{base}exp");
+    let v: Value = if dry_run {
+        s.call(|mut c| async move { inv.invoke_async(&mut c).await })
+            .await?
+    } else {
+        s.call_durable(key, inv).await?
+    };
     let r = Reply::of(&v)?;
     match r.str(0)?.as_str() {
         "deny" => {
@@ -268,9 +272,7 @@ impl Ledger for RedisStore {
             .arg(ms(self.opts.settled_retention))
             .arg(ms(self.opts.run_retention));
         scope_args(&mut inv, &plan);
-        let n: i64 = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let n: i64 = self.call_durable(format!("{base}exp"), inv).await?;
         Ok(n == 1)
     }
 
@@ -290,9 +292,7 @@ impl Ledger for RedisStore {
             .arg(actual)
             .arg(self.opts.clock.now().timestamp_millis())
             .arg(ms(self.opts.settled_retention));
-        let v: Value = self
-            .call(|mut c| async move { inv.invoke_async(&mut c).await })
-            .await?;
+        let v: Value = self.call_durable(format!("{base}exp"), inv).await?;
         let r = Reply::of(&v)?;
         match r.str(0)?.as_str() {
             "committed" => Ok(CommitOutcome::Committed {

@@ -1,6 +1,7 @@
-//! Rate limits as calls of the scripts in `lua/limits/`, all under
-//! the `{:rl}` hash tag: the keys of one request may span tenants and agents, and one script
-//! may only touch one cluster slot.
+//! Rate limits as calls of the scripts in `lua/limits/`. A request's keys (its agent's, its
+//! ancestors', its scopes') all belong to one tenant, its shard: they live under the
+//! tenant's hash tag, `P:{tenant}:rl:`, so one script touches one cluster slot and tenants'
+//! counters spread over the cluster. A request without a shard counts under `P:{:rl}:`.
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use super::{RedisStore, Reply, ms};
 use crate::StoreError;
 use crate::limits::{
     AcquireRequest, Acquired, Geometry, RateLimits, WindowState, check_acquire, check_adjust,
+    check_shard,
 };
 use crate::store::check_id;
 
@@ -33,8 +35,14 @@ impl Scripts {
 }
 
 impl RedisStore {
-    pub(super) fn limits_base(&self) -> String {
-        format!("{}:{{:rl}}:", self.prefix)
+    pub(super) fn limits_base(&self, shard: &str) -> String {
+        if shard.is_empty() {
+            format!("{}:{{:rl}}:", self.prefix)
+        } else {
+            // Beside the tenant's ledger keys (`w|`, `r|`, `exp`, ...) in its slot, never
+            // one of them: those have no `rl:`.
+            format!("{}:{{{shard}}}:rl:", self.prefix)
+        }
     }
 }
 
@@ -47,7 +55,7 @@ impl RateLimits for RedisStore {
     async fn acquire(&self, req: &AcquireRequest) -> Result<Acquired, StoreError> {
         check_acquire(req)?;
         let now_ms = self.opts.clock.now().timestamp_millis();
-        let base = self.limits_base();
+        let base = self.limits_base(&req.shard);
         let ttl = ms(req.lease_ttl);
         let mut inv = self.scripts.limits.acquire.prepare_invoke();
         inv.key(format!("{base}a|{}", req.lease_id))
@@ -112,15 +120,16 @@ impl RateLimits for RedisStore {
 
     async fn adjust(
         &self,
+        shard: &str,
         key: &str,
         window: Duration,
         lease_id: &str,
         delta: i64,
     ) -> Result<(), StoreError> {
-        check_adjust(key, window, lease_id, delta)?;
+        check_adjust(shard, key, window, lease_id, delta)?;
         let now_ms = self.opts.clock.now().timestamp_millis();
         let g = Geometry::at(window, now_ms);
-        let base = self.limits_base();
+        let base = self.limits_base(shard);
         let mut inv = self.scripts.limits.adjust.prepare_invoke();
         inv.key(format!("{base}a|{lease_id}"))
             .arg(&base)
@@ -136,12 +145,18 @@ impl RateLimits for RedisStore {
             .map(drop)
     }
 
-    async fn release_leases(&self, lease_id: &str, keys: &[String]) -> Result<(), StoreError> {
+    async fn release_leases(
+        &self,
+        shard: &str,
+        lease_id: &str,
+        keys: &[String],
+    ) -> Result<(), StoreError> {
+        check_shard(shard)?;
         check_id("lease id", lease_id)?;
         if keys.is_empty() {
             return Ok(());
         }
-        let base = self.limits_base();
+        let base = self.limits_base(shard);
         let mut inv = self.scripts.limits.release_leases.prepare_invoke();
         inv.key(format!("{base}a|{lease_id}"))
             .arg(&base)

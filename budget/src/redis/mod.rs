@@ -28,6 +28,7 @@
 
 mod agents;
 mod approvals;
+mod conn;
 mod keys;
 mod ledger;
 mod limits;
@@ -40,8 +41,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
+
+pub use conn::Topology;
+use conn::{Conn, Connector};
 
 use crate::StoreError;
 use crate::store::{Backend, StoreOptions};
@@ -49,8 +52,15 @@ use crate::store::{Backend, StoreOptions};
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://host:port/db`
+    /// `redis://host:port/db`; unused when `cluster` names seed nodes.
     pub url: String,
+    /// Seed nodes of a Redis Cluster (`redis://host:port`); empty for one node at `url`.
+    pub cluster: Vec<String>,
+    /// Replicas that must hold a reserve's or a commit's write before it is answered
+    /// (`WAIT`); fewer within `ack_timeout` is an error (fail closed). 0: answer at once.
+    pub replicas_ack: u32,
+    /// How long a write waits for its `replicas_ack` replicas.
+    pub ack_timeout: Duration,
     /// Prepended to every key; several deployments (or tests) can share one Redis.
     pub prefix: String,
     pub connect_timeout: Duration,
@@ -62,10 +72,29 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
         RedisOptions {
             url: url.into(),
+            cluster: Vec::new(),
+            replicas_ack: 0,
+            ack_timeout: Duration::from_millis(500),
             prefix: "tg".into(),
             connect_timeout: Duration::from_millis(500),
             response_timeout: Duration::from_secs(1),
             store: StoreOptions::default(),
+        }
+    }
+
+    /// Options for a Redis Cluster reached through `seeds`.
+    pub fn cluster(seeds: Vec<String>) -> Self {
+        RedisOptions {
+            cluster: seeds,
+            ..RedisOptions::new("")
+        }
+    }
+
+    pub fn topology(&self) -> Topology {
+        if self.cluster.is_empty() {
+            Topology::Single(self.url.clone())
+        } else {
+            Topology::Cluster(self.cluster.clone())
         }
     }
 }
@@ -100,14 +129,18 @@ impl Scripts {
 /// reconnects by itself after Redis comes back, so one instance lives for the process.
 #[derive(Debug)]
 pub struct RedisStore {
-    client: redis::Client,
-    manager_config: ConnectionManagerConfig,
-    conn: RwLock<ConnectionManager>,
+    connector: Connector,
+    conn: RwLock<Conn>,
     prefix: String,
+    /// `WAIT` for this many replicas after a reserve's or a commit's write.
+    replicas_ack: u32,
+    ack_timeout: Duration,
     /// Upper bound on one call, connection included: Redis trouble must not hang requests.
     deadline: Duration,
     opts: StoreOptions,
     scripts: Scripts,
+    /// When a failing cluster connection was last replaced.
+    rebuilt: Mutex<std::time::Instant>,
     /// Tenants this process already registered in `P:tenants` (a cache: the set in Redis is
     /// the truth, this only spares a round trip per reserve).
     registered: Mutex<HashSet<String>>,
@@ -116,24 +149,32 @@ pub struct RedisStore {
 impl RedisStore {
     /// Builds the store; fails only on an invalid URL.
     pub fn new(opts: RedisOptions) -> Result<Self, StoreError> {
-        let client = redis::Client::open(opts.url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.response_timeout))
-            // One attempt per call: a caller waiting on reconnect backoff is a hung request.
-            .set_number_of_retries(0);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-            .map_err(redis_error)?;
+        let connector = Connector::new(
+            &opts.topology(),
+            opts.connect_timeout,
+            opts.response_timeout,
+        )
+        .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let conn = connector.connect().map_err(redis_error)?;
+        let ack = if opts.replicas_ack > 0 {
+            opts.ack_timeout
+        } else {
+            Duration::ZERO
+        };
         Ok(RedisStore {
-            client,
-            manager_config,
+            connector,
             conn: RwLock::new(conn),
             prefix: opts.prefix,
-            deadline: opts.connect_timeout + opts.response_timeout + Duration::from_millis(250),
+            replicas_ack: opts.replicas_ack,
+            ack_timeout: opts.ack_timeout,
+            deadline: opts.connect_timeout
+                + opts.response_timeout
+                + ack
+                + Duration::from_millis(250),
             opts: opts.store,
             scripts: Scripts::load(),
             registered: Mutex::new(HashSet::new()),
+            rebuilt: Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -149,26 +190,26 @@ impl RedisStore {
         format!("{}:tenants", self.prefix)
     }
 
-    fn manager(&self) -> ConnectionManager {
+    fn manager(&self) -> Conn {
         self.conn.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.connector.is_cluster()
     }
 
     /// Runs one Redis exchange under the deadline. A call that overruns it means the
     /// connection is wedged in a way the manager did not notice: start a fresh one.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let outcome = match tokio::time::timeout(self.deadline, f(self.manager())).await {
             Ok(result) => result.map_err(redis_error),
             Err(_) => {
-                if let Ok(fresh) = ConnectionManager::new_lazy_with_config(
-                    self.client.clone(),
-                    self.manager_config.clone(),
-                ) {
-                    *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-                }
+                self.reconnect();
                 Err(StoreError::Unavailable(format!(
                     "redis did not answer within {:?}",
                     self.deadline
@@ -179,8 +220,59 @@ impl RedisStore {
             // The Redis we reconnect to may be a restarted or promoted one that never saw our
             // registrations: make every tenant register again.
             self.forget_registrations();
+            // The cluster client repairs itself after a failover, but a slot refresh that
+            // started while the dead master was still in the map can stall it for good
+            // (every call then times out inside the client, never reaching our deadline):
+            // a fresh client reads the slot map anew. At most once a second, so an outage
+            // does not turn into a reconnect storm.
+            if self.connector.is_cluster() {
+                let mut last = self.rebuilt.lock().unwrap_or_else(|p| p.into_inner());
+                if last.elapsed() >= REBUILD_EVERY {
+                    *last = std::time::Instant::now();
+                    drop(last);
+                    self.reconnect();
+                }
+            }
         }
         outcome
+    }
+
+    /// Replaces the connection with a fresh one (it connects on first use).
+    fn reconnect(&self) {
+        if let Ok(fresh) = self.connector.connect() {
+            *self.conn.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        }
+    }
+
+    /// Runs a write script (its keys all in `key`'s slot) and, with `replicas_ack`, waits
+    /// until that many replicas hold the write: an answer the caller acts on must survive
+    /// the master's death. Fewer replicas in time is an unavailable store (fail closed); the
+    /// write itself stays, and a retry of the same id replays it and waits again.
+    async fn call_durable<T>(
+        &self,
+        key: String,
+        inv: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError>
+    where
+        T: redis::FromRedisValue + Send,
+    {
+        let (want, timeout) = (self.replicas_ack, ms(self.ack_timeout));
+        self.call(|mut c| async move {
+            let v: T = inv.invoke_async(&mut c).await?;
+            if want > 0 {
+                let mut wait = redis::cmd("WAIT");
+                wait.arg(want).arg(timeout);
+                let got: i64 = redis::from_redis_value(c.on_master_of(&key, wait).await?)?;
+                if got < i64::from(want) {
+                    return Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the write reached {got} of {want} replicas in time"),
+                    )));
+                }
+            }
+            Ok(v)
+        })
+        .await
     }
 
     fn forget_registrations(&self) {
@@ -226,6 +318,9 @@ impl RedisStore {
     }
 }
 
+/// How often an unavailable cluster may have its connection rebuilt.
+const REBUILD_EVERY: Duration = Duration::from_secs(1);
+
 /// Connection trouble and a Redis that cannot serve right now are worth retrying; anything
 /// else (a script error, an unexpected reply) is a bug.
 fn redis_error(e: RedisError) -> StoreError {
@@ -241,6 +336,9 @@ fn redis_error(e: RedisError) -> StoreError {
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::MasterDown
                 | ServerErrorKind::ReadOnly
+                // Redirections the cluster client gave up following: a slot moving mid-failover.
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
         ),
         ErrorKind::Extension => e.code() == Some("BUSY"),
         _ => false,

@@ -13,6 +13,9 @@ use tollgate_budget::{
 
 use super::Harness;
 
+/// The tenant the suite's rate limits count under (a cluster slot of their own).
+pub const SHARD: &str = "acme";
+
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -34,6 +37,7 @@ pub fn lease(key: &str, max: u32) -> LeaseLimit {
 
 pub fn acquire_req(id: &str, windows: Vec<WindowLimit>, leases: Vec<LeaseLimit>) -> AcquireRequest {
     AcquireRequest {
+        shard: SHARD.into(),
         lease_id: id.into(),
         windows,
         leases,
@@ -203,16 +207,16 @@ pub async fn leases_expire_and_release(h: Harness) {
     assert!(h.store.acquire(&conc("c")).await.unwrap().is_granted());
     assert!(!h.store.acquire(&conc("d")).await.unwrap().is_granted());
     h.store
-        .release_leases("c", &["a:conc".into(), "unknown".into()])
+        .release_leases(SHARD, "c", &["a:conc".into(), "unknown".into()])
         .await
         .unwrap();
     assert!(h.store.acquire(&conc("d")).await.unwrap().is_granted());
     // Releasing what is not held changes nothing.
     h.store
-        .release_leases("nobody", &["a:conc".into()])
+        .release_leases(SHARD, "nobody", &["a:conc".into()])
         .await
         .unwrap();
-    h.store.release_leases("nobody", &[]).await.unwrap();
+    h.store.release_leases(SHARD, "nobody", &[]).await.unwrap();
     assert!(!h.store.acquire(&conc("e")).await.unwrap().is_granted());
 }
 
@@ -223,28 +227,37 @@ pub async fn adjust_corrects_the_bucket_it_counted_in(h: Harness) {
     };
     assert!(h.store.acquire(&tpm("r1", 600)).await.unwrap().is_granted());
     h.clock.advance(TimeDelta::seconds(30));
-    h.store.adjust("a:tpm", MINUTE, "r1", 300).await.unwrap();
+    h.store
+        .adjust(SHARD, "a:tpm", MINUTE, "r1", 300)
+        .await
+        .unwrap();
     let got = h.store.acquire(&tpm("r2", 200)).await.unwrap();
     assert_eq!(
         got,
         limited("a:tpm", secs(30), vec![st("a:tpm", 900, 1000, secs(30))]),
         "the correction sits in r1's bucket, which leaves at t0 + 60 s"
     );
-    h.store.adjust("a:tpm", MINUTE, "r1", -500).await.unwrap();
+    h.store
+        .adjust(SHARD, "a:tpm", MINUTE, "r1", -500)
+        .await
+        .unwrap();
     assert!(h.store.acquire(&tpm("r3", 200)).await.unwrap().is_granted());
     // A bucket never goes below zero.
     h.store
-        .adjust("a:tpm", MINUTE, "r3", -10_000)
+        .adjust(SHARD, "a:tpm", MINUTE, "r3", -10_000)
         .await
         .unwrap();
     let got = h.store.acquire(&tpm("r4", 0)).await.unwrap();
     assert_eq!(got.window_state()[0].used, 400);
     // Unknown leases, other windows: nothing happens.
     h.store
-        .adjust("a:tpm", MINUTE, "nobody", 500)
+        .adjust(SHARD, "a:tpm", MINUTE, "nobody", 500)
         .await
         .unwrap();
-    h.store.adjust("a:tpm", HOUR, "r1", 500).await.unwrap();
+    h.store
+        .adjust(SHARD, "a:tpm", HOUR, "r1", 500)
+        .await
+        .unwrap();
     assert_eq!(
         h.store.acquire(&tpm("r5", 0)).await.unwrap().window_state()[0].used,
         400
@@ -259,7 +272,10 @@ pub async fn adjust_corrects_the_bucket_it_counted_in(h: Harness) {
     // is still in the window.
     assert!(h.store.acquire(&tpm("r7", 100)).await.unwrap().is_granted());
     h.clock.advance(TimeDelta::seconds(45));
-    h.store.adjust("a:tpm", MINUTE, "r7", 800).await.unwrap();
+    h.store
+        .adjust(SHARD, "a:tpm", MINUTE, "r7", 800)
+        .await
+        .unwrap();
     assert_eq!(
         h.store.acquire(&tpm("r8", 0)).await.unwrap().window_state()[0].used,
         100
@@ -281,8 +297,14 @@ pub async fn one_lease_id_for_several_acquires(h: Harness) {
     );
     h.clock.advance(TimeDelta::seconds(20));
     // The tool acquire's shorter ttl does not cut short what adjust knows of the first.
-    h.store.adjust("a:tpm", MINUTE, "req-1", 50).await.unwrap();
-    h.store.adjust("t:send:1h", HOUR, "req-1", 5).await.unwrap();
+    h.store
+        .adjust(SHARD, "a:tpm", MINUTE, "req-1", 50)
+        .await
+        .unwrap();
+    h.store
+        .adjust(SHARD, "t:send:1h", HOUR, "req-1", 5)
+        .await
+        .unwrap();
     let mut probe = first.clone();
     probe.windows[0].cost = 0;
     probe.lease_id = "probe".into();
@@ -334,7 +356,7 @@ pub async fn invalid_acquires_are_refused(h: Harness) {
         );
     }
     assert!(matches!(
-        h.store.adjust("a:rpm", MINUTE, "r1", i64::MAX).await,
+        h.store.adjust(SHARD, "a:rpm", MINUTE, "r1", i64::MAX).await,
         Err(StoreError::Invalid(_))
     ));
     assert!(h.store.acquire(&ok).await.unwrap().is_granted());
@@ -398,7 +420,10 @@ pub async fn lease_race(stores: Vec<Arc<dyn Store>>) {
                             tokio::task::yield_now().await;
                         }
                         active.fetch_sub(1, Ordering::SeqCst);
-                        store.release_leases(&id, &keys).await.expect("release");
+                        store
+                            .release_leases(SHARD, &id, &keys)
+                            .await
+                            .expect("release");
                         return;
                     }
                     // Back off: a retry loop, not a synchronisation point.

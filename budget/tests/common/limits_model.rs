@@ -213,7 +213,7 @@ pub async fn check(h: Harness, ops: Vec<Op>) {
                 if let Some(id) = granted.iter().rev().nth(back).cloned() {
                     let secs = Duration::from_secs(WINDOWS[w].1);
                     h.store
-                        .adjust(WINDOWS[w].0, secs, &id, delta)
+                        .adjust(super::limits::SHARD, WINDOWS[w].0, secs, &id, delta)
                         .await
                         .unwrap();
                     model.adjust(&id, w, delta, now);
@@ -222,7 +222,7 @@ pub async fn check(h: Harness, ops: Vec<Op>) {
             Op::Release { back } => {
                 if let Some(id) = granted.iter().rev().nth(back).cloned() {
                     h.store
-                        .release_leases(&id, &[LEASE_KEY.into()])
+                        .release_leases(super::limits::SHARD, &id, &[LEASE_KEY.into()])
                         .await
                         .unwrap();
                     model.leases.remove(&id);

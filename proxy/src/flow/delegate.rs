@@ -146,12 +146,14 @@ fn parent_budget(rt: &Runtime, parent: &Agent) -> Option<i64> {
 /// Claims one of the parent's `max` child slots for `child`; returns the slot's key.
 async fn claim_slot(
     state: &State,
+    tenant: &str,
     parent: &str,
     child: &str,
     max: u32,
 ) -> Result<String, GateError> {
     let key = format!("children:{parent}");
     let req = tollgate_budget::AcquireRequest {
+        shard: tenant.to_string(),
         lease_id: child.to_string(),
         windows: Vec::new(),
         leases: vec![tollgate_budget::LeaseLimit {
@@ -266,7 +268,7 @@ pub async fn create(
     // A slot under the parent is a lease held for the child's lifetime: claiming it is
     // atomic, so concurrent creations cannot exceed `max_children`.
     let slot = match parent.policy.delegation.max_children {
-        Some(max) => Some(claim_slot(state, &parent.id, &id, max).await?),
+        Some(max) => Some(claim_slot(state, parent.tenant(), &parent.id, &id, max).await?),
         None => None,
     };
     let record = AgentRecord {
@@ -281,7 +283,10 @@ pub async fn create(
     };
     if let Err(e) = state.agents().put_agent(&record).await {
         if let Some(key) = slot {
-            let _ = state.limits().release_leases(&id, &[key]).await;
+            let _ = state
+                .limits()
+                .release_leases(parent.tenant(), &id, &[key])
+                .await;
         }
         if let tollgate_budget::StoreError::Conflict(_) = e {
             return Err(GateError::invalid(
@@ -308,7 +313,10 @@ pub async fn create(
                 state.store_error("revoke_agent", &e);
             }
             if let Some(key) = slot {
-                let _ = state.limits().release_leases(&id, &[key]).await;
+                let _ = state
+                    .limits()
+                    .release_leases(parent.tenant(), &id, &[key])
+                    .await;
             }
             return Err(e);
         }

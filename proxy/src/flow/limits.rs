@@ -19,6 +19,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// What a granted acquire holds until the request ends.
 #[derive(Debug, Clone)]
 pub struct RateHold {
+    /// The tenant the counters live under (`AcquireRequest::shard`).
+    pub shard: String,
     pub lease_id: String,
     /// Keys of the token windows, corrected with the actual usage.
     pub token_keys: Vec<String>,
@@ -176,6 +178,7 @@ pub async fn acquire(
         .collect();
     let lease_keys: Vec<String> = leases.iter().map(|l| l.key.clone()).collect();
     let req = AcquireRequest {
+        shard: agent.tenant().to_owned(),
         lease_id: ctx.request_id.clone(),
         windows,
         leases,
@@ -196,6 +199,7 @@ pub async fn acquire(
         Acquired::Granted { window_state } => {
             ctx.reply.rate_headers = headers(&window_state);
             ctx.rate = Some(RateHold {
+                shard: req.shard.clone(),
                 lease_id: ctx.request_id.clone(),
                 token_keys,
                 lease_keys,
@@ -233,7 +237,7 @@ pub async fn correct_tokens(state: &State, ctx: &Ctx, actual_tokens: u64) {
     for key in &hold.token_keys {
         if let Err(e) = state
             .limits()
-            .adjust(key, MINUTE, &hold.lease_id, delta)
+            .adjust(&hold.shard, key, MINUTE, &hold.lease_id, delta)
             .await
         {
             state.store_error("adjust", &e);
@@ -247,7 +251,7 @@ pub async fn release(state: &State, ctx: &mut Ctx) {
         && !hold.lease_keys.is_empty()
         && let Err(e) = state
             .limits()
-            .release_leases(&hold.lease_id, &hold.lease_keys)
+            .release_leases(&hold.shard, &hold.lease_id, &hold.lease_keys)
             .await
     {
         state.store_error("release_leases", &e);

@@ -315,6 +315,7 @@ impl Gate<'_> {
         }
         if !windows.is_empty() {
             let req = AcquireRequest {
+                shard: self.agent.tenant().to_owned(),
                 lease_id: call_key(&ctx.request_id, call),
                 windows,
                 leases: Vec::new(),

@@ -15,6 +15,7 @@
 
 mod budgets;
 mod client;
+mod cluster;
 mod gauge;
 mod node;
 mod python;
@@ -31,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 pub use budgets::{BudgetRow, usd_to_nanos};
 pub use client::{Client, Reply};
+pub use cluster::LocalCluster;
 pub use gauge::InFlight;
 pub use node::{node, node_dir};
 pub use python::{python, venv_python};
@@ -220,7 +222,10 @@ impl Tollgate {
         match redis_prefix {
             Some(prefix) => {
                 set_default(&mut store, "kind", "redis".into());
-                set_default(&mut store, "url", "redis://127.0.0.1:6379/0".into());
+                // A test on a cluster names its seeds; the others share the local Redis.
+                if !store.contains_key("cluster") {
+                    set_default(&mut store, "url", "redis://127.0.0.1:6379/0".into());
+                }
                 set_default(&mut store, "key_prefix", prefix.into());
             }
             None => set_default(

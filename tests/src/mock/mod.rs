@@ -67,6 +67,12 @@ use tokio::sync::watch;
 const DEFAULT_SLOW_DELAY: Duration = Duration::from_secs(2);
 
 /// Starts describing a mock provider; finish with [`MockBuilder::spawn`].
+/// The prompt tokens the mock counts (and reports as usage) for a chat request's body:
+/// lets a test price what the provider saw without trusting tollgate's own figures.
+pub fn chat_prompt_tokens(body: &serde_json::Value) -> u32 {
+    tokens::chat_prompt(body)
+}
+
 pub fn provider() -> MockBuilder {
     MockBuilder {
         config: Config {
