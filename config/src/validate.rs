@@ -141,6 +141,7 @@ const TOP_LEVEL: &[&str] = &[
     "policies",
     "agents",
     "keys",
+    "mcp_servers",
 ];
 
 /// Parses and validates a config file's text.
@@ -194,6 +195,8 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let policies = policies(&mut ctx, take("policies"));
     let agents = agents(&mut ctx, take("agents"), &policies);
     let keys = keys(&mut ctx, take("keys"), &agents);
+    let mcp_servers = crate::mcp::servers(&mut ctx, take("mcp_servers"));
+    crate::mcp::check_refs(&mut ctx, &mcp_servers, &policies);
 
     if ctx.errors.is_empty() {
         Ok(Config {
@@ -207,6 +210,7 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
             policies,
             agents,
             keys,
+            mcp_servers,
         })
     } else {
         Err(ConfigErrors(ctx.errors))
@@ -382,6 +386,7 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
                 .and_then(|r| r.stored_context)
                 .unwrap_or(false),
         },
+        mcp: crate::mcp::connections(ctx, &format!("{path}.mcp"), raw.mcp),
         name,
     }
 }
