@@ -3,7 +3,7 @@
 # quick when everything is already there. Usage: scripts/setup.sh [--test]
 #   (no flag)  build tools only: what `tollgate demo` needs
 #   --test     also Redis (running on 127.0.0.1:6379), Prometheus, a Python venv with the
-#              official openai SDK and the official openai npm package (tests/node) for
+#              official openai and mcp SDKs and the official openai npm package (tests/node) for
 #              the end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,11 +48,12 @@ if [ $want_test = 1 ]; then
       --dir /tmp --logfile /tmp/tollgate-redis.log
     for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
   fi
-  # The end-to-end tests drive tollgate with the official openai Python SDK from PyPI.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai' 2>/dev/null; then
-    echo "setup: creating .venv with the openai SDK"
-    python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4'
+  # The end-to-end tests drive tollgate with the official openai Python SDK from PyPI, and
+  # its MCP gateway with the official MCP Python SDK (client and server).
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, mcp.client.streamable_http' 2>/dev/null; then
+    echo "setup: creating .venv with the openai and mcp SDKs"
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4' 'mcp>=2.3,<3'
   fi
   # ... and with the official openai npm package, exactly as tests/node/package-lock.json
   # pins it. The copy of the lock file left in node_modules says what is installed.

@@ -17,6 +17,8 @@ pub enum Endpoint {
     Decide,
     Reservations,
     Agents,
+    /// `/mcp` and `/mcp/{server}`: the MCP gateway.
+    Mcp,
     /// `/readyz` asking the listener whether it belongs to this process.
     Probe,
     /// No route matched (or the request failed before routing).
@@ -31,6 +33,7 @@ impl Endpoint {
             Endpoint::Decide => "decide",
             Endpoint::Reservations => "reservations",
             Endpoint::Agents => "agents",
+            Endpoint::Mcp => "mcp",
             Endpoint::Probe => "probe",
             Endpoint::Unknown => "unknown",
         }
@@ -53,6 +56,10 @@ pub enum Route {
     Release(String),
     /// A sub-agent minted by the calling agent.
     Delegate,
+    /// The MCP gateway: one server (`/mcp/{server}`) or all the policy names (`/mcp`).
+    Mcp {
+        server: Option<String>,
+    },
 }
 
 impl Route {
@@ -63,6 +70,7 @@ impl Route {
             Route::Decide => Endpoint::Decide,
             Route::Reserve | Route::Commit(_) | Route::Release(_) => Endpoint::Reservations,
             Route::Delegate => Endpoint::Agents,
+            Route::Mcp { .. } => Endpoint::Mcp,
         }
     }
 }
@@ -101,6 +109,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
         "/v1/tollgate/decide" => post(Route::Decide),
         "/v1/tollgate/reservations" => post(Route::Reserve),
         "/v1/tollgate/agents" => post(Route::Delegate),
+        // The MCP transport uses POST, GET and DELETE; its handler judges the method.
+        "/mcp" => Ok(Route::Mcp { server: None }),
         _ => {
             if let Some(rest) = path.strip_prefix("/v1/tollgate/reservations/") {
                 if let Some(id) = rest.strip_suffix("/commit") {
@@ -109,6 +119,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
                 if let Some(id) = rest.strip_suffix("/release") {
                     return post(Route::Release(id.to_string()));
                 }
+            }
+            if let Some(server) = path.strip_prefix("/mcp/")
+                && !server.is_empty()
+                && !server.contains('/')
+            {
+                return Ok(Route::Mcp {
+                    server: Some(server.to_string()),
+                });
             }
             if let Some(rest) = path.strip_prefix("/openai/deployments/")
                 && let Some((deployment, op)) = rest.split_once('/')

@@ -29,6 +29,7 @@ mod estimate;
 mod forward;
 mod guard;
 mod limits;
+mod mcp;
 mod parse;
 mod policy;
 mod record;
@@ -175,6 +176,7 @@ impl Gateway {
             Route::Commit(id) => decide::commit(state, &rt, &agent, &id, session, ctx).await?,
             Route::Release(id) => decide::release(state, &agent, &id, session, ctx).await?,
             Route::Delegate => delegate::create(state, &rt, &agent, session, ctx).await?,
+            Route::Mcp { server } => mcp::handle(state, &rt, &agent, server, session, ctx).await?,
         }
         Ok(None)
     }

@@ -16,6 +16,7 @@
 mod budgets;
 mod client;
 mod gauge;
+mod mcp;
 mod node;
 mod python;
 mod redis;
@@ -31,6 +32,7 @@ use sha2::{Digest, Sha256};
 pub use budgets::{BudgetRow, usd_to_nanos};
 pub use client::{Client, Reply};
 pub use gauge::InFlight;
+pub use mcp::{McpUpstream, mcp_agent};
 pub use node::{node, node_dir};
 pub use python::{python, venv_python};
 pub use redis::{PrivateRedis, SHARED_REDIS_PORT, SharedPrefix, delete_prefix, random_prefix};
