@@ -22,6 +22,7 @@ mod model;
 mod plan;
 mod redis;
 mod scope;
+mod sessions;
 mod store;
 mod trust;
 
@@ -42,5 +43,6 @@ pub use model::{
 };
 pub use redis::{RedisOptions, RedisStore};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
+pub use sessions::{MAX_SESSION_BYTES, SessionStore};
 pub use store::{Backend, Store, StoreOptions, spawn_reaper};
 pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, TrustStore, decayed, recorded, trust_of};

@@ -15,6 +15,7 @@ use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::limits::RateLimits;
 use crate::model::{Nanos, ReserveRequest, ScopeBudget};
+use crate::sessions::SessionStore;
 use crate::trust::TrustStore;
 
 /// What belongs to the backend as a whole rather than to one capability: whether it is
@@ -37,12 +38,19 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 /// `Arc<dyn Store>`. Implemented for every type that has all the capabilities; a feature
 /// that needs only some of them can ask for those alone.
 pub trait Store:
-    Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + Backend
+    Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + SessionStore + Backend
 {
 }
 
 impl<T> Store for T where
-    T: Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + Backend
+    T: Ledger
+        + KeyStore
+        + RateLimits
+        + ApprovalStore
+        + TrustStore
+        + AgentStore
+        + SessionStore
+        + Backend
 {
 }
 

@@ -257,3 +257,59 @@ async fn the_budget_stops_exactly_at_its_limit_under_concurrent_calls() {
     let text = String::from_utf8_lossy(&budgets.stdout);
     assert!(text.contains("0.9"), "spent 3 x 0.30: {text}");
 }
+
+#[tokio::test]
+async fn two_instances_on_one_redis_serve_one_session() {
+    let up = McpUpstream::spawn().await;
+    let prefix = harness::SharedPrefix::new();
+    let spawn = || {
+        harness::tollgate()
+            .config(&config(&up, ""))
+            .env("FILES_MCP_AUTH", UPSTREAM_AUTH)
+            .redis(prefix.as_str())
+            .spawn()
+    };
+    let (one, two) = (spawn().await, spawn().await);
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let accept = [("accept", "application/json, text/event-stream")];
+    let opened = one
+        .client("a1")
+        .post_raw("/mcp/files", init.to_string().into_bytes(), &accept)
+        .await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let sid = opened.header("mcp-session-id").unwrap().to_string();
+    let headers = [
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let r = two
+        .client("a1")
+        .post_raw("/mcp/files", initialized.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    // The other instance serves the session's next call; the server sees one session.
+    let call = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "/srv/x"}}});
+    let r = two
+        .client("a1")
+        .post_raw("/mcp/files", call.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("contents of /srv/x"), "{}", r.text());
+    let sessions: std::collections::BTreeSet<String> = up
+        .received()
+        .iter()
+        .filter_map(|r| r["session"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    // Not another agent's, on either instance.
+    let theirs = two
+        .client("a2")
+        .post_raw("/mcp/files", call.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(up.calls().len(), 1);
+}

@@ -21,6 +21,7 @@ mod keys;
 mod ledger;
 mod limits;
 mod schema;
+mod sessions;
 mod trust;
 mod wal;
 
@@ -257,6 +258,7 @@ impl Backend for EmbeddedStore {
             limits::purge(c, now_ms)?;
             approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
             trust::purge(c, now_ms)?;
+            sessions::purge(c, now_ms)?;
             Ok(reaped)
         })
         .await

@@ -31,6 +31,7 @@ mod approvals;
 mod keys;
 mod ledger;
 mod limits;
+mod sessions;
 mod trust;
 
 use std::collections::{HashMap, HashSet};

@@ -178,12 +178,12 @@ fn kind(msg: &Value) -> Kind {
 impl Conn<'_> {
     /// The server's session for the agent's `Mcp-Session-Id`, if it sent one: an unknown
     /// id, or another agent's, is 404 (the agent starts a new session).
-    fn session(&self, session: &Session) -> Result<Option<(String, String)>, GateError> {
+    async fn session(&self, session: &Session) -> Result<Option<(String, String)>, GateError> {
         let Some(v) = session.req_header().headers.get("mcp-session-id") else {
             return Ok(None);
         };
         let id = v.to_str().unwrap_or("");
-        match session::find(id, &self.agent.id, self.name) {
+        match session::find(self.state, id, &self.agent.id, self.name).await? {
             Some(s) => Ok(Some((id.to_string(), s.upstream))),
             None => Err(GateError::NotFound {
                 path: "MCP session (unknown, ended, or not this agent's)".into(),
@@ -197,7 +197,7 @@ impl Conn<'_> {
 
     async fn post(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), GateError> {
         let raw = parse::read_body(session, self.rt.config.server.max_body_bytes).await?;
-        let sid = self.session(session)?;
+        let sid = self.session(session).await?;
         let msg: Value = match serde_json::from_slice(&raw) {
             Ok(v) => v,
             Err(_) => {
@@ -258,7 +258,7 @@ impl Conn<'_> {
         // An `initialize` the server answered with a session opens the agent's session.
         let opened = match (method.as_str(), up.header("mcp-session-id")) {
             ("initialize", Some(upstream)) if (200..300).contains(&up.status()) => {
-                Some(session::open(&self.agent.id, self.name, upstream))
+                Some(session::open(self.state, &self.agent.id, self.name, upstream).await?)
             }
             _ => None,
         };
@@ -510,7 +510,7 @@ impl Conn<'_> {
 
     /// GET: the server's own stream for a session, relayed event by event.
     async fn get(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), GateError> {
-        let sid = self.session(session)?;
+        let sid = self.session(session).await?;
         let upstream_sid = sid.as_ref().map(|(_, u)| u.as_str());
         let ask = upstream::Ask {
             method: "GET",
@@ -540,11 +540,11 @@ impl Conn<'_> {
 
     /// DELETE: ends the session at the server and here.
     async fn delete(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), GateError> {
-        let Some((id, upstream_sid)) = self.session(session)? else {
+        let Some((id, upstream_sid)) = self.session(session).await? else {
             return Err(GateError::invalid("DELETE needs an Mcp-Session-Id.", None));
         };
         let up = self.send(session, Some(&upstream_sid), None).await;
-        session::close(&id);
+        session::close(self.state, &id).await;
         let status = match up {
             Ok(up) => {
                 let s = up.status();

@@ -168,16 +168,13 @@ impl Conn<'_> {
                         send.extend_from_slice(&ev.raw);
                         continue;
                     };
-                    match serde_json::from_str::<Value>(data) {
-                        Ok(mut msg) => {
-                            if self.judge(relay, &mut msg, &mut out) {
-                                send.extend_from_slice(&rewrite(&ev.raw, &msg));
-                            } else {
-                                send.extend_from_slice(&ev.raw);
-                            }
+                    // Data that is not JSON-RPC is nothing an agent can use: dropped.
+                    if let Ok(mut msg) = serde_json::from_str::<Value>(data) {
+                        if self.judge(relay, &mut msg, &mut out) {
+                            send.extend_from_slice(&rewrite(&ev.raw, &msg));
+                        } else {
+                            send.extend_from_slice(&ev.raw);
                         }
-                        // Not JSON-RPC: nothing an agent can use, and nothing judged.
-                        Err(_) => {}
                     }
                 }
                 if parser.oversized() {
