@@ -61,6 +61,13 @@ async def progress(steps: int, ctx: Context) -> str:
     return f"done after {steps} steps"
 
 
+@server.tool()
+async def hang(seconds: float) -> str:
+    """Takes its time: for timeouts."""
+    await asyncio.sleep(seconds)
+    return "finally"
+
+
 class Recorder:
     """ASGI middleware: records each request, then hands it on unchanged."""
 

@@ -8,17 +8,21 @@ use tollgate_tests::harness::{self, McpUpstream, mcp_agent};
 const UPSTREAM_AUTH: &str = "Bearer upstream-credential-7f3a";
 
 fn config(upstream: &McpUpstream, extra: &str) -> String {
+    config_with(upstream, "", extra)
+}
+
+fn config_with(upstream: &McpUpstream, server_extra: &str, extra: &str) -> String {
     format!(
         r#"
 providers: [{{ name: none, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }}]
 mcp_servers:
-  files: {{ url: "{url}", headers_env: {{ Authorization: FILES_MCP_AUTH }} }}
+  files: {{ url: "{url}", headers_env: {{ Authorization: FILES_MCP_AUTH }}{server_extra} }}
 scopes: {{ acme: {{ budget: {{ limit_usd: 1.00, period: total }} }} }}
 policies:
   p:
     mcp:
       files:
-        tools: {{ allow: ["read_*", "search", "leak", "progress"], deny: ["delete_*"], approve: ["write_file"],
+        tools: {{ allow: ["read_*", "search", "leak", "progress", "hang"], deny: ["delete_*"], approve: ["write_file"],
                  args: {{ read_file: {{ path: '^/srv/.*' }} }} }}
         guardrails: {{ tool_args: {{ secrets: block }}, tool_results: {{ secrets: redact, pii: redact }} }}
 {extra}
@@ -27,6 +31,24 @@ agents: {{ a1: {{ scope: acme/a1, policy: p }}, a2: {{ scope: acme/a2, policy: p
 "#,
         url = upstream.url()
     )
+}
+
+/// acme's budget row once no hold is left on it: a call is settled just after its answer
+/// reached the agent, so the test waits for that (with a deadline) instead of racing it.
+async fn settled(tg: &harness::Tollgate) -> harness::BudgetRow {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows = tg.budgets(Some("acme")).await;
+        let acme = rows
+            .iter()
+            .find(|r| r.scope == "acme")
+            .expect("acme's row")
+            .clone();
+        if acme.reserved == 0 || std::time::Instant::now() > deadline {
+            return acme;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn audit(tg: &harness::Tollgate) -> Vec<Value> {
@@ -253,9 +275,9 @@ async fn the_budget_stops_exactly_at_its_limit_under_concurrent_calls() {
         "{refused:?}"
     );
     assert_eq!(up.calls().len(), 3, "refused calls never reach the server");
-    let budgets = tg.cli(&["budgets", "show", "acme", "--json"]);
-    let text = String::from_utf8_lossy(&budgets.stdout);
-    assert!(text.contains("0.9"), "spent 3 x 0.30: {text}");
+    let acme = settled(&tg).await;
+    assert_eq!(acme.spent, 900_000_000, "spent exactly 3 x $0.30: {acme:?}");
+    assert_eq!(acme.reserved, 0, "no hold left behind: {acme:?}");
 }
 
 #[tokio::test]
@@ -312,4 +334,123 @@ async fn two_instances_on_one_redis_serve_one_session() {
         .await;
     assert_eq!(theirs.status, 404);
     assert_eq!(up.calls().len(), 1);
+}
+
+/// Opens a handshake-era session with raw HTTP; returns its headers for the next requests.
+async fn raw_session(tg: &harness::Tollgate, agent: &str) -> String {
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let accept = [("accept", "application/json, text/event-stream")];
+    let opened = tg
+        .client(agent)
+        .post_raw("/mcp/files", init.to_string().into_bytes(), &accept)
+        .await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let sid = opened.header("mcp-session-id").unwrap().to_string();
+    let initialized = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let headers = [
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let r = tg
+        .client(agent)
+        .post_raw("/mcp/files", initialized.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    sid
+}
+
+#[tokio::test]
+async fn bad_input_batches_origins_and_a_hanging_server() {
+    let up = McpUpstream::spawn().await;
+    let tg = harness::tollgate()
+        .config(&config_with(
+            &up,
+            ", timeout: 3s",
+            "        cost_usd: { hang: 0.25 }",
+        ))
+        .env("FILES_MCP_AUTH", UPSTREAM_AUTH)
+        .spawn()
+        .await;
+    let sid = raw_session(&tg, "a1").await;
+    let headers = [
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let c = tg.client("a1");
+
+    // A browser page elsewhere cannot drive the session.
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}).to_string();
+    let mut evil = headers.to_vec();
+    evil.push(("origin", "http://evil.example"));
+    let r = c
+        .post_raw("/mcp/files", list.clone().into_bytes(), &evil)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+
+    // Not JSON, not JSON-RPC.
+    let r = c
+        .post_raw("/mcp/files", b"{not json".to_vec(), &headers)
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], -32700);
+    let r = c
+        .post_raw("/mcp/files", b"{\"id\": 1}".to_vec(), &headers)
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], -32600);
+
+    // A batch is judged element by element.
+    let batch = serde_json::json!([
+        {"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/b"}}},
+        {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "delete_file", "arguments": {"path": "/srv/b"}}},
+        {"jsonrpc": "2.0", "id": 12, "method": "resources/list"}
+    ]);
+    let r = c
+        .post_raw("/mcp/files", batch.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answers = r.json();
+    let by_id = |id: i64| {
+        answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_id(10)["result"]["isError"], false, "{answers}");
+    assert_eq!(by_id(11)["result"]["isError"], true, "{answers}");
+    assert_eq!(
+        by_id(12)["error"]["code"],
+        -32601,
+        "resources are off: {answers}"
+    );
+    assert_eq!(
+        up.calls()
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>(),
+        ["read_file"]
+    );
+
+    // A server that hangs is cut by its timeout; the call's hold is released, not spent.
+    let hang = serde_json::json!({"jsonrpc": "2.0", "id": 20, "method": "tools/call",
+        "params": {"name": "hang", "arguments": {"seconds": 30}}});
+    let r = c
+        .post_raw("/mcp/files", hang.to_string().into_bytes(), &headers)
+        .await;
+    assert!(!r.text().contains("finally"), "{}", r.text());
+    let acme = settled(&tg).await;
+    assert_eq!((acme.spent, acme.reserved), (0, 0), "{acme:?}");
+    let records = audit(&tg);
+    let hung = records
+        .iter()
+        .find(|r| r["tool"] == "hang")
+        .expect("hang's record");
+    assert_eq!(hung["actual_usd"].as_f64(), Some(0.0), "{hung}");
+    assert_eq!(hung["reserved_usd"].as_f64(), Some(0.25), "{hung}");
 }
