@@ -3,7 +3,7 @@
 # quick when everything is already there. Usage: scripts/setup.sh [--test]
 #   (no flag)  build tools only: what `tollgate demo` needs
 #   --test     also Redis (running on 127.0.0.1:6379), Prometheus, a Python venv with the
-#              official openai SDK and runcycles client, the official openai npm package (tests/node) for
+#              official openai SDK, runcycles client and mcp SDK, the official openai npm package (tests/node) for
 #              the end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,12 +50,13 @@ if [ $want_test = 1 ]; then
       --dir /tmp --logfile /tmp/tollgate-redis.log
     for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null && break; sleep 0.1; done
   fi
-  # The end-to-end tests drive tollgate with the official openai Python SDK and the
-  # official Cycles client (runcycles) from PyPI.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, runcycles' 2>/dev/null; then
-    echo "setup: creating .venv with the openai SDK and the runcycles client"
+  # The end-to-end tests drive tollgate with the official openai Python SDK, the official
+  # Cycles client (runcycles) and, for the MCP gateway, the official MCP Python SDK (client
+  # and server), all from PyPI.
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import openai, runcycles, mcp.client.streamable_http' 2>/dev/null; then
+    echo "setup: creating .venv with the openai SDK, the runcycles client and the mcp SDK"
     [ -x .venv/bin/python ] || python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4' 'runcycles>=0.4,<0.5'
+    .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4' 'runcycles>=0.4,<0.5' 'mcp>=2.3,<3'
   fi
   # ... and with the official openai npm package, exactly as tests/node/package-lock.json
   # pins it. The copy of the lock file left in node_modules says what is installed.

@@ -108,6 +108,12 @@ pub struct Record {
     /// arrived with a `traceparent`; absent from the line otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// The MCP server of an `endpoint: mcp` record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The tool an `endpoint: mcp` record decided on (the server's own name for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
     /// Set by the sink on append; whatever the caller put here is replaced.
     #[serde(default)]
     pub prev_hash: String,
@@ -149,6 +155,8 @@ impl Record {
             latency_ms: 0,
             prompt: None,
             trace_id: None,
+            server: None,
+            tool: None,
             prev_hash: String::new(),
             hash: String::new(),
         }

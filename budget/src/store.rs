@@ -16,6 +16,7 @@ use crate::ledger::Ledger;
 use crate::limits::RateLimits;
 use crate::model::{Nanos, ReserveRequest, ScopeBudget};
 use crate::outbox::Outbox;
+use crate::sessions::SessionStore;
 use crate::trust::TrustStore;
 
 /// What belongs to the backend as a whole rather than to one capability: whether it is
@@ -38,12 +39,28 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 /// `Arc<dyn Store>`. Implemented for every type that has all the capabilities; a feature
 /// that needs only some of them can ask for those alone.
 pub trait Store:
-    Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + Outbox + Backend
+    Ledger
+    + KeyStore
+    + RateLimits
+    + ApprovalStore
+    + TrustStore
+    + AgentStore
+    + Outbox
+    + SessionStore
+    + Backend
 {
 }
 
 impl<T> Store for T where
-    T: Ledger + KeyStore + RateLimits + ApprovalStore + TrustStore + AgentStore + Outbox + Backend
+    T: Ledger
+        + KeyStore
+        + RateLimits
+        + ApprovalStore
+        + TrustStore
+        + AgentStore
+        + Outbox
+        + SessionStore
+        + Backend
 {
 }
 

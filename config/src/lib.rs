@@ -5,6 +5,7 @@
 
 mod error;
 mod infra;
+mod mcp;
 mod providers;
 mod raw;
 mod section;

@@ -150,6 +150,7 @@ pub struct Policy {
     pub delegation: Option<Delegation>,
     pub decision_api: Option<bool>,
     pub responses: Option<Responses>,
+    pub mcp: Option<BTreeMap<String, serde_norway::Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

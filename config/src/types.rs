@@ -103,6 +103,8 @@ pub struct Config {
     pub telemetry: crate::Telemetry,
     /// Approval notifications (webhooks).
     pub approvals: crate::Approvals,
+    /// Upstream MCP servers by name (`mcp_servers`).
+    pub mcp_servers: BTreeMap<String, McpServer>,
 }
 
 #[derive(Debug, Clone)]
@@ -394,6 +396,8 @@ pub struct Policy {
     /// `/v1/tollgate/reservations`); settling reservations already held stays possible.
     pub decision_api: bool,
     pub responses: ResponsesRules,
+    /// The MCP servers this policy's agents may reach, each with its connection's rules.
+    pub mcp: BTreeMap<String, McpConnection>,
 }
 
 /// What the Responses API may do out of tollgate's sight. Both are off by default: a
@@ -471,4 +475,45 @@ pub struct StaticKey {
     pub id: String,
     pub agent: String,
     pub sha256: [u8; 32],
+}
+
+/// An upstream MCP server.
+#[derive(Debug, Clone)]
+pub struct McpServer {
+    pub name: String,
+    pub upstream: McpUpstream,
+    /// The longest tollgate waits for the server's answer (and between events of a stream).
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum McpUpstream {
+    /// Streamable HTTP at `url`, with headers whose values came from the environment.
+    Http {
+        url: BaseUrl,
+        headers: Vec<(String, Secret)>,
+    },
+}
+
+/// One policy × one server: what the policy's agents may do there.
+#[derive(Debug, Clone)]
+pub struct McpConnection {
+    pub server: String,
+    pub tools: Tools,
+    pub tool_args: GuardDirection,
+    pub tool_results: GuardDirection,
+    /// Nano-USD held before a call and committed after: `cost_usd.default`, or the tool's.
+    pub cost_default: i64,
+    pub cost: BTreeMap<String, i64>,
+    pub rate: Rate,
+    pub min_trust: Option<f64>,
+    /// `resources/*` and `prompts/*` pass (results guarded); refused otherwise.
+    pub resources: bool,
+}
+
+impl McpConnection {
+    /// What one call of `tool` costs.
+    pub fn cost_of(&self, tool: &str) -> i64 {
+        self.cost.get(tool).copied().unwrap_or(self.cost_default)
+    }
 }

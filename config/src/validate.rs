@@ -143,6 +143,7 @@ const TOP_LEVEL: &[&str] = &[
     "keys",
     "telemetry",
     "approvals",
+    "mcp_servers",
 ];
 
 /// Parses and validates a config file's text.
@@ -198,6 +199,8 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
     let keys = keys(&mut ctx, take("keys"), &agents);
     let telemetry = crate::telemetry::telemetry(&mut ctx, take("telemetry"));
     let approvals = crate::telemetry::approvals(&mut ctx, take("approvals"));
+    let mcp_servers = crate::mcp::servers(&mut ctx, take("mcp_servers"));
+    crate::mcp::check_refs(&mut ctx, &mcp_servers, &policies);
 
     if ctx.errors.is_empty() {
         Ok(Config {
@@ -213,6 +216,7 @@ pub fn parse(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
             keys,
             telemetry,
             approvals,
+            mcp_servers,
         })
     } else {
         Err(ConfigErrors(ctx.errors))
@@ -388,6 +392,7 @@ fn policy(ctx: &mut Ctx, path: &str, name: String, raw: raw::Policy) -> Policy {
                 .and_then(|r| r.stored_context)
                 .unwrap_or(false),
         },
+        mcp: crate::mcp::connections(ctx, &format!("{path}.mcp"), raw.mcp),
         name,
     }
 }

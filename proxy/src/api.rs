@@ -19,6 +19,8 @@ pub enum Endpoint {
     Agents,
     /// The Cycles protocol's endpoints (`crate::cycles`).
     Cycles,
+    /// `/mcp` and `/mcp/{server}`: the MCP gateway.
+    Mcp,
     /// `/readyz` asking the listener whether it belongs to this process.
     Probe,
     /// No route matched (or the request failed before routing).
@@ -34,6 +36,7 @@ impl Endpoint {
             Endpoint::Reservations => "reservations",
             Endpoint::Agents => "agents",
             Endpoint::Cycles => "cycles",
+            Endpoint::Mcp => "mcp",
             Endpoint::Probe => "probe",
             Endpoint::Unknown => "unknown",
         }
@@ -58,6 +61,10 @@ pub enum Route {
     Delegate,
     /// A Cycles protocol operation.
     Cycles(crate::cycles::Op),
+    /// The MCP gateway: one server (`/mcp/{server}`) or all the policy names (`/mcp`).
+    Mcp {
+        server: Option<String>,
+    },
 }
 
 impl Route {
@@ -69,6 +76,7 @@ impl Route {
             Route::Reserve | Route::Commit(_) | Route::Release(_) => Endpoint::Reservations,
             Route::Delegate => Endpoint::Agents,
             Route::Cycles(_) => Endpoint::Cycles,
+            Route::Mcp { .. } => Endpoint::Mcp,
         }
     }
 }
@@ -110,6 +118,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
         "/v1/tollgate/decide" => post(Route::Decide),
         "/v1/tollgate/reservations" => post(Route::Reserve),
         "/v1/tollgate/agents" => post(Route::Delegate),
+        // The MCP transport uses POST, GET and DELETE; its handler judges the method.
+        "/mcp" => Ok(Route::Mcp { server: None }),
         _ => {
             if let Some(rest) = path.strip_prefix("/v1/tollgate/reservations/") {
                 if let Some(id) = rest.strip_suffix("/commit") {
@@ -118,6 +128,14 @@ pub fn route(method: &str, path: &str) -> Result<Route, GateError> {
                 if let Some(id) = rest.strip_suffix("/release") {
                     return post(Route::Release(id.to_string()));
                 }
+            }
+            if let Some(server) = path.strip_prefix("/mcp/")
+                && !server.is_empty()
+                && !server.contains('/')
+            {
+                return Ok(Route::Mcp {
+                    server: Some(server.to_string()),
+                });
             }
             if let Some(rest) = path.strip_prefix("/openai/deployments/")
                 && let Some((deployment, op)) = rest.split_once('/')

@@ -31,6 +31,10 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     pub guardrail_findings: IntCounterVec,
     pub tool_calls: IntCounterVec,
+    /// MCP `tools/call` decisions per connection.
+    pub mcp_calls: IntCounterVec,
+    /// MCP `tools/call` duration, decision and server included.
+    pub mcp_call_duration: HistogramVec,
     pub store_errors: IntCounterVec,
     pub trust_score: GaugeVec,
     pub audit_errors: IntCounterVec,
@@ -203,6 +207,19 @@ impl Metrics {
                 "tollgate_tool_calls_total",
                 "Tool-call decisions.",
                 &["policy", "tool", "decision"],
+            ),
+            mcp_calls: counter(
+                &r,
+                "tollgate_mcp_calls_total",
+                "MCP tools/call decisions per connection.",
+                &["policy", "server", "tool", "decision"],
+            ),
+            mcp_call_duration: histogram(
+                &r,
+                "tollgate_mcp_call_duration_seconds",
+                "MCP tools/call duration, including the server's time.",
+                &["server"],
+                LATENCY_BUCKETS,
             ),
             store_errors: counter(
                 &r,

@@ -52,6 +52,9 @@ codes! {
     StoreUnavailableAllowed => "store_unavailable_allowed",
     ToolDefinitionStripped => "tool_definition_stripped",
     ToolDenied => "tool_denied",
+    // MCP refusals (answered as tool results with isError: true).
+    ArgumentsNotAllowed => "arguments_not_allowed",
+    ApprovalRequired => "approval_required",
     CommitDeferred => "commit_deferred",
     CommitFailed => "commit_failed",
     SpendDeferred => "spend_deferred",

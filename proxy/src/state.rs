@@ -246,6 +246,9 @@ impl State {
     pub fn trust(&self) -> &dyn TrustStore {
         &*self.store
     }
+    pub fn sessions(&self) -> &dyn tollgate_budget::SessionStore {
+        &*self.store
+    }
     pub fn agents(&self) -> &dyn AgentStore {
         &*self.store
     }

@@ -14,7 +14,7 @@ use pingora_core::protocols::ALPN;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
-use tollgate_config::{Provider, ProviderKind, Timeouts};
+use tollgate_config::{BaseUrl, Provider, ProviderKind, Timeouts};
 
 use crate::api::Api;
 
@@ -254,11 +254,20 @@ impl Upstreams {
         provider: &Provider,
         timeouts: &Timeouts,
     ) -> Result<(HttpSession, HttpPeer), Failure> {
-        let url = &provider.base_url;
+        self.connect_url(&provider.base_url, timeouts).await
+    }
+
+    /// A connection to the host of `url` (a provider's or an MCP server's), trying each of
+    /// its addresses in turn.
+    pub async fn connect_url(
+        &self,
+        url: &BaseUrl,
+        timeouts: &Timeouts,
+    ) -> Result<(HttpSession, HttpPeer), Failure> {
         let addrs = self.dns.resolve(&url.host, url.port).await?;
         let mut last = None;
         for addr in addrs {
-            let peer = peer(provider, addr, timeouts);
+            let peer = peer(url, addr, timeouts);
             match self.connector.get_http_session(&peer).await {
                 Ok((session, _reused)) => return Ok((session, peer)),
                 Err(e) => {
@@ -283,9 +292,8 @@ impl Upstreams {
     }
 }
 
-/// One address of `provider`, with tollgate's timeouts.
-fn peer(provider: &Provider, addr: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
-    let url = &provider.base_url;
+/// One address of an upstream, with tollgate's timeouts.
+fn peer(url: &BaseUrl, addr: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
     let mut peer = HttpPeer::new(addr, url.tls, url.host.clone());
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.total_connection_timeout = Some(timeouts.connect);

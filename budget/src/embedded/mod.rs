@@ -22,6 +22,7 @@ mod ledger;
 mod limits;
 mod outbox;
 mod schema;
+mod sessions;
 mod trust;
 mod wal;
 
@@ -259,6 +260,7 @@ impl Backend for EmbeddedStore {
             approvals::purge(c, now, ttl_ms(opts.settled_retention))?;
             trust::purge(c, now_ms)?;
             outbox::purge(c, now_ms)?;
+            sessions::purge(c, now_ms)?;
             Ok(reaped)
         })
         .await

@@ -151,6 +151,13 @@ CREATE TABLE IF NOT EXISTS agents (
     revoked_ms   INTEGER
 );
 CREATE INDEX IF NOT EXISTS agents_parent ON agents (parent);
+
+-- Protocol sessions (MCP): an opaque value per id, forgotten once idle past its expiry.
+CREATE TABLE IF NOT EXISTS sessions (
+    id         TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {

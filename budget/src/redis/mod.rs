@@ -33,6 +33,7 @@ mod keys;
 mod ledger;
 mod limits;
 mod outbox;
+mod sessions;
 mod trust;
 
 use std::collections::{HashMap, HashSet};

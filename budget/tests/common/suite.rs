@@ -41,7 +41,7 @@ macro_rules! all_scenarios {
             commit_lands_in_the_window_it_reserved_in, overrides_take_precedence, idempotent_reserve,
             idempotent_commit_and_release, expiry_and_reaping, commit_past_expiry_before_reaping,
             reserve_reaps_lapsed_holds, extend_keeps_a_hold_alive, balances_filter_by_prefix,
-            commit_records_the_truth_above_the_grant, granted_is_what_was_held, agent_keys, invalid_requests_are_refused,
+            commit_records_the_truth_above_the_grant, granted_is_what_was_held, agent_keys, sessions_lapse_when_idle, invalid_requests_are_refused,
             reaper_task_reaps, timezones_cut_windows, ping_answers, decide_holds_nothing,
             record_spend_without_a_reservation, sliding_window_counts_the_last_minute,
             hour_window_slides_by_the_minute, all_or_nothing_across_windows, leases_expire_and_release,
@@ -425,6 +425,34 @@ pub async fn balances_filter_by_prefix(h: Harness) {
         all.contains(&"beta/x".to_string()) && all.contains(&"acme".to_string()),
         "{all:?}"
     );
+}
+
+/// A session is found until it has been idle for its lifetime; each use starts it over.
+pub async fn sessions_lapse_when_idle(h: Harness) {
+    use std::time::Duration;
+    let s = &h.store;
+    let ttl = Duration::from_secs(60);
+    s.session_put("tgmcp_a", r#"{"agent":"a1"}"#, ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.session_get("tgmcp_a", ttl).await.unwrap().as_deref(),
+        Some(r#"{"agent":"a1"}"#)
+    );
+    assert_eq!(s.session_get("tgmcp_none", ttl).await.unwrap(), None);
+    assert!(
+        s.session_put("tgmcp_big", &"x".repeat(5000), ttl)
+            .await
+            .is_err()
+    );
+    s.session_delete("tgmcp_a").await.unwrap();
+    assert_eq!(s.session_get("tgmcp_a", ttl).await.unwrap(), None);
+    // The embedded store reads its hand-moved clock; Redis expires by its own, so only the
+    // embedded store can be moved past the lifetime here.
+    s.session_put("tgmcp_b", "v", ttl).await.unwrap();
+    h.clock.advance(chrono::TimeDelta::seconds(30));
+    assert!(s.session_get("tgmcp_b", ttl).await.unwrap().is_some());
+    s.session_delete("tgmcp_b").await.unwrap();
 }
 
 pub async fn agent_keys(h: Harness) {

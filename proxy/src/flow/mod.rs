@@ -29,6 +29,7 @@ mod estimate;
 mod forward;
 mod guard;
 pub(crate) mod limits;
+mod mcp;
 pub(crate) mod parse;
 pub(crate) mod policy;
 pub(crate) mod record;
@@ -187,6 +188,7 @@ impl Gateway {
             Route::Release(id) => decide::release(state, &agent, &id, session, ctx).await?,
             Route::Delegate => delegate::create(state, &rt, &agent, session, ctx).await?,
             Route::Cycles(_) => unreachable!("served before authentication"),
+            Route::Mcp { server } => mcp::handle(state, &rt, &agent, server, session, ctx).await?,
         }
         Ok(None)
     }

@@ -1,0 +1,84 @@
+"""An agent for tollgate's MCP end-to-end tests: the official Python SDK client.
+
+Usage: agent.py URL KEY MODE SCENARIO
+  MODE      legacy (initialize handshake, Mcp-Session-Id) or 2026-07-28 (stateless)
+  SCENARIO  a function below; prints what the agent saw as one JSON object
+"""
+
+import asyncio
+import json
+import sys
+
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+URL, KEY, MODE, SCENARIO = sys.argv[1:5]
+
+
+def client(**kw):
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {KEY}"})
+    return Client(streamable_http_client(URL, http_client=http), mode=MODE, **kw)
+
+
+def text_of(result):
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+async def call(c, name, args):
+    r = await c.call_tool(name, args)
+    return {"error": bool(r.is_error), "text": text_of(r)}
+
+
+async def policy():
+    async with client() as c:
+        tools = await c.list_tools()
+        return {
+            "tools": sorted(t.name for t in tools.tools),
+            "read_ok": await call(c, "read_file", {"path": "/srv/notes.txt"}),
+            "read_outside": await call(c, "read_file", {"path": "/etc/passwd"}),
+            "delete": await call(c, "delete_file", {"path": "/srv/notes.txt"}),
+            "secret_arg": await call(
+                c, "search", {"query": "token ghp_Zx8Kq2LmN4pR7sT1vW3yA5bC6dE9fG0hJ2kL"}
+            ),
+            "leak": await call(c, "leak", {}),
+            "write": await call(c, "write_file", {"path": "/srv/a", "content": "hi"}),
+        }
+
+
+async def write_again():
+    async with client() as c:
+        return {"write": await call(c, "write_file", {"path": "/srv/a", "content": "hi"})}
+
+
+async def progress():
+    seen = {"progress": [], "logs": []}
+
+    async def on_log(params):
+        seen["logs"].append(str(params.data))
+
+    async with client(logging_callback=on_log, log_level="info") as c:
+
+        async def on_progress(progress, total, message):
+            seen["progress"].append(progress)
+
+        r = await c.call_tool("progress", {"steps": 3}, progress_callback=on_progress)
+        seen["result"] = text_of(r)
+    return seen
+
+
+async def searches():
+    """Eight concurrent searches: the budget affords only some of them."""
+    async with client() as c:
+        results = await asyncio.gather(
+            *(call(c, "search", {"query": f"q{i}"}) for i in range(8))
+        )
+    return {"results": results}
+
+
+async def main():
+    out = await globals()[SCENARIO]()
+    print(json.dumps(out))
+
+
+asyncio.run(main())

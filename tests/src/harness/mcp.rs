@@ -1,0 +1,109 @@
+//! MCP end-to-end helpers: an upstream MCP server written with the official Python SDK
+//! (`tests/mcp/upstream.py`) that records what it received, and the SDK's client as the
+//! agent (`tests/mcp/agent.py`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running upstream MCP server; killed when dropped.
+pub struct McpUpstream {
+    child: Child,
+    pub port: u16,
+    record: PathBuf,
+}
+
+impl McpUpstream {
+    /// Starts the server on a free port and waits until it accepts connections.
+    pub async fn spawn() -> McpUpstream {
+        let port = super::free_port();
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).expect("random bytes");
+        let record = std::env::temp_dir().join(format!("tollgate-mcp-{}.jsonl", hex::encode(rnd)));
+        let script = super::workspace().join("tests/mcp/upstream.py");
+        let child = Command::new(super::venv_python())
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&record)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the upstream MCP server (scripts/setup.sh --test installs mcp)");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the upstream MCP server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        McpUpstream {
+            child,
+            port,
+            record,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    /// Every HTTP request the server received, in order.
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `tools/call` requests that arrived, as (tool, arguments).
+    pub fn calls(&self) -> Vec<(String, Value)> {
+        self.received()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Value>(r["body"].as_str()?).ok())
+            .flat_map(|b| match b {
+                Value::Array(items) => items,
+                one => vec![one],
+            })
+            .filter(|m| m["method"] == "tools/call")
+            .map(|m| {
+                (
+                    m["params"]["name"].as_str().unwrap_or("").to_string(),
+                    m["params"]["arguments"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for McpUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+/// Runs a scenario of `tests/mcp/agent.py` against `url` and returns what the agent saw.
+pub async fn mcp_agent(url: &str, key: &str, mode: &str, scenario: &str) -> Value {
+    let script = super::workspace().join("tests/mcp/agent.py");
+    let out = tokio::process::Command::new(super::venv_python())
+        .arg(script)
+        .args([url, key, mode, scenario])
+        .output()
+        .await
+        .expect("run the MCP agent");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "agent.py {scenario} ({mode}) failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("the agent's JSON")
+}
