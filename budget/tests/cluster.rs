@@ -119,23 +119,30 @@ proptest! {
 }
 
 /// Retries `op` until it succeeds (bounded); only unavailability is expected meanwhile.
-async fn eventually<T, F, Fut>(mut op: F) -> T
+/// `what` names the step in a failure, with every error seen on the way.
+async fn eventually<T, F, Fut>(what: &str, mut op: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
 {
-    let mut last = None;
+    let mut seen: Vec<String> = Vec::new();
     for _ in 0..400 {
         match op().await {
             Ok(v) => return v,
             Err(e) => {
-                assert!(e.is_unavailable(), "only unavailability is expected: {e}");
-                last = Some(e);
+                assert!(
+                    e.is_unavailable(),
+                    "{what}: only unavailability is expected, got {e} (after {seen:?})"
+                );
+                let e = e.to_string();
+                if seen.last() != Some(&e) {
+                    seen.push(e);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the store did not recover: {last:?}");
+    panic!("{what}: the store did not recover: {seen:?}");
 }
 
 /// Tenants land on every master, budgets and rate limits alike, so neither is one hot
@@ -241,12 +248,12 @@ async fn a_killed_master_fails_closed_then_recovers_with_acked_holds() {
     }
     // (r2b's write stayed on the lone master although it was refused: a hold that only
     // ever takes room, and lapses.)
-    let r1 = eventually(|| store.granted("acme", "r1")).await;
+    let r1 = eventually("r1 read back", || store.granted("acme", "r1")).await;
     assert_eq!(r1, Some(600), "r1's hold is still there");
     let r3 = req("r3", &scopes, 600, 600);
-    let answer = eventually(|| store.reserve(&r3)).await;
+    let answer = eventually("r3 reserved", || store.reserve(&r3)).await;
     assert!(!answer.decision.is_allowed(), "{answer:?}");
-    let commit = eventually(|| store.commit("acme", "r1", 500)).await;
+    let commit = eventually("r1 committed", || store.commit("acme", "r1", 500)).await;
     assert!(
         matches!(
             commit,
@@ -254,9 +261,11 @@ async fn a_killed_master_fails_closed_then_recovers_with_acked_holds() {
         ),
         "{commit:?}"
     );
-    let row = eventually(|| store.balances(Some("acme"))).await.remove(0);
+    let row = eventually("balances read", || store.balances(Some("acme")))
+        .await
+        .remove(0);
     assert_eq!(row.spent, 500);
-    eventually(|| store.ping()).await;
+    eventually("ping", || store.ping()).await;
     drop(cluster);
 }
 

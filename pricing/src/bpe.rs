@@ -1,23 +1,28 @@
-//! Counts OpenAI BPE tokens with the pre-tokenizer regex compiled once per thread, so the
-//! proxy's worker threads never share one.
+//! Counts OpenAI BPE tokens without the backtracking regex engine.
 //!
-//! tiktoken-rs's `CoreBPE` splits text with a `fancy_regex::Regex` whose clones (it keeps 128,
-//! picked by thread id) all share one compiled program and the scratch pools inside it. A
-//! `regex_automata` pool hands out its scratch without a lock only to the first thread that
-//! used it; every other thread takes `Pool::get_slow` and `put_value` once per word, which was
-//! ~7 % of tollgate's CPU in a profile. Here every thread compiles its own copy of the same
-//! pattern on first use (so it owns its pools), the ranks are shared read-only, and the merge
-//! is tiktoken-rs's own (`byte_pair_split`) below [`LONG_PIECE`] bytes.
+//! tiktoken splits text with its pre-tokenizer pattern before merging each piece. The
+//! patterns use one look-ahead, `\s+(?!\S)` ("a run of whitespace, less its last character
+//! when a word follows"), so tiktoken-rs runs the whole pattern on `fancy_regex`'s
+//! backtracking VM: that split was most of tollgate's CPU per request (docs/benchmarks.md).
+//! Here the alternatives before the look-ahead run as one anchored `regex_automata` meta
+//! regex (a lazy DFA, with leftmost-first semantics: the same match a backtracking engine
+//! reports for a pattern without look-around), the look-ahead and the alternative after it
+//! are taken by hand on the whitespace run, in pattern order. cl100k's possessive
+//! quantifiers (`?+`, `++`, `*+`, `{1,3}+`) become greedy ones: in that pattern nothing after them
+//! could make a backtracking engine give characters back, so the matches are the same.
+//! The merge is tiktoken-rs's own (`byte_pair_split`) below [`LONG_PIECE`] bytes.
 //!
 //! The count is exactly `CoreBPE::encode_ordinary(text).len()`: tests compare the two on the
-//! estimate corpus and on generated text.
+//! estimate corpus and on generated text, Unicode whitespace and marks included.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::LazyLock;
 use std::thread::LocalKey;
 
-use fancy_regex::Regex;
+use regex_automata::meta::{Cache, Regex};
+use regex_automata::{Anchored, Input};
 use rustc_hash::FxHashMap;
 use tiktoken_rs::{CoreBPE, Rank};
 
@@ -29,16 +34,21 @@ const LONG_PIECE: usize = 100;
 /// string but does not export it; o200k's it does, as `O200K_BASE_PAT_STR`).
 const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
 
-/// One BPE vocabulary: its ordinary tokens and the thread-local pre-tokenizer.
+/// The look-ahead alternative both patterns have, and what follows it in each.
+const LOOKAHEAD: &str = r"|\s+(?!\S)";
+
+/// One BPE vocabulary: its ordinary tokens and its pre-tokenizer.
 pub(crate) struct Encoding {
     ranks: FxHashMap<Vec<u8>, Rank>,
-    pattern: &'static str,
-    split: &'static LocalKey<Regex>,
+    split: Split,
+    /// This thread's scratch space for `split` (a meta regex's shared pool hands it out
+    /// without a lock only to the thread that created the pool).
+    cache: &'static LocalKey<RefCell<Option<Cache>>>,
 }
 
 thread_local! {
-    static O200K_SPLIT: Regex = compile(tiktoken_rs::O200K_BASE_PAT_STR);
-    static CL100K_SPLIT: Regex = compile(CL100K_PATTERN);
+    static O200K_CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
+    static CL100K_CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
 }
 
 /// o200k_base (GPT-4o, 4.1, 5, o-series). Loading takes ~0.1 s: see [`crate::warm_up`].
@@ -46,8 +56,8 @@ pub(crate) fn o200k() -> &'static Encoding {
     static ENCODING: LazyLock<Encoding> = LazyLock::new(|| {
         Encoding::new(
             tiktoken_rs::o200k_base().expect("tiktoken-rs ships o200k_base"),
-            tiktoken_rs::O200K_BASE_PAT_STR,
-            &O200K_SPLIT,
+            Split::new(tiktoken_rs::O200K_BASE_PAT_STR),
+            &O200K_CACHE,
         )
     });
     &ENCODING
@@ -58,21 +68,73 @@ pub(crate) fn cl100k() -> &'static Encoding {
     static ENCODING: LazyLock<Encoding> = LazyLock::new(|| {
         Encoding::new(
             tiktoken_rs::cl100k_base().expect("tiktoken-rs ships cl100k_base"),
-            CL100K_PATTERN,
-            &CL100K_SPLIT,
+            Split::new(CL100K_PATTERN),
+            &CL100K_CACHE,
         )
     });
     &ENCODING
 }
 
-fn compile(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("a pre-tokenizer pattern that tiktoken-rs compiles too")
+/// A tiktoken pre-tokenizer pattern of the shape `HEAD|\s+(?!\S)|TAIL`, where TAIL is `\s`
+/// (cl100k) or `\s+` (o200k), both of which match the whole run when it is one character.
+struct Split {
+    /// The alternatives before the look-ahead, searched anchored.
+    head: Regex,
+}
+
+impl Split {
+    fn new(pattern: &str) -> Split {
+        let (head, tail) = pattern
+            .split_once(LOOKAHEAD)
+            .expect("a tiktoken pattern with its whitespace look-ahead");
+        assert!(
+            tail == r"|\s" || tail == r"|\s+",
+            "an unexpected alternative after the look-ahead: {tail}"
+        );
+        let head = head
+            .replace("{1,3}+", "{1,3}")
+            .replace("?+", "?")
+            .replace("++", "+")
+            .replace("*+", "*");
+        Split {
+            head: Regex::new(&head).expect("a pre-tokenizer pattern regex_automata compiles"),
+        }
+    }
+
+    /// Where the piece starting at `at` ends (`at < text.len()`).
+    fn piece_end(&self, cache: &mut Cache, text: &str, at: usize) -> usize {
+        let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+        if let Some(m) = self.head.search_with(cache, &input) {
+            return m.end();
+        }
+        // Only whitespace gets here (letters, digits and everything else have a head
+        // alternative). `\s+(?!\S)`: the run, less its last character when a non-space
+        // follows; when that leaves nothing, the tail takes the one character.
+        // `\s` is Unicode's White_Space property, as `char::is_whitespace` is.
+        let rest = &text[at..];
+        let end = at
+            + rest
+                .char_indices()
+                .find(|&(_, c)| !c.is_whitespace())
+                .map_or(rest.len(), |(i, _)| i);
+        if end == at {
+            // Unreachable for these patterns; one character keeps the count going.
+            return at + text[at..].chars().next().map_or(1, char::len_utf8);
+        }
+        if end == text.len() {
+            return end;
+        }
+        let last = text[at..end].char_indices().last().map_or(0, |(i, _)| i);
+        if last > 0 { at + last } else { end }
+    }
+}
+
+fn cache_for(split: &Split) -> Cache {
+    split.head.create_cache()
 }
 
 impl Encoding {
-    /// Takes the ordinary tokens out of `bpe` (ranks 0, 1, ... up to the first gap, special
-    /// tokens left out), which is then dropped: only the ranks are kept.
-    fn new(bpe: CoreBPE, pattern: &'static str, split: &'static LocalKey<Regex>) -> Self {
+    fn new(bpe: CoreBPE, split: Split, cache: &'static LocalKey<RefCell<Option<Cache>>>) -> Self {
         let special: HashSet<Vec<u8>> = bpe
             .special_tokens()
             .into_iter()
@@ -89,37 +151,39 @@ impl Encoding {
         }
         Encoding {
             ranks,
-            pattern,
             split,
+            cache,
         }
     }
 
-    /// Compiles this thread's pre-tokenizer now rather than on its first count.
+    /// Makes this thread's scratch space now rather than on its first count.
     pub(crate) fn warm_up_thread(&self) {
-        let _ = self.split.try_with(|_| ());
+        let _ = self.cache.try_with(|c| {
+            c.borrow_mut().get_or_insert_with(|| cache_for(&self.split));
+        });
     }
 
     /// Tokens in `text`, special-token text counted as ordinary text.
     pub(crate) fn count(&self, text: &str) -> u64 {
-        self.split
-            .try_with(|split| self.count_with(split, text))
-            // This thread is being torn down: compile a regex just for this call.
-            .unwrap_or_else(|_| self.count_with(&compile(self.pattern), text))
+        self.cache
+            .try_with(|c| match c.try_borrow_mut() {
+                Ok(mut c) => {
+                    let cache = c.get_or_insert_with(|| cache_for(&self.split));
+                    self.count_with(cache, text)
+                }
+                Err(_) => self.count_with(&mut cache_for(&self.split), text),
+            })
+            // This thread is being torn down: scratch space just for this call.
+            .unwrap_or_else(|_| self.count_with(&mut cache_for(&self.split), text))
     }
 
-    fn count_with(&self, split: &Regex, text: &str) -> u64 {
+    fn count_with(&self, cache: &mut Cache, text: &str) -> u64 {
         let mut tokens = 0;
-        let mut counted_to = 0;
-        for piece in split.find_iter(text) {
-            match piece {
-                Ok(piece) => {
-                    tokens += self.piece_tokens(piece.as_str().as_bytes());
-                    counted_to = piece.end();
-                }
-                // The regex gave up (its backtracking limit): no token covers less than a
-                // byte, so one per byte left keeps the count an upper bound.
-                Err(_) => return tokens + (text.len() - counted_to) as u64,
-            }
+        let mut at = 0;
+        while at < text.len() {
+            let end = self.split.piece_end(cache, text, at);
+            tokens += self.piece_tokens(&text.as_bytes()[at..end]);
+            at = end;
         }
         tokens
     }
@@ -222,20 +286,40 @@ mod tests {
     }
 
     #[test]
-    fn each_thread_counts_with_its_own_regex() {
+    fn each_thread_counts_with_its_own_scratch() {
         let text = "Hello, world! Bonjour le monde. 東京の天気は晴れ。";
         let want = o200k().count(text);
-        let here = O200K_SPLIT.with(|r| std::ptr::from_ref(r) as usize);
+        let here = O200K_CACHE.with(|c| c.borrow().is_some());
+        assert!(here, "this thread's scratch was made on its first count");
         std::thread::scope(|s| {
-            let there = s
-                .spawn(|| {
-                    assert_eq!(o200k().count(text), want);
-                    O200K_SPLIT.with(|r| std::ptr::from_ref(r) as usize)
-                })
-                .join()
-                .unwrap();
-            assert_ne!(here, there);
+            s.spawn(|| {
+                assert!(O200K_CACHE.with(|c| c.borrow().is_none()));
+                assert_eq!(o200k().count(text), want);
+                assert!(O200K_CACHE.with(|c| c.borrow().is_some()));
+            });
         });
+    }
+
+    #[test]
+    fn whitespace_before_a_word_leaves_its_last_character_to_it() {
+        // The look-ahead's cases, with multi-byte Unicode whitespace: a run before a word,
+        // a run at the end, one space, a run ending in a newline.
+        let cases = [
+            "a   b",
+            "a\u{3000}\u{3000}b",
+            "a \u{a0}\u{2028}b",
+            "a   ",
+            "a\u{3000}",
+            " b",
+            "x \n  y",
+            "\u{b}\u{c}z",
+            "\u{85}\u{85}\u{85}",
+        ];
+        for text in cases {
+            for enc in [o200k(), cl100k()] {
+                assert_eq!(enc.count(text), tiktoken(enc, text), "{text:?}");
+            }
+        }
     }
 
     fn text() -> impl Strategy<Value = String> {
@@ -253,6 +337,10 @@ mod tests {
                 "[東京天気日本語中文]{1,6}",
                 "[😀🚀✓]{1,3}",
                 "[=]{90,130}",
+                "[\u{a0}\u{85}\u{3000}\u{2028}\u{b}\u{c} ]{1,4}",
+                "[\u{301}\u{308}\u{1c5}\u{2b0}ǅ]{1,3}",
+                "[A-Z][a-z]{1,5}[A-Z]{1,3}",
+                "\\PC{1,4}",
             ],
             0..40,
         )

@@ -335,12 +335,13 @@ fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<()> {
     None
 }
 
-/// `n` ports whose cluster bus port (+10000) is free too; below the ephemeral range, so the
-/// bus port stays a valid port.
+/// `n` ports whose cluster bus port (+10000) is free too, both below Linux's ephemeral range
+/// (32768 and up): an outgoing connection's source port can never take a killed node's
+/// port or bus port before [`LocalCluster::restart`] binds them again.
 fn cluster_ports(n: usize) -> Vec<u16> {
     let mut ports = Vec::new();
     while ports.len() < n {
-        let p = 20_000 + (random_u64() % 20_000) as u16;
+        let p = 20_000 + (random_u64() % 2_768) as u16;
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         let taken = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
         if !ports.contains(&p) && free(p) && free(p + 10_000) && !taken(p) {
