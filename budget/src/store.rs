@@ -33,6 +33,44 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// whose other records do not lapse by themselves (the embedded one) also forgets here
     /// the rate-limit, approval and trust rows nothing will read again.
     async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Each node of a clustered backend as the cluster itself sees it, for per-node
+    /// metrics; empty for a backend of one node (its `ping` says it all).
+    async fn nodes(&self) -> Result<Vec<NodeHealth>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One node of a clustered store, as a live node of the cluster reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeHealth {
+    /// `host:port` as the cluster announces it (operator configuration, never agent data).
+    pub addr: String,
+    /// Whether it serves slots (a master) or copies a master (a replica).
+    pub master: bool,
+    /// Not flagged failing (`fail` or `fail?`) and its link connected.
+    pub up: bool,
+}
+
+impl NodeHealth {
+    /// Parses one line of `CLUSTER NODES`
+    /// (`id host:port@bus flags master ping pong epoch link slots...`).
+    pub fn parse(line: &str) -> Option<NodeHealth> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let addr = f.get(1)?.split('@').next()?;
+        // `host:port@bus,hostname` in Redis 7: the hostname rides after the bus port.
+        let flags = f.get(2)?;
+        let link = f.get(7)?;
+        if addr.is_empty() || flags.contains("noaddr") || flags.contains("handshake") {
+            return None;
+        }
+        let failing = flags.split(',').any(|x| x == "fail" || x == "fail?");
+        Some(NodeHealth {
+            addr: addr.to_owned(),
+            master: flags.split(',').any(|x| x == "master"),
+            up: !failing && *link == "connected",
+        })
+    }
 }
 
 /// The spend authority's storage, every capability at once: what the proxy holds as
@@ -158,5 +196,34 @@ pub(crate) fn spend_request(id: &str, scopes: &[ScopeBudget], amount: Nanos) -> 
         min_amount: 0,
         ttl: Duration::ZERO,
         forget_settled: false,
+    }
+}
+
+#[cfg(test)]
+mod node_tests {
+    use super::NodeHealth;
+
+    #[test]
+    fn cluster_nodes_lines_parse() {
+        let up = "e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460";
+        assert_eq!(
+            NodeHealth::parse(up),
+            Some(NodeHealth {
+                addr: "127.0.0.1:30001".into(),
+                master: true,
+                up: true
+            })
+        );
+        let dead = "a1b2 127.0.0.1:30002@40002,host master,fail - 1 1 2 disconnected";
+        let dead = NodeHealth::parse(dead).unwrap();
+        assert!(dead.master && !dead.up, "{dead:?}");
+        let suspect = "c3 127.0.0.1:30004@40004 slave,fail? e7d1 1 1 1 connected";
+        let suspect = NodeHealth::parse(suspect).unwrap();
+        assert!(!suspect.master && !suspect.up);
+        assert_eq!(
+            NodeHealth::parse("d4 :0@0 master,noaddr - 0 0 0 disconnected"),
+            None
+        );
+        assert_eq!(NodeHealth::parse(""), None);
     }
 }

@@ -40,6 +40,9 @@ pub struct Metrics {
     pub audit_errors: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub store_up: prometheus::IntGauge,
+    /// Each node of a Redis Cluster store as the cluster sees it (1 up, 0 failing), by
+    /// `node` (`host:port`) and `role` (`master`, `replica`); refreshed by the upkeep task.
+    pub store_node_up: GaugeVec,
     /// Provider bytes buffered by all requests now (`server.max_buffered_bytes` bounds it).
     pub buffered_bytes: prometheus::IntGauge,
     /// Provider answers refused for a buffer limit: `response`, `event` or `total`.
@@ -111,6 +114,12 @@ impl Metrics {
             .expect("unique metric");
         Metrics {
             store_up,
+            store_node_up: gauge(
+                &r,
+                "tollgate_store_node_up",
+                "1 when the cluster sees this store node up, 0 when it flags it failing.",
+                &["node", "role"],
+            ),
             buffered_bytes,
             buffer_limits: counter(
                 &r,

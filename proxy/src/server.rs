@@ -235,6 +235,7 @@ impl Upkeep {
 
     async fn tick(&self) {
         self.state.ping_store().await;
+        self.refresh_store_nodes().await;
         let backend = self.state.backend();
         match backend.reap_expired(backend.now()).await {
             Ok(0) => {}
@@ -244,6 +245,28 @@ impl Upkeep {
         crate::admin::budgets::refresh_gauges(&self.state).await;
         self.refresh_trust().await;
         self.refresh_ejections();
+    }
+
+    /// Sets `tollgate_store_node_up` from the cluster's own view of its nodes (a store of
+    /// one node has none). When no node answers, the last view stays: `tollgate_store_up`
+    /// already says the store is down.
+    async fn refresh_store_nodes(&self) {
+        match self.state.backend().nodes().await {
+            Ok(nodes) if nodes.is_empty() => {}
+            Ok(nodes) => {
+                let gauge = &self.state.metrics.store_node_up;
+                // A node that changed role (a promoted replica) or left must not keep its
+                // old series.
+                gauge.reset();
+                for n in nodes {
+                    let role = if n.master { "master" } else { "replica" };
+                    gauge
+                        .with_label_values(&[n.addr.as_str(), role])
+                        .set(if n.up { 1.0 } else { 0.0 });
+                }
+            }
+            Err(e) => self.state.store_error("nodes", &e),
+        }
     }
 
     /// Sets `tollgate_provider_ejected` for every configured provider: an ejection ends

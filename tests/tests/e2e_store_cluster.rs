@@ -213,6 +213,25 @@ async fn settled(instances: &[&Tollgate]) -> Vec<harness::BudgetRow> {
     }
 }
 
+/// Waits (bounded: a few upkeep rounds) until `/metrics` has `line`.
+async fn node_metric_shows(tg: &Tollgate, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = tg.admin().get("/metrics").await.text();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{line}` in /metrics: {:?}",
+            text.lines()
+                .filter(|l| l.starts_with("tollgate_store_node_up"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn ready(tg: &Tollgate) -> bool {
     tg.admin().get("/readyz").await.status == 200
 }
@@ -251,12 +270,23 @@ async fn a_master_killed_mid_race_never_overspends_and_both_instances_recover() 
     // own before it acknowledges a write, so the old master comes back as one.
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.wait_failover(master);
+        cluster
+    })
+    .await
+    .unwrap();
+    // The upkeep task reports each node as the cluster sees it: the dead master down, its
+    // promoted replica a master; the dead one back as a replica once it restarts.
+    let dead = format!("tollgate_store_node_up{{node=\"127.0.0.1:{master}\",role=\"master\"}} 0");
+    node_metric_shows(&one, &dead).await;
+    let cluster = tokio::task::spawn_blocking(move || {
         let mut cluster = cluster;
         cluster.restart(master);
         cluster
     })
     .await
     .unwrap();
+    let back = format!("tollgate_store_node_up{{node=\"127.0.0.1:{master}\",role=\"replica\"}} 1");
+    node_metric_shows(&one, &back).await;
     for tg in [&one, &two] {
         answers_again(tg, &mut tally, Duration::from_secs(30)).await;
     }

@@ -114,6 +114,24 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// Runs `cmd` on one node the client is connected to (a cluster), or on the one node:
+    /// for questions any node answers about the whole cluster (`CLUSTER NODES`).
+    pub(crate) async fn on_any_node<T: redis::FromRedisValue>(
+        &mut self,
+        cmd: Cmd,
+    ) -> Result<T, RedisError> {
+        let v = match self {
+            Conn::Single(c) => cmd.query_async(c).await?,
+            Conn::Cluster(c) => {
+                c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+                    .await?
+            }
+        };
+        Ok(redis::from_redis_value(v)?)
+    }
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -48,7 +48,7 @@ pub use conn::Topology;
 use conn::{Conn, Connector};
 
 use crate::StoreError;
-use crate::store::{Backend, StoreOptions};
+use crate::store::{Backend, NodeHealth, StoreOptions};
 
 /// How to reach Redis and how long to wait for it.
 #[derive(Debug, Clone)]
@@ -433,6 +433,22 @@ impl Backend for RedisStore {
 
     async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         ledger::reap(self, now).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeHealth>, StoreError> {
+        if !self.is_cluster() {
+            return Ok(Vec::new());
+        }
+        let text: String = self
+            .call(|mut c| async move {
+                let mut cmd = redis::cmd("CLUSTER");
+                cmd.arg("NODES");
+                c.on_any_node(cmd).await
+            })
+            .await?;
+        let mut nodes: Vec<NodeHealth> = text.lines().filter_map(NodeHealth::parse).collect();
+        nodes.sort_by(|a, b| a.addr.cmp(&b.addr));
+        Ok(nodes)
     }
 }
 
