@@ -3,8 +3,8 @@
 # quick when everything is already there. Usage: scripts/setup.sh [--test]
 #   (no flag)  build tools only: what `tollgate demo` needs
 #   --test     also Redis (running on 127.0.0.1:6379), Prometheus, a Python venv with the
-#              official openai SDK, runcycles client and mcp SDK, the official openai npm package (tests/node) for
-#              the end-to-end tests
+#              official openai SDK, runcycles client and mcp SDK, the official openai and MCP
+#              TypeScript SDK npm packages (tests/node) for the end-to-end tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,15 +58,17 @@ if [ $want_test = 1 ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check 'openai>=2,<4' 'runcycles>=0.4,<0.5' 'mcp>=2.3,<3'
   fi
-  # ... and with the official openai npm package, exactly as tests/node/package-lock.json
-  # pins it. The copy of the lock file left in node_modules says what is installed.
+  # ... and with the official openai npm package and MCP TypeScript SDK
+  # (@modelcontextprotocol/sdk), exactly as tests/node/package-lock.json pins them. The copy
+  # of the lock file left in node_modules says what is installed, so this is skipped when
+  # nothing changed.
   node_major=$(node -p 'process.versions.node.split(".")[0]')
   if [ "$node_major" -lt 20 ]; then
     echo "setup: the openai npm package needs Node.js 20 or newer; found $(node --version)" >&2
     exit 1
   fi
   if ! cmp -s tests/node/package-lock.json tests/node/node_modules/.installed-lock.json; then
-    echo "setup: installing the openai npm package in tests/node"
+    echo "setup: installing the openai and @modelcontextprotocol/sdk npm packages in tests/node"
     (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
     cp tests/node/package-lock.json tests/node/node_modules/.installed-lock.json
   fi

@@ -3,7 +3,8 @@
 //!
 //! One scenario: tollgate on a private Redis serves allowed, capped, budget-denied,
 //! model-denied, redacted, guardrail-blocked, tool-denied, upstream-failed and shadow-denied
-//! requests; Prometheus (started from `dashboards/prometheus.yml`, 1s scrapes, loading
+//! requests, and MCP tool calls allowed and refused (the official MCP Python SDK client and
+//! server); Prometheus (started from `dashboards/prometheus.yml`, 1s scrapes, loading
 //! `dashboards/alerts.yml`) scrapes the admin listener; then Redis dies so store and audit
 //! errors exist too. Every dashboard panel's PromQL, with its template variables filled in,
 //! must be valid and return at least one series; every alert rule must evaluate cleanly, and
@@ -17,7 +18,7 @@ mod prometheus;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate_tests::harness::{self, PrivateRedis, Tollgate};
+use tollgate_tests::harness::{self, McpUpstream, PrivateRedis, Tollgate, mcp_agent};
 
 use grafana::{Dashboards, load_dashboards, substitute};
 use prometheus::{
@@ -141,12 +142,18 @@ scopes:
   acme/capped: { budget: { limit_usd: 0.0375, period: total } }
   acme/poor:   { budget: { limit_usd: 0.0105, period: total } }
   globex:      { budget: { limit_usd: 5, period: day } }
+mcp_servers:
+  files: { url: "MCP_URL" }
 policies:
   standard:
     models: { allow: ["mock-1", "mock-error-*"] }
     caps: { min_output_tokens: 20 }
     tools: { deny: ["delete_*"] }
     guardrails: { input: { pii: redact, secrets: block } }
+    mcp:
+      files:
+        tools: { allow: ["read_*", "leak"], deny: ["delete_*"], approve: ["write_file"],
+                 args: { read_file: { path: '^/srv/.*' } } }
   observe:
     mode: shadow
     models: { allow: ["mock-1"] }
@@ -155,6 +162,7 @@ agents:
   capped:  { scope: acme/capped, policy: standard }
   poor:    { scope: acme/poor, policy: standard }
   watcher: { scope: globex/watcher, policy: observe }
+  toolsmith: { scope: acme/toolsmith, policy: standard }
 "#;
 
 async fn drive(tg: &Tollgate) {
@@ -185,6 +193,21 @@ async fn drive(tg: &Tollgate) {
     );
     let reload = tg.admin().post("/admin/reload", &json!({})).await;
     assert_eq!(reload.status, 200, "{}", reload.text());
+}
+
+/// MCP tool calls through tollgate with the official Python SDK client (`tests/mcp/agent.py`
+/// `policy`): allowed, out of constraint, denied, secret-blocked, redacted and escalated.
+async fn drive_mcp(tg: &Tollgate, upstream: &McpUpstream) {
+    let url = format!("http://{}/mcp/files", tg.addr);
+    let seen = mcp_agent(&url, &tg.key("toolsmith"), "legacy", "policy").await;
+    assert_eq!(seen["read_ok"]["error"], false, "{seen}");
+    assert_eq!(seen["delete"]["error"], true, "{seen}");
+    let arrived: Vec<String> = upstream.calls().into_iter().map(|(tool, _)| tool).collect();
+    assert_eq!(
+        arrived,
+        ["read_file", "leak"],
+        "only allowed calls reach the server"
+    );
 }
 
 /// One pass over every query: `invalid` are answers Prometheus refused (final), `empty` the
@@ -261,10 +284,12 @@ async fn every_dashboard_query_and_alert_rule_works_against_a_real_prometheus() 
     );
 
     let mock = mock::provider().spawn().await;
+    let mcp = McpUpstream::spawn().await;
     let mut redis = PrivateRedis::start();
     let config = CONFIG
         .replace("REDIS", &redis.url())
-        .replace("MOCK", &mock.base_url());
+        .replace("MOCK", &mock.base_url())
+        .replace("MCP_URL", &mcp.url());
     let tg = harness::tollgate()
         .redis("tg")
         .config(&config)
@@ -283,6 +308,7 @@ async fn every_dashboard_query_and_alert_rule_works_against_a_real_prometheus() 
     )
     .await;
     drive(&tg).await;
+    drive_mcp(&tg, &mcp).await;
     // The gauges are refreshed from the store every few seconds: wait for the spend to show
     // before the store goes away.
     prom.wait_for(

@@ -1,6 +1,6 @@
-//! `tollgate demo`: the offline first run. A built-in config, the demo provider on
-//! localhost (served by the same process), an embedded store and audit trail in a temp
-//! dir; no network.
+//! `tollgate demo`: the offline first run. A built-in config, the demo provider and the
+//! demo MCP server on localhost (served by the same process), an embedded store and audit
+//! trail in a temp dir; no network.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -10,6 +10,7 @@ use pingora_core::apps::http_app::HttpServer;
 use pingora_core::services::listening::Service;
 use tollgate_config::Config;
 
+use super::demo_mcp::DemoMcp;
 use super::demo_provider::DemoProvider;
 
 /// A port on 127.0.0.1: the preferred one if it is free, else any free one (0 prefers
@@ -22,11 +23,22 @@ fn port(preferred: u16) -> u16 {
         .unwrap_or(preferred)
 }
 
-fn config_text(
-    mock: u16,
-    dir: &std::path::Path,
+/// Where the demo's own servers listen.
+struct Ports {
     listen: u16,
     admin: u16,
+    mock: u16,
+    mcp: u16,
+}
+
+fn config_text(
+    Ports {
+        listen,
+        admin,
+        mock,
+        mcp,
+    }: &Ports,
+    dir: &std::path::Path,
     key_sha256: &str,
 ) -> String {
     format!(
@@ -43,6 +55,8 @@ providers:
     base_url: http://127.0.0.1:{mock}/v1
     api_key_env: TOLLGATE_DEMO_PROVIDER_KEY
     models: ["gpt-4o*", "gpt-4.1*", "text-embedding-3-*"]
+mcp_servers:
+  demo: {{ url: "http://127.0.0.1:{mcp}/mcp" }}
 scopes:
   demo:                 {{ budget: {{ limit_usd: 5, period: day }} }}
   demo/assistant:       {{ budget: {{ limit_usd: 1, period: day }} }}
@@ -61,6 +75,14 @@ policies:
       input:     {{ pii: redact, secrets: block }}
       output:    {{ pii: redact, secrets: redact }}
       tool_args: {{ pii: block,  secrets: block }}
+    mcp:
+      demo:
+        tools: {{ allow: ["echo", "add"], deny: ["delete_*"] }}
+        guardrails:
+          tool_args:    {{ secrets: block }}
+          tool_results: {{ pii: redact, secrets: redact }}
+        cost_usd: {{ default: 0.001 }}
+        rate: {{ rpm: 60, concurrent: 4 }}
 agents:
   demo-agent: {{ scope: demo/assistant/demo-agent, policy: assistant }}
 keys:
@@ -81,17 +103,15 @@ pub fn run(listen: u16) -> ExitCode {
     let provider_key = crate::keys::generate().secret.replace("tg_", "sk-mock-");
     // One fixed port asked for fixed ports for all; 0 for free ones for all.
     let fixed = |p: u16| if listen == 0 { 0 } else { p };
-    let mock = port(fixed(18080));
     let agent_key = crate::keys::generate();
     let admin_token = crate::keys::generate().secret.replace("tg_", "adm_");
-    let (listen, admin) = (port(listen), port(fixed(9090)));
-    let text = config_text(
-        mock,
-        &dir,
-        listen,
-        admin,
-        &crate::keys::hash_hex(&agent_key.sha256),
-    );
+    let ports = Ports {
+        listen: port(listen),
+        admin: port(fixed(9090)),
+        mock: port(fixed(18080)),
+        mcp: port(fixed(18081)),
+    };
+    let text = config_text(&ports, &dir, &crate::keys::hash_hex(&agent_key.sha256));
     let env = |name: &str| match name {
         "TOLLGATE_DEMO_PROVIDER_KEY" => Some(provider_key.clone()),
         "TOLLGATE_DEMO_ADMIN_TOKEN" => Some(admin_token.clone()),
@@ -112,7 +132,7 @@ pub fn run(listen: u16) -> ExitCode {
         }
     };
     std::fs::write(dir.join("tollgate.yaml"), &text).ok();
-    print_guide(listen, admin, &agent_key.secret, &admin_token, &dir);
+    print_guide(&ports, &agent_key.secret, &admin_token, &dir);
     crate::server::run_with(state, |server| {
         let mut provider = Service::new(
             "demo provider".to_string(),
@@ -121,13 +141,19 @@ pub fn run(listen: u16) -> ExitCode {
             }),
         );
         provider.threads = Some(1);
-        provider.add_tcp(&format!("127.0.0.1:{mock}"));
+        provider.add_tcp(&format!("127.0.0.1:{}", ports.mock));
         server.add_service(provider);
+        let mut mcp = Service::new("demo MCP server".to_string(), HttpServer::new_app(DemoMcp));
+        mcp.threads = Some(1);
+        mcp.add_tcp(&format!("127.0.0.1:{}", ports.mcp));
+        server.add_service(mcp);
     })
 }
 
-fn print_guide(listen: u16, admin: u16, key: &str, token: &str, dir: &std::path::Path) {
-    let base = format!("http://127.0.0.1:{listen}/v1");
+fn print_guide(ports: &Ports, key: &str, token: &str, dir: &std::path::Path) {
+    let base = format!("http://127.0.0.1:{}/v1", ports.listen);
+    let mcp = format!("http://127.0.0.1:{}/mcp/demo", ports.listen);
+    let admin = ports.admin;
     // A reader that went away (a closed pipe) must not take the demo down with it.
     let _ = writeln!(
         std::io::stdout(),
@@ -136,6 +162,7 @@ tollgate demo: offline, a built-in mock provider answers. Everything lives in {d
 
   base URL    {base}
   agent key   {key}
+  MCP server  {mcp}
   admin API   http://127.0.0.1:{admin}  (token {token})
 
 A chat through tollgate (the mock answers `SAY: ...` with that text):
@@ -153,6 +180,18 @@ The same with the official Python SDK (pip install openai):
       model="gpt-4o-mini", messages=[{{"role": "user", "content": "SAY: Hello from behind tollgate"}}])
   print(reply.choices[0].message.content)
   PY
+
+An MCP tool call through tollgate to the demo's MCP server (tools `echo`, `add` and
+`delete_everything`; the policy allows the first two and denies the third, so tools/list
+never shows it). Any MCP client works with the key above as its bearer token:
+
+  curl -s {mcp} \
+    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \
+    -H "Accept: application/json, text/event-stream" \
+    -d '{{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {{"name": "add", "arguments": {{"a": 2, "b": 3}}}}}}'
+
+The same with "name": "delete_everything", "arguments": {{}} is refused before the server
+sees it, as a tool result the model can read ("isError": true, "[tollgate] tool_denied: ...").
 
 What it cost, per scope:
 

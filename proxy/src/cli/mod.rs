@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod demo;
+mod demo_mcp;
 mod demo_provider;
 
 use std::path::PathBuf;
@@ -36,8 +37,8 @@ pub enum Command {
     },
     /// Offline first run: a built-in config and mock provider on localhost.
     Demo {
-        /// The agent-facing port (the admin API takes 9090, the demo provider 18080, each
-        /// or any free one if taken); 0 picks free ports for all three.
+        /// The agent-facing port (the admin API takes 9090, the demo provider 18080, the
+        /// demo MCP server 18081, each or any free one if taken); 0 picks free ports for all.
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },

@@ -1,5 +1,5 @@
 //! Runs the scripts under `tests/node/` with Node.js and the official `openai` npm package
-//! installed there (by `scripts/setup.sh --test`).
+//! and MCP TypeScript SDK installed there (by `scripts/setup.sh --test`).
 
 use std::path::PathBuf;
 use std::process::Output;

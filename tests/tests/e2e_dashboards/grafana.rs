@@ -202,7 +202,7 @@ pub fn substitute(expr: &str) -> Result<String, String> {
             .replace(&format!("${name}"), value);
     }
     for name in [
-        "tenant", "agent", "model", "policy", "scope", "endpoint", "provider", "job",
+        "tenant", "agent", "model", "policy", "scope", "endpoint", "provider", "job", "server",
     ] {
         out = out
             .replace(&format!("${{{name}}}"), ".*")
