@@ -49,6 +49,12 @@ impl McpUpstream {
         }
     }
 
+    /// Stops the server: it refuses connections from now on (a server that failed).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/mcp", self.port)
     }
