@@ -93,6 +93,32 @@ async def federated():
         }
 
 
+async def fed_write():
+    async with client() as c:
+        return {"write": await call(c, "files__write_file", {"path": "/srv/a", "content": "hi"})}
+
+
+async def fed_progress():
+    seen = {"progress": []}
+    async with client() as c:
+
+        async def on_progress(progress, total, message):
+            seen["progress"].append(progress)
+
+        r = await c.call_tool("files__progress", {"steps": 3}, progress_callback=on_progress)
+        seen["result"] = text_of(r)
+    return seen
+
+
+async def fed_searches():
+    """Eight concurrent federated searches: the budget affords only some of them."""
+    async with client() as c:
+        results = await asyncio.gather(
+            *(call(c, "files__search", {"query": f"q{i}"}) for i in range(8))
+        )
+    return {"results": results}
+
+
 async def tools_only():
     async with client() as c:
         tools = await c.list_tools()

@@ -8,6 +8,11 @@ use tollgate_tests::harness::{self, McpUpstream, mcp_agent};
 const AUTH: &str = "Bearer upstream-credential-7f3a";
 
 fn config(files: &McpUpstream, notes: &McpUpstream) -> String {
+    config_with(files, notes, "")
+}
+
+/// `extra` adds lines to the files connection.
+fn config_with(files: &McpUpstream, notes: &McpUpstream, extra: &str) -> String {
     format!(
         r#"
 providers: [{{ name: none, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }}]
@@ -19,7 +24,9 @@ policies:
   p:
     mcp:
       files:
-        tools: {{ allow: ["read_*", "search"], deny: ["delete_*"], args: {{ read_file: {{ path: '^/srv/.*' }} }} }}
+        tools: {{ allow: ["read_*", "search", "progress"], deny: ["delete_*"], approve: ["write_file"],
+                 args: {{ read_file: {{ path: '^/srv/.*' }} }} }}
+{extra}
       notes:
         tools: {{ allow: ["search", "leak"], deny: ["read_*"] }}
         guardrails: {{ tool_results: {{ secrets: redact }} }}
@@ -44,7 +51,8 @@ fn names(up: &McpUpstream) -> Vec<String> {
 }
 
 async fn federates(mode: &str) {
-    let (files, notes) = (McpUpstream::spawn().await, McpUpstream::spawn().await);
+    // notes answers tools/list in pages of two: all pages are followed.
+    let (files, notes) = (McpUpstream::spawn().await, McpUpstream::spawn_paged().await);
     let tg = harness::tollgate()
         .config(&config(&files, &notes))
         .env("FILES_MCP_AUTH", AUTH)
@@ -64,14 +72,25 @@ async fn federates(mode: &str) {
     assert_eq!(
         tools,
         [
+            "files__progress",
             "files__read_file",
             "files__search",
+            "files__write_file",
             "notes__leak",
             "notes__search"
         ],
         "{seen}"
     );
     assert_eq!(seen["descriptions"]["files__read_file"], "Reads a file.");
+    let last_page = notes.received().iter().any(|r| {
+        serde_json::from_str::<Value>(r["body"].as_str().unwrap_or(""))
+            .is_ok_and(|b| b["method"] == "tools/list" && b["params"]["cursor"] == "6")
+    });
+    assert!(
+        last_page,
+        "the last page was asked for: {:?}",
+        notes.received()
+    );
 
     // Calls reach the server their prefix names, under the tool's own name.
     assert_eq!(seen["files_read"]["error"], false, "{seen}");
@@ -116,11 +135,20 @@ async fn federates(mode: &str) {
         assert_eq!(named, ["search", "leak"], "{:?}", notes.received());
     }
 
-    // Audit records name the real server and tool.
-    let records: Vec<Value> = audit(&tg)
-        .into_iter()
-        .filter(|r| r["endpoint"] == "mcp")
-        .collect();
+    // Audit records name the real server and tool. An allowed call's record is appended
+    // just after its answer: wait for it (with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let records = loop {
+        let records: Vec<Value> = audit(&tg)
+            .into_iter()
+            .filter(|r| r["endpoint"] == "mcp")
+            .collect();
+        if records.len() >= 7 || std::time::Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(records.len(), 7, "one per tools/call: {records:?}");
     let find = |server: Option<&str>, tool: &str| {
         records
             .iter()
@@ -297,7 +325,12 @@ async fn a_server_that_fails_is_left_out_of_the_list() {
         let seen = mcp_agent(&url, &tg.key("a1"), mode, "tools_only").await;
         assert_eq!(
             seen["tools"],
-            json!(["files__read_file", "files__search"]),
+            json!([
+                "files__progress",
+                "files__read_file",
+                "files__search",
+                "files__write_file"
+            ]),
             "{mode}: {seen}"
         );
     }
@@ -308,4 +341,125 @@ async fn a_server_that_fails_is_left_out_of_the_list() {
             format!(r#"tollgate_mcp_federation_failures_total{{op="{op}",server="notes"}} 1"#);
         assert!(metrics.contains(&line), "{line}: {metrics}");
     }
+}
+
+#[tokio::test]
+async fn federated_calls_take_their_connections_decision_path() {
+    let (files, notes) = (McpUpstream::spawn().await, McpUpstream::spawn().await);
+    // $1.00 affords exactly three $0.30 searches.
+    let tg = harness::tollgate()
+        .config(&config_with(
+            &files,
+            &notes,
+            "        cost_usd: { search: 0.30 }",
+        ))
+        .env("FILES_MCP_AUTH", AUTH)
+        .spawn()
+        .await;
+    let url = format!("http://{}/mcp", tg.addr);
+    let key = tg.key("a1");
+
+    // An approval names the federated tool; once approved, the same call passes.
+    let first = mcp_agent(&url, &key, "legacy", "fed_write").await;
+    let text = first["write"]["text"].as_str().unwrap();
+    assert!(text.starts_with("[tollgate] approval_required"), "{text}");
+    let id = text
+        .split_whitespace()
+        .find(|w| w.starts_with("apr_"))
+        .unwrap()
+        .trim_end_matches([')', ';', '.']);
+    let listed = tg.cli(&["approvals", "list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("files__write_file"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    let ok = tg.cli(&["approvals", "approve", id]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let second = mcp_agent(&url, &key, "2026-07-28", "fed_write").await;
+    assert_eq!(second["write"]["error"], false, "{second}");
+    assert_eq!(names(&files), ["write_file"]);
+
+    // Progress passes through the federated call's stream.
+    let seen = mcp_agent(&url, &key, "legacy", "fed_progress").await;
+    assert_eq!(seen["result"], "done after 3 steps", "{seen}");
+    assert_eq!(seen["progress"].as_array().unwrap().len(), 3, "{seen}");
+
+    // The cost is held on the agent's budget before the call: exactly three pass.
+    let seen = mcp_agent(&url, &key, "legacy", "fed_searches").await;
+    let results = seen["results"].as_array().unwrap();
+    assert_eq!(
+        results.iter().filter(|r| r["error"] == false).count(),
+        3,
+        "{seen}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter(|r| r["error"] == true)
+            .all(|r| r["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("[tollgate] budget_exceeded")),
+        "{seen}"
+    );
+    let searches = names(&files).iter().filter(|n| *n == "search").count();
+    assert_eq!(searches, 3, "refused calls never reach the server");
+    assert!(names(&notes).is_empty());
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_serve_one_federated_session() {
+    let (files, notes) = (McpUpstream::spawn().await, McpUpstream::spawn().await);
+    let prefix = harness::SharedPrefix::new();
+    let spawn = || {
+        harness::tollgate()
+            .config(&config(&files, &notes))
+            .env("FILES_MCP_AUTH", AUTH)
+            .redis(prefix.as_str())
+            .spawn()
+    };
+    let (one, two) = (spawn().await, spawn().await);
+    let opened = initialize(&one, "a1", "/mcp").await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let sid = opened.header("mcp-session-id").unwrap().to_string();
+    let headers = [
+        ACCEPT,
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let r = two
+        .client("a1")
+        .post_raw("/mcp", initialized.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "notes__search", "arguments": {"query": "q"}}})
+    .to_string();
+    let r = two
+        .client("a1")
+        .post_raw("/mcp", call.clone().into_bytes(), &headers)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("results for q"), "{}", r.text());
+    // Each server saw one session: the one opened by the first instance.
+    for up in [&files, &notes] {
+        let sessions: std::collections::BTreeSet<String> = up
+            .received()
+            .iter()
+            .filter_map(|r| r["session"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(sessions.len(), 1, "{sessions:?}");
+    }
+    let theirs = two
+        .client("a2")
+        .post_raw("/mcp", call.into_bytes(), &headers)
+        .await;
+    assert_eq!(theirs.status, 404);
+    assert_eq!(names(&notes), ["search"]);
 }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use pingora_proxy::Session;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -177,19 +178,26 @@ impl<'a> Fed<'a> {
         }
     }
 
-    /// The servers a request reaches, each with its session id: the session's servers,
-    /// or, without a session, every server the policy names.
-    fn reached(&self, sid: &Option<(String, FedSession)>) -> Vec<(&'a str, Option<String>)> {
-        self.servers()
-            .into_iter()
-            .filter_map(|s| match sid {
-                None => Some((s, None)),
-                Some((_, fs)) => fs
-                    .servers
-                    .get(s)
-                    .map(|u| (s, (!u.is_empty()).then(|| u.clone()))),
-            })
-            .collect()
+    /// The connections a request reaches, each with its server's session id: the
+    /// session's servers, or, without a session, every server the policy names.
+    fn reached(
+        &self,
+        sid: &Option<(String, FedSession)>,
+    ) -> Result<Vec<(Conn<'a>, Option<String>)>, GateError> {
+        let mut out = Vec::new();
+        for name in self.servers() {
+            let upstream = match sid {
+                None => None,
+                Some((_, fs)) => match fs.servers.get(name) {
+                    Some(u) => (!u.is_empty()).then(|| u.clone()),
+                    None => continue,
+                },
+            };
+            if let Some(c) = self.conn(name)? {
+                out.push((c, upstream));
+            }
+        }
+        Ok(out)
     }
 
     async fn reply(&self, session: &mut Session, ctx: &mut Ctx, status: u16, body: &Value) {
@@ -262,7 +270,7 @@ impl<'a> Fed<'a> {
                 Ok(())
             }
             "tools/list" => {
-                let result = self.list_tools(&msg, &id, &sid, session).await;
+                let result = self.list_tools(&msg, &id, &sid, session).await?;
                 self.reply(session, ctx, 200, &answer(&id, result, self.modern))
                     .await;
                 Ok(())
@@ -307,18 +315,20 @@ impl<'a> Fed<'a> {
             LATEST_HANDSHAKE
         };
         let body = Bytes::from(msg.to_string());
+        let conns = self.reached(&None)?;
+        let answers =
+            join_all(conns.iter().map(|(c, _)| {
+                c.exchange(session, None, body.clone(), Some(&id), Plan::Capabilities)
+            }))
+            .await;
         let mut servers = BTreeMap::new();
-        for name in self.servers() {
-            let Some(c) = self.conn(name)? else { continue };
-            match c
-                .exchange(session, None, body.clone(), Some(&id), Plan::Capabilities)
-                .await
-            {
+        for ((c, _), a) in conns.iter().zip(answers) {
+            match a {
                 Ok(x) if (200..300).contains(&x.status) && x.answer.get("result").is_some() => {
-                    servers.insert(name.to_string(), x.upstream_session.unwrap_or_default());
+                    servers.insert(c.name.to_string(), x.upstream_session.unwrap_or_default());
                 }
-                Ok(x) => self.failed(name, "initialize", &format!("status {}", x.status)),
-                Err(e) => self.failed(name, "initialize", e.code().as_str()),
+                Ok(x) => self.failed(c.name, "initialize", &format!("status {}", x.status)),
+                Err(e) => self.failed(c.name, "initialize", e.code().as_str()),
             }
         }
         let value = serde_json::to_string(&FedSession {
@@ -345,17 +355,18 @@ impl<'a> Fed<'a> {
     /// Sends a notification (or `logging/setLevel`) to every server the request reaches;
     /// what they answer is not the agent's business.
     async fn broadcast(&self, session: &Session, sid: &Option<(String, FedSession)>, msg: &Value) {
+        let Ok(conns) = self.reached(sid) else {
+            return;
+        };
         let body = Bytes::from(msg.to_string());
-        for (name, upstream) in self.reached(sid) {
-            let Ok(Some(c)) = self.conn(name) else {
-                continue;
-            };
-            let id = msg.get("id");
-            if let Err(e) = c
-                .exchange(session, upstream.as_deref(), body.clone(), id, Plan::Guard)
-                .await
-            {
-                self.failed(name, "notify", e.code().as_str());
+        let id = msg.get("id");
+        let answers = join_all(conns.iter().map(|(c, upstream)| {
+            c.exchange(session, upstream.as_deref(), body.clone(), id, Plan::Guard)
+        }))
+        .await;
+        for ((c, _), a) in conns.iter().zip(answers) {
+            if let Err(e) = a {
+                self.failed(c.name, "notify", e.code().as_str());
             }
         }
     }
@@ -368,18 +379,19 @@ impl<'a> Fed<'a> {
         id: &Value,
         sid: &Option<(String, FedSession)>,
         session: &Session,
-    ) -> Value {
+    ) -> Result<Value, GateError> {
+        let conns = self.reached(sid)?;
+        let lists = join_all(
+            conns
+                .iter()
+                .map(|(c, upstream)| self.list_one(c, msg, id, upstream.as_deref(), session)),
+        )
+        .await;
         let mut all = Vec::new();
-        for (name, upstream) in self.reached(sid) {
-            let Ok(Some(c)) = self.conn(name) else {
-                continue;
-            };
-            match self
-                .list_one(&c, msg, id, upstream.as_deref(), session)
-                .await
-            {
+        for ((c, _), list) in conns.iter().zip(lists) {
+            match list {
                 Ok(tools) => all.extend(tools),
-                Err(why) => self.failed(name, "tools_list", &why),
+                Err(why) => self.failed(c.name, "tools_list", &why),
             }
         }
         let mut result = json!({ "tools": all });
@@ -388,7 +400,7 @@ impl<'a> Fed<'a> {
             result["cacheScope"] = json!("private");
             result["ttlMs"] = json!(0);
         }
-        result
+        Ok(result)
     }
 
     async fn list_one(
@@ -524,13 +536,16 @@ impl<'a> Fed<'a> {
         let Some((id, _)) = &sid else {
             return Err(GateError::invalid("DELETE needs an Mcp-Session-Id.", None));
         };
-        for (name, upstream) in self.reached(&sid) {
-            let (Ok(Some(c)), Some(upstream)) = (self.conn(name), upstream) else {
-                continue;
-            };
-            match c.send(session, Some(&upstream), None, None).await {
-                Ok(up) => drop(up),
-                Err(e) => self.failed(name, "delete", e.code().as_str()),
+        let conns = self.reached(&sid)?;
+        let agent_side: &Session = session;
+        let ended = join_all(conns.iter().filter_map(|(c, upstream)| {
+            let upstream = upstream.as_deref()?;
+            Some(async move { (c.name, c.send(agent_side, Some(upstream), None, None).await) })
+        }))
+        .await;
+        for (name, answer) in ended {
+            if let Err(e) = answer {
+                self.failed(name, "delete", e.code().as_str());
             }
         }
         super::session::close(self.state, id).await;
