@@ -101,7 +101,10 @@ async fn federates(mode: &str) {
         assert_eq!(seen[case]["error"], true, "{case}: {seen}");
         let text = seen[case]["text"].as_str().unwrap();
         assert!(text.starts_with("[tollgate] tool_denied"), "{case}: {text}");
+        assert!(text.contains("__"), "the name the agent used: {text}");
     }
+    let text = seen["unprefixed"]["text"].as_str().unwrap();
+    assert!(text.starts_with("[tollgate] tool_denied"), "{text}");
     // Results are guarded by the connection that produced them.
     let leak = seen["notes_leak"]["text"].as_str().unwrap();
     assert!(

@@ -87,7 +87,7 @@ pub async fn handle(
 }
 
 /// The federated name of `server`'s `tool`.
-fn federated(server: &str, tool: &str) -> String {
+pub(super) fn federated(server: &str, tool: &str) -> String {
     format!("{server}{SEPARATOR}{tool}")
 }
 
@@ -114,14 +114,18 @@ impl<'a> Fed<'a> {
     }
 
     fn conn(&self, name: &'a str) -> Result<Option<Conn<'a>>, GateError> {
-        Conn::of(
+        let c = Conn::of(
             self.state,
             self.rt,
             self.agent,
             name,
             self.run.clone(),
             self.modern,
-        )
+        )?;
+        Ok(c.map(|c| Conn {
+            federated: true,
+            ..c
+        }))
     }
 
     /// The server and tool a federated name routes to: the longest server name the
@@ -513,7 +517,8 @@ impl<'a> Fed<'a> {
         self.state
             .metrics
             .mcp_calls
-            .with_label_values(&[policy.name.as_str(), "other", "other", "deny"])
+            // No server name can be `(none)`: the label stays apart from real servers.
+            .with_label_values(&[policy.name.as_str(), "(none)", "other", "deny"])
             .inc();
         let mut r = Record::new(&ctx.request_id, "mcp", Decision::Deny);
         r.stage = Some(Stage::Tool);

@@ -49,6 +49,8 @@ pub(super) struct Conn<'a> {
     run: Option<String>,
     /// The request is of the stateless era (2026-07-28 and later).
     modern: bool,
+    /// The request came to `/mcp`: the agent knows tools as `{server}__{tool}`.
+    federated: bool,
 }
 
 /// Protocol revisions reached through the `initialize` handshake.
@@ -122,6 +124,7 @@ impl<'a> Conn<'a> {
             guards,
             run,
             modern,
+            federated: false,
         }))
     }
 }
@@ -219,6 +222,15 @@ impl Conn<'_> {
             None => Err(GateError::NotFound {
                 path: "MCP session (unknown, ended, or not this agent's)".into(),
             }),
+        }
+    }
+
+    /// A tool's name as the agent knows it, for the texts it reads.
+    fn shown(&self, tool: &str) -> String {
+        if self.federated {
+            federate::federated(self.name, tool)
+        } else {
+            tool.to_string()
         }
     }
 
@@ -386,11 +398,12 @@ impl Conn<'_> {
             }
         };
         call.upstream_status = Some(up.status());
+        let shown = self.shown(&tool);
         let relay = Relay {
             plan: Plan::Guard,
             id: Some(&id),
             agent_session: None,
-            tool: Some(&tool),
+            tool: Some(&shown),
         };
         let out: Relayed = self.relay(up, &relay, session, ctx).await;
         call.findings
