@@ -12,9 +12,11 @@
 //! - `relay`: answers, JSON or SSE event by event, filtered and guarded.
 //! - `guard`: guardrails over every string of arguments and results.
 //! - `upstream`: the HTTP request to the server.
+//! - `exchange`: one message sent and its answer read whole (batches, federation).
 //! - `federate`: `/mcp`, every server the policy names as one, tools `{server}__{tool}`.
 
 mod call;
+mod exchange;
 mod federate;
 mod guard;
 mod relay;
@@ -166,15 +168,6 @@ fn upstream_error(f: crate::upstream::Failure) -> GateError {
             message: format!("The MCP server could not be reached ({m})."),
         },
     }
-}
-
-/// A message sent and its answer read whole.
-struct Exchanged {
-    status: u16,
-    /// The server's `Mcp-Session-Id` header, if it sent one.
-    upstream_session: Option<String>,
-    /// The answer to the message (`Null` when none came).
-    answer: Value,
 }
 
 /// What the agent's message is.
@@ -514,68 +507,6 @@ impl Conn<'_> {
             .exchange(session, upstream_sid, body, id, plan)
             .await?
             .answer)
-    }
-
-    /// `collect`, keeping what the answer's header said.
-    async fn exchange(
-        &self,
-        session: &Session,
-        upstream_sid: Option<&str>,
-        body: Bytes,
-        id: Option<&Value>,
-        plan: Plan,
-    ) -> Result<Exchanged, GateError> {
-        let mut up = self.send(session, upstream_sid, Some(body), None).await?;
-        let status = up.status();
-        let upstream_session = up.header("mcp-session-id").map(str::to_string);
-        let limit = self.rt.config.server.max_response_bytes as usize;
-        let mut buf = Vec::new();
-        loop {
-            match up.read().await.map_err(upstream_error)? {
-                Some(p) if buf.len() + p.len() <= limit => buf.extend_from_slice(&p),
-                Some(_) => {
-                    return Err(GateError::UpstreamUnavailable {
-                        message: "The MCP server's answer exceeded max_response_bytes.".into(),
-                    });
-                }
-                None => break,
-            }
-        }
-        let sse = up.media_type() == "text/event-stream";
-        up.done(self.state).await;
-        let mut messages: Vec<Value> = if sse {
-            let mut parser = crate::sse::Parser::with_limit(limit);
-            parser
-                .push(&buf)
-                .into_iter()
-                .filter_map(|e| e.data.and_then(|d| serde_json::from_str(&d).ok()))
-                .collect()
-        } else {
-            serde_json::from_slice::<Value>(&buf)
-                .ok()
-                .into_iter()
-                .collect()
-        };
-        let relay = Relay {
-            plan,
-            id,
-            agent_session: None,
-            tool: None,
-        };
-        let mut out = Relayed::default();
-        let mut answer = Value::Null;
-        for m in &mut messages {
-            self.judge(&relay, m, &mut out);
-            if id.is_some() && m.get("id") == id {
-                answer = m.take();
-                break;
-            }
-        }
-        Ok(Exchanged {
-            status,
-            upstream_session,
-            answer,
-        })
     }
 
     /// GET: the server's own stream for a session, relayed event by event.
