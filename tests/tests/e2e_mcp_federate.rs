@@ -186,7 +186,9 @@ const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
 
 async fn initialize(tg: &harness::Tollgate, agent: &str, path: &str) -> harness::Reply {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+        "protocolVersion": "2025-06-18",
+        "capabilities": {"elicitation": {}, "roots": {"listChanged": true}, "experimental": {"x": {}}},
+        "clientInfo": {"name": "t", "version": "1"}}});
     tg.client(agent)
         .post_raw(path, init.to_string().into_bytes(), &[ACCEPT])
         .await
@@ -214,6 +216,11 @@ async fn a_federated_session_belongs_to_its_agent_and_ends_everywhere() {
         let first: Value =
             serde_json::from_str(up.received()[0]["body"].as_str().unwrap()).unwrap();
         assert_eq!(first["method"], "initialize");
+        // No server is told the agent answers its requests: /mcp does not route them.
+        assert_eq!(
+            first["params"]["capabilities"],
+            json!({"experimental": {"x": {}}})
+        );
     }
     let headers = [
         ACCEPT,

@@ -318,7 +318,15 @@ impl<'a> Fed<'a> {
         } else {
             LATEST_HANDSHAKE
         };
-        let body = Bytes::from(msg.to_string());
+        // Answers to server requests are not routed at /mcp (their ids are each server's
+        // own), so no server is told that the agent would answer them.
+        let mut upstream = msg.clone();
+        if let Some(caps) = upstream["params"]["capabilities"].as_object_mut() {
+            for asked_of_the_agent in ["elicitation", "sampling", "roots"] {
+                caps.remove(asked_of_the_agent);
+            }
+        }
+        let body = Bytes::from(upstream.to_string());
         let conns = self.reached(&None)?;
         let answers =
             join_all(conns.iter().map(|(c, _)| {
