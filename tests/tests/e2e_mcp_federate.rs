@@ -331,7 +331,8 @@ async fn a_server_that_fails_is_left_out_of_the_list() {
         .await;
     notes.stop();
     let url = format!("http://{}/mcp", tg.addr);
-    for mode in ["2026-07-28", "legacy"] {
+    // `auto` (the SDK's default) probes server/discover, answered by tollgate.
+    for mode in ["2026-07-28", "legacy", "auto"] {
         let seen = mcp_agent(&url, &tg.key("a1"), mode, "tools_only").await;
         assert_eq!(
             seen["tools"],
@@ -344,11 +345,11 @@ async fn a_server_that_fails_is_left_out_of_the_list() {
             "{mode}: {seen}"
         );
     }
-    // Counted: the stateless list left it out, the handshake left it out of the session.
+    // Counted: the stateless lists left it out, the handshake left it out of the session.
     let metrics = tg.admin().get("/metrics").await.text();
-    for op in ["tools_list", "initialize"] {
+    for (op, n) in [("tools_list", 2), ("initialize", 1)] {
         let line =
-            format!(r#"tollgate_mcp_federation_failures_total{{op="{op}",server="notes"}} 1"#);
+            format!(r#"tollgate_mcp_federation_failures_total{{op="{op}",server="notes"}} {n}"#);
         assert!(metrics.contains(&line), "{line}: {metrics}");
     }
 }
