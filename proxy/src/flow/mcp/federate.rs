@@ -91,8 +91,8 @@ pub(super) fn federated(server: &str, tool: &str) -> String {
     format!("{server}{SEPARATOR}{tool}")
 }
 
-/// Answers the agent's request with `result` (the stateless era's results say they are
-/// complete, and a per-agent answer must not be cached across agents).
+/// Answers the agent's request with `result` (the stateless era's results say that they
+/// are complete, as its SDKs require).
 fn answer(id: &Value, mut result: Value, modern: bool) -> Value {
     if modern && let Some(obj) = result.as_object_mut() {
         obj.insert("resultType".into(), json!("complete"));
