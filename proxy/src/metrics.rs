@@ -35,6 +35,7 @@ pub struct Metrics {
     pub mcp_calls: IntCounterVec,
     /// MCP `tools/call` duration, decision and server included.
     pub mcp_call_duration: HistogramVec,
+    pub mcp_federation_failures: IntCounterVec,
     pub store_errors: IntCounterVec,
     pub trust_score: GaugeVec,
     pub audit_errors: IntCounterVec,
@@ -229,6 +230,12 @@ impl Metrics {
                 "MCP tools/call duration, including the server's time.",
                 &["server"],
                 LATENCY_BUCKETS,
+            ),
+            mcp_federation_failures: counter(
+                &r,
+                "tollgate_mcp_federation_failures_total",
+                "Servers left out of a federated /mcp answer because they failed.",
+                &["server", "op"],
             ),
             store_errors: counter(
                 &r,

@@ -76,6 +76,55 @@ async def searches():
     return {"results": results}
 
 
+async def federated():
+    """At /mcp: both servers' tools, prefixed, each call routed by its prefix."""
+    async with client() as c:
+        tools = await c.list_tools()
+        return {
+            "tools": sorted(t.name for t in tools.tools),
+            "descriptions": {t.name: t.description for t in tools.tools},
+            "files_read": await call(c, "files__read_file", {"path": "/srv/notes.txt"}),
+            "notes_search": await call(c, "notes__search", {"query": "minutes"}),
+            "notes_read": await call(c, "notes__read_file", {"path": "/srv/notes.txt"}),
+            "files_delete": await call(c, "files__delete_file", {"path": "/srv/x"}),
+            "unknown": await call(c, "nowhere__search", {"query": "x"}),
+            "unprefixed": await call(c, "search", {"query": "x"}),
+            "notes_leak": await call(c, "notes__leak", {}),
+        }
+
+
+async def fed_write():
+    async with client() as c:
+        return {"write": await call(c, "files__write_file", {"path": "/srv/a", "content": "hi"})}
+
+
+async def fed_progress():
+    seen = {"progress": []}
+    async with client() as c:
+
+        async def on_progress(progress, total, message):
+            seen["progress"].append(progress)
+
+        r = await c.call_tool("files__progress", {"steps": 3}, progress_callback=on_progress)
+        seen["result"] = text_of(r)
+    return seen
+
+
+async def fed_searches():
+    """Eight concurrent federated searches: the budget affords only some of them."""
+    async with client() as c:
+        results = await asyncio.gather(
+            *(call(c, "files__search", {"query": f"q{i}"}) for i in range(8))
+        )
+    return {"results": results}
+
+
+async def tools_only():
+    async with client() as c:
+        tools = await c.list_tools()
+        return {"tools": sorted(t.name for t in tools.tools)}
+
+
 async def main():
     out = await globals()[SCENARIO]()
     print(json.dumps(out))

@@ -4,7 +4,8 @@ Serves Streamable HTTP on 127.0.0.1:PORT/mcp and appends every HTTP request it r
 (method, MCP headers, authorization, body) to RECORD as one JSON line, so a test can assert
 on what actually arrived: a call tollgate refused must never be there.
 
-Usage: upstream.py PORT RECORD
+Usage: upstream.py PORT RECORD [paged]
+  paged  tools/list answers two tools per page (nextCursor), for pagination tests
 """
 
 import asyncio
@@ -12,14 +13,27 @@ import json
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ListToolsResult
 
 PORT = int(sys.argv[1])
 RECORD = sys.argv[2]
+PAGED = sys.argv[3:4] == ["paged"]
 
 # Looks like a GitHub token to the guardrails; the tests check it never reaches the agent.
 LEAKED = "ghp_" + "Zx8Kq2LmN4pR7sT1vW3yA5bC6dE9fG0hJ2kL"
 
-server = MCPServer("tollgate-test-upstream")
+class TestServer(MCPServer):
+    async def _handle_list_tools(self, ctx, params):
+        tools = await self.list_tools()
+        if not PAGED:
+            return ListToolsResult(tools=tools)
+        start = int(params.cursor) if params and params.cursor else 0
+        end = start + 2
+        more = str(end) if end < len(tools) else None
+        return ListToolsResult(tools=tools[start:end], next_cursor=more)
+
+
+server = TestServer("tollgate-test-upstream")
 
 
 @server.tool()

@@ -446,11 +446,15 @@ async fn bad_input_batches_origins_and_a_hanging_server() {
     assert!(!r.text().contains("finally"), "{}", r.text());
     let acme = settled(&tg).await;
     assert_eq!((acme.spent, acme.reserved), (0, 0), "{acme:?}");
-    let records = audit(&tg);
-    let hung = records
-        .iter()
-        .find(|r| r["tool"] == "hang")
-        .expect("hang's record");
+    // The record is appended just after the hold is settled: wait for it (with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let hung = loop {
+        if let Some(r) = audit(&tg).into_iter().find(|r| r["tool"] == "hang") {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "hang's record");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(hung["actual_usd"].as_f64(), Some(0.0), "{hung}");
     assert_eq!(hung["reserved_usd"].as_f64(), Some(0.25), "{hung}");
 }

@@ -100,6 +100,15 @@ impl Client {
         Self::send(self.request(reqwest::Method::DELETE, path)).await
     }
 
+    /// DELETE with extra headers (an MCP session id).
+    pub async fn delete_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut r = self.request(reqwest::Method::DELETE, path);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        Self::send(r).await
+    }
+
     pub async fn chat(&self, body: Value) -> Reply {
         self.post("/v1/chat/completions", &body).await
     }

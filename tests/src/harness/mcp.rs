@@ -18,6 +18,15 @@ pub struct McpUpstream {
 impl McpUpstream {
     /// Starts the server on a free port and waits until it accepts connections.
     pub async fn spawn() -> McpUpstream {
+        Self::start(&[]).await
+    }
+
+    /// A server whose `tools/list` answers two tools per page.
+    pub async fn spawn_paged() -> McpUpstream {
+        Self::start(&["paged"]).await
+    }
+
+    async fn start(extra: &[&str]) -> McpUpstream {
         let port = super::free_port();
         let mut rnd = [0u8; 8];
         getrandom::fill(&mut rnd).expect("random bytes");
@@ -27,6 +36,7 @@ impl McpUpstream {
             .arg(script)
             .arg(port.to_string())
             .arg(&record)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -47,6 +57,12 @@ impl McpUpstream {
             port,
             record,
         }
+    }
+
+    /// Stops the server: it refuses connections from now on (a server that failed).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn url(&self) -> String {

@@ -121,7 +121,7 @@ impl Conn<'_> {
         call.reasons.push(code.to_string());
         call.decision = decision;
         Err(Refusal {
-            text: line(code, &call.tool, why),
+            text: line(code, &self.shown(&call.tool), why),
         })
     }
 

@@ -12,8 +12,12 @@
 //! - `relay`: answers, JSON or SSE event by event, filtered and guarded.
 //! - `guard`: guardrails over every string of arguments and results.
 //! - `upstream`: the HTTP request to the server.
+//! - `exchange`: one message sent and its answer read whole (batches, federation).
+//! - `federate`: `/mcp`, every server the policy names as one, tools `{server}__{tool}`.
 
 mod call;
+mod exchange;
+mod federate;
 mod guard;
 mod relay;
 mod session;
@@ -47,12 +51,14 @@ pub(super) struct Conn<'a> {
     run: Option<String>,
     /// The request is of the stateless era (2026-07-28 and later).
     modern: bool,
+    /// The request came to `/mcp`: the agent knows tools as `{server}__{tool}`.
+    federated: bool,
 }
 
 /// Protocol revisions reached through the `initialize` handshake.
 const HANDSHAKE_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 
-/// Serves `/mcp/{server}` (and answers `/mcp`, the federated endpoint, as not built yet).
+/// Serves `/mcp/{server}`, and `/mcp`, the federation of every server the policy names.
 pub async fn handle(
     state: &State,
     rt: &Runtime,
@@ -64,36 +70,16 @@ pub async fn handle(
     // MCP's audit records are one per tools/call, written by `call`.
     ctx.audited = true;
     check_origin(session)?;
-    let not_found = |path: String| GateError::NotFound { path };
     let Some(name) = server else {
-        return Err(GateError::invalid(
-            "The federated endpoint /mcp is not available yet: use /mcp/{server}.",
-            None,
-        ));
+        return federate::handle(state, rt, agent, session, ctx).await;
     };
+    let run = super::reserve::run_id(&session.req_header().headers)?;
     // A server the policy does not name is unreachable, and indistinguishable from one
     // that does not exist.
-    let policy = agent.policy.as_ref();
-    let (Some(conn), Some(server)) = (policy.mcp.get(&name), rt.config.mcp_servers.get(&name))
-    else {
-        return Err(not_found(format!("/mcp/{name}")));
-    };
-    let guards = guard::of(rt.generation, policy, conn).map_err(|_| GateError::Internal)?;
-    let c = Conn {
-        state,
-        rt,
-        agent,
-        name: &name,
-        server,
-        conn,
-        guards,
-        run: super::reserve::run_id(&session.req_header().headers)?,
-        modern: session
-            .req_header()
-            .headers
-            .get("mcp-protocol-version")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| !HANDSHAKE_VERSIONS.contains(&v)),
+    let Some(c) = Conn::of(state, rt, agent, &name, run, is_modern(session))? else {
+        return Err(GateError::NotFound {
+            path: format!("/mcp/{name}"),
+        });
     };
     let method = session.req_header().method.as_str().to_string();
     match method.as_str() {
@@ -101,6 +87,47 @@ pub async fn handle(
         "GET" => c.get(session, ctx).await,
         "DELETE" => c.delete(session, ctx).await,
         _ => Err(GateError::MethodNotAllowed { method }),
+    }
+}
+
+/// The request is of the stateless era (2026-07-28 and later).
+fn is_modern(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !HANDSHAKE_VERSIONS.contains(&v))
+}
+
+impl<'a> Conn<'a> {
+    /// The agent's connection to server `name`, if its policy names that server.
+    fn of(
+        state: &'a State,
+        rt: &'a Runtime,
+        agent: &'a Agent,
+        name: &'a str,
+        run: Option<String>,
+        modern: bool,
+    ) -> Result<Option<Conn<'a>>, GateError> {
+        let policy = agent.policy.as_ref();
+        let (Some(conn), Some(server)) = (policy.mcp.get(name), rt.config.mcp_servers.get(name))
+        else {
+            return Ok(None);
+        };
+        let guards = guard::of(rt.generation, policy, conn).map_err(|_| GateError::Internal)?;
+        Ok(Some(Conn {
+            state,
+            rt,
+            agent,
+            name,
+            server,
+            conn,
+            guards,
+            run,
+            modern,
+            federated: false,
+        }))
     }
 }
 
@@ -191,6 +218,15 @@ impl Conn<'_> {
         }
     }
 
+    /// A tool's name as the agent knows it, for the texts it reads.
+    fn shown(&self, tool: &str) -> String {
+        if self.federated {
+            federate::federated(self.name, tool)
+        } else {
+            tool.to_string()
+        }
+    }
+
     fn wait(&self) -> std::time::Duration {
         self.server.timeout
     }
@@ -225,7 +261,7 @@ impl Conn<'_> {
             Kind::Request { id, method } => (id, method),
             Kind::Notification | Kind::Response => {
                 let body = Bytes::from(msg.to_string());
-                let up = self.send(session, upstream_sid, Some(body)).await?;
+                let up = self.send(session, upstream_sid, Some(body), None).await?;
                 let relay = Relay {
                     plan: Plan::Guard,
                     id: None,
@@ -254,7 +290,7 @@ impl Conn<'_> {
         }
         let plan = plan_of(&method);
         let body = Bytes::from(msg.take().to_string());
-        let up = self.send(session, upstream_sid, Some(body)).await?;
+        let up = self.send(session, upstream_sid, Some(body), None).await?;
         // An `initialize` the server answered with a session opens the agent's session.
         let opened = match (method.as_str(), up.header("mcp-session-id")) {
             ("initialize", Some(upstream)) if (200..300).contains(&up.status()) => {
@@ -289,6 +325,7 @@ impl Conn<'_> {
         session: &Session,
         upstream_sid: Option<&str>,
         body: Option<Bytes>,
+        name: Option<&str>,
     ) -> Result<upstream::Answer, GateError> {
         let method = session.req_header().method.as_str().to_string();
         let ask = upstream::Ask {
@@ -296,7 +333,7 @@ impl Conn<'_> {
             client: session.req_header(),
             upstream_session: upstream_sid,
             body,
-            name: None,
+            name,
             wait: self.wait(),
         };
         let timeouts = &self.rt.config.server.timeouts;
@@ -342,7 +379,9 @@ impl Conn<'_> {
             }
         };
         let body = Bytes::from(msg.to_string());
-        let up = match self.send(session, upstream_sid, Some(body)).await {
+        // The server routes by `Mcp-Name` in the stateless era: it names the tool decided on.
+        let name = self.modern.then_some(tool.as_str());
+        let up = match self.send(session, upstream_sid, Some(body), name).await {
             Ok(up) => up,
             Err(e) => {
                 self.settle(&mut call, &holds, false).await;
@@ -352,11 +391,12 @@ impl Conn<'_> {
             }
         };
         call.upstream_status = Some(up.status());
+        let shown = self.shown(&tool);
         let relay = Relay {
             plan: Plan::Guard,
             id: Some(&id),
             agent_session: None,
-            tool: Some(&tool),
+            tool: Some(&shown),
         };
         let out: Relayed = self.relay(up, &relay, session, ctx).await;
         call.findings
@@ -463,49 +503,10 @@ impl Conn<'_> {
         id: Option<&Value>,
         plan: Plan,
     ) -> Result<Value, GateError> {
-        let mut up = self.send(session, upstream_sid, Some(body)).await?;
-        let limit = self.rt.config.server.max_response_bytes as usize;
-        let mut buf = Vec::new();
-        loop {
-            match up.read().await.map_err(upstream_error)? {
-                Some(p) if buf.len() + p.len() <= limit => buf.extend_from_slice(&p),
-                Some(_) => {
-                    return Err(GateError::UpstreamUnavailable {
-                        message: "The MCP server's answer exceeded max_response_bytes.".into(),
-                    });
-                }
-                None => break,
-            }
-        }
-        let sse = up.media_type() == "text/event-stream";
-        up.done(self.state).await;
-        let mut messages: Vec<Value> = if sse {
-            let mut parser = crate::sse::Parser::with_limit(limit);
-            parser
-                .push(&buf)
-                .into_iter()
-                .filter_map(|e| e.data.and_then(|d| serde_json::from_str(&d).ok()))
-                .collect()
-        } else {
-            serde_json::from_slice::<Value>(&buf)
-                .ok()
-                .into_iter()
-                .collect()
-        };
-        let relay = Relay {
-            plan,
-            id,
-            agent_session: None,
-            tool: None,
-        };
-        let mut out = Relayed::default();
-        for m in &mut messages {
-            self.judge(&relay, m, &mut out);
-            if id.is_some() && m.get("id") == id {
-                return Ok(m.take());
-            }
-        }
-        Ok(Value::Null)
+        Ok(self
+            .exchange(session, upstream_sid, body, id, plan)
+            .await?
+            .answer)
     }
 
     /// GET: the server's own stream for a session, relayed event by event.
@@ -543,7 +544,7 @@ impl Conn<'_> {
         let Some((id, upstream_sid)) = self.session(session).await? else {
             return Err(GateError::invalid("DELETE needs an Mcp-Session-Id.", None));
         };
-        let up = self.send(session, Some(&upstream_sid), None).await;
+        let up = self.send(session, Some(&upstream_sid), None, None).await;
         session::close(self.state, &id).await;
         let status = match up {
             Ok(up) => {

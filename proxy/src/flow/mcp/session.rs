@@ -26,9 +26,21 @@ pub struct McpSession {
     pub upstream: String,
 }
 
-fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateError {
+pub(super) fn store_down(state: &State, op: &str, e: tollgate_budget::StoreError) -> GateError {
     state.store_error(op, &e);
     GateError::StoreUnavailable
+}
+
+/// A new session id: `tgmcp_` and 128 random bits.
+pub(super) fn new_id() -> String {
+    let mut raw = [0u8; 16];
+    rand::rng().fill_bytes(&mut raw);
+    format!("tgmcp_{}", hex::encode(raw))
+}
+
+/// Ids are tollgate's own: anything else is unknown without a store round trip.
+pub(super) fn well_formed(id: &str) -> bool {
+    id.len() == 38 && id.starts_with("tgmcp_") && id[6..].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Opens a session for `agent` on `server` and returns the id the agent will use.
@@ -38,9 +50,7 @@ pub async fn open(
     server: &str,
     upstream: &str,
 ) -> Result<String, GateError> {
-    let mut raw = [0u8; 16];
-    rand::rng().fill_bytes(&mut raw);
-    let id = format!("tgmcp_{}", hex::encode(raw));
+    let id = new_id();
     let value = serde_json::to_string(&McpSession {
         agent: agent.to_string(),
         server: server.to_string(),
@@ -62,11 +72,7 @@ pub async fn find(
     agent: &str,
     server: &str,
 ) -> Result<Option<McpSession>, GateError> {
-    // Ids are tollgate's own: anything else is unknown without a store round trip.
-    let well_formed = id.len() == 38
-        && id.starts_with("tgmcp_")
-        && id[6..].bytes().all(|b| b.is_ascii_hexdigit());
-    if !well_formed {
+    if !well_formed(id) {
         return Ok(None);
     }
     let found = state
