@@ -1,8 +1,10 @@
 //! Cycles records and answers on Redis, under the tenant's hash tag beside its ledger:
 //! `P:{t}:cy|<id>` a record's hash, `P:{t}:cyl|<agent>` the agent's list (a zset of
 //! `<created_ms>|<id>` members, read newest first by text), `P:{t}:cya|<key>` an answer's
-//! hash. Every script's keys are declared and share the tenant's slot; each key expires
-//! [`CYCLE_RETENTION`] after it was written, and the list drops older entries as it goes.
+//! hash. Every script declares the keys it is named for, all in the tenant's slot; the list
+//! script also reads the records its entries name, whose keys it builds from the tenant's
+//! base, so they carry the same hash tag. Each key expires [`CYCLE_RETENTION`] after it
+//! was written, and the list drops older entries as it goes.
 
 use async_trait::async_trait;
 use redis::{Script, Value};
