@@ -603,6 +603,18 @@ for i in range(3):
                   "errors": sorted(x.body.get("error") for x in (a, b) if not x.is_success),
                   "status": ok(other.get_reservation(r))["status"]}})
 out["races"] = races
+# Two commits above the hold at once, one per instance: one charges the overage, the
+# other is refused and leaves the winner's overage alone.
+overages = []
+for i in range(3):
+    r = ok(client.create_reservation({{**req, "idempotency_key": f"ov{{i}}", "estimate": usd(1_000_000)}}))["reservation_id"]
+    a, b = race([lambda: client.commit_reservation(r, {{"idempotency_key": "oa", "actual": usd(2_000_000)}}),
+                 lambda: other.commit_reservation(r, {{"idempotency_key": "ob", "actual": usd(2_000_000)}})])
+    overages.append({{"statuses": sorted([a.status, b.status]),
+                     "charged": [x.body["charged"]["amount"] for x in (a, b) if x.is_success],
+                     "errors": [x.body.get("error") for x in (a, b) if not x.is_success],
+                     "record": ok(client.get_reservation(r))}})
+out["overages"] = overages
 # Two extends at once, one per instance: both count.
 r = ok(other.create_reservation({{**req, "idempotency_key": "ext", "estimate": usd(1_000_000)}}))
 a, b = race([lambda: client.extend_reservation(r["reservation_id"], {{"idempotency_key": "ea", "extend_by_ms": 5000}}),
@@ -688,10 +700,17 @@ for rid_ in ids[1:]:
         };
         assert_eq!(race["status"], winner, "{race}");
     }
+    for o in v["overages"].as_array().unwrap() {
+        assert_eq!(o["statuses"], json!([200, 409]), "{o}");
+        assert_eq!(o["charged"], json!([2_000_000]), "{o}");
+        assert_eq!(o["errors"], json!(["RESERVATION_FINALIZED"]), "{o}");
+        assert_eq!(o["record"]["status"], "COMMITTED", "{o}");
+        assert_eq!(o["record"]["committed"]["amount"], 2_000_000, "{o}");
+    }
     let base = v["ext_base"].as_i64().unwrap();
     assert_eq!(v["extends"], json!([base + 5_000, base + 10_000]), "{v}");
     assert_eq!(v["ext_final"], base + 10_000);
-    // The ledger: the commit and the races' commits, nothing held.
+    // The ledger: the commit, the races' commits and the overage commits, nothing held.
     let committed = v["races"]
         .as_array()
         .unwrap()
@@ -701,7 +720,7 @@ for rid_ in ids[1:]:
     let acme = one.budget("acme").await;
     assert_eq!(
         acme.spent,
-        (20_000_000 + committed * 1_000_000) * NANOS,
+        (20_000_000 + committed * 1_000_000 + 3 * 2_000_000) * NANOS,
         "{acme:?}"
     );
     assert_eq!(acme.reserved, 0, "{acme:?}");

@@ -39,12 +39,28 @@ pub async fn owned(call: &Call<'_>, id: &str) -> Result<Option<Reservation>> {
 /// Ends the record of a reservation the ledger settled. Compare-and-set: only an active
 /// record ends, so of two instances settling at once only the ledger's winner is
 /// recorded. The money has moved: a store that cannot record it is logged, and the record
-/// is corrected by the next settle attempt, which the ledger answers as already settled.
+/// is corrected by the next settle attempt, which the ledger answers as already settled
+/// (`catch_up`).
 async fn record_end(call: &Call<'_>, id: &str, end: CycleFinal) {
     let tenant = call.agent.tenant();
     if let Err(e) = call.state.cycles().cycle_finalize(tenant, id, &end).await {
         call.state.store_error("cycles_finalize", &e);
     }
+}
+
+/// A settle attempt the ledger answered as settled before (here or on another instance):
+/// the record catches up if the instance that settled could not record it. A commit the
+/// ledger reports below the hold charged exactly that; one at the hold may have charged an
+/// overage beyond it, which only the committing instance knows, so that record is left to
+/// it.
+async fn catch_up(call: &Call<'_>, r: Option<&Reservation>, end: CycleFinal) {
+    let Some(r) = r else { return };
+    if let CycleFinal::Committed { charged, .. } = &end
+        && *charged >= r.reserved
+    {
+        return;
+    }
+    record_end(call, &r.id, end).await;
 }
 
 pub fn not_found(id: &str) -> CyclesError {
@@ -92,9 +108,15 @@ async fn active_grant(
 }
 
 /// Holds what the path still has of an overage, all or part, in one atomic step; returns
-/// the hold's id and what it holds, in whole microcents.
+/// the hold's id and what it holds, in whole microcents. Each commit attempt holds under
+/// an id of its own: two attempts racing (on two instances) each settle their own hold,
+/// so the one the ledger refuses never releases the winner's.
 async fn hold_overage(call: &Call<'_>, r: &Reservation, delta: i64) -> Result<(String, i64)> {
-    let id = format!("{}.overage", r.id);
+    let id = format!(
+        "{}.overage.{}",
+        r.id,
+        hex::encode(rand::random::<[u8; 8]>())
+    );
     let req = ReserveRequest {
         reservation_id: id.clone(),
         idempotency_key: None,
@@ -187,22 +209,16 @@ pub async fn commit(
             actual,
             ..
         } => {
-            // Settled before (here or on another instance): the record catches up if the
-            // instance that settled it could not record it.
-            if rsv.is_some() {
-                let end = CycleFinal::Committed {
-                    charged: actual,
-                    at_ms: now,
-                    metadata: None,
-                };
-                record_end(call, id, end).await;
-            }
+            let end = CycleFinal::Committed {
+                charged: actual,
+                at_ms: now,
+                metadata: None,
+            };
+            catch_up(call, rsv.as_ref(), end).await;
             Some(finalized(id))
         }
         CommitOutcome::AlreadyReleased => {
-            if rsv.is_some() {
-                record_end(call, id, CycleFinal::Released { at_ms: now }).await;
-            }
+            catch_up(call, rsv.as_ref(), CycleFinal::Released { at_ms: now }).await;
             Some(finalized(id))
         }
         CommitOutcome::NotFound => Some(not_found(id)),
@@ -291,10 +307,7 @@ pub async fn release(
         ReleaseOutcome::NotFound => return Err(not_found(id)),
     };
     if let Some(end) = end {
-        // Settled before: the record catches up (see `record_end`).
-        if rsv.is_some() {
-            record_end(call, id, end).await;
-        }
+        catch_up(call, rsv.as_ref(), end).await;
         return Err(finalized(id));
     }
     ctx.money.actual_nanos = Some(0);
