@@ -6,13 +6,15 @@
 //! The same store keeps issued keys ([`KeyStore`]) and the state of the agent policy:
 //! rate-limit windows and concurrency leases ([`RateLimits`]), human approvals of escalated
 //! tool calls ([`ApprovalStore`]), trust scores ([`TrustStore`], the formula is in `trust`)
-//! and delegated sub-agents ([`AgentStore`]). [`Store`] is all of them plus the [`Backend`]
+//! delegated sub-agents ([`AgentStore`]) and what the Cycles protocol remembers beyond the
+//! money ([`CycleStore`]). [`Store`] is all of them plus the [`Backend`]
 //! they share; each backend implements every capability.
 //! This crate knows nothing of Pingora or of the config crate: it takes plain types.
 
 mod agents;
 mod approvals;
 mod clock;
+mod cycles;
 mod embedded;
 mod error;
 mod keys;
@@ -30,6 +32,10 @@ mod trust;
 pub use agents::{AgentRecord, AgentStore};
 pub use approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cycles::{
+    CYCLE_RETENTION, CycleAnswer, CycleFinal, CyclePage, CycleRecord, CycleStatus, CycleStore,
+    CycleUpdate, MAX_CYCLE_ANSWER, MAX_CYCLE_DETAILS, MAX_CYCLE_PAGE,
+};
 pub use embedded::{DB_FILE, EmbeddedStore};
 pub use error::StoreError;
 pub use keys::{KeyRecord, KeyStore};

@@ -11,6 +11,7 @@ use crate::StoreError;
 use crate::agents::AgentStore;
 use crate::approvals::ApprovalStore;
 use crate::clock::{Clock, SystemClock};
+use crate::cycles::CycleStore;
 use crate::keys::KeyStore;
 use crate::ledger::Ledger;
 use crate::limits::RateLimits;
@@ -85,6 +86,7 @@ pub trait Store:
     + AgentStore
     + Outbox
     + SessionStore
+    + CycleStore
     + Backend
 {
 }
@@ -98,6 +100,7 @@ impl<T> Store for T where
         + AgentStore
         + Outbox
         + SessionStore
+        + CycleStore
         + Backend
 {
 }
@@ -165,13 +168,19 @@ pub(crate) fn check_amounts(req: &ReserveRequest) -> Result<(), StoreError> {
 
 /// Checks the `(tenant, id)` that names a reservation: the tenant becomes a key's hash tag.
 pub(crate) fn check_reservation_ref(tenant: &str, id: &str) -> Result<(), StoreError> {
+    check_tenant(tenant)?;
+    check_id("reservation id", id)
+}
+
+/// Checks a tenant name: it becomes a key's hash tag.
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), StoreError> {
     crate::scope::validate_scope(tenant)?;
     if tenant.contains('/') {
         return Err(StoreError::Invalid(format!(
             "`{tenant}` is a scope path, not a tenant"
         )));
     }
-    check_id("reservation id", id)
+    Ok(())
 }
 
 /// Ids travel inside storage keys and reservation records: bounded, printable, no separators.

@@ -51,9 +51,6 @@ pub struct Metrics {
     pub provider_ejections: IntCounterVec,
     /// 1 while a provider is ejected (refreshed by the upkeep task).
     pub provider_ejected: GaugeVec,
-    /// Entries the Cycles protocol remembers per process (`reservations`, `answers`),
-    /// bounded by `cycles::registry::MAX_ENTRIES` each.
-    pub cycles_entries: GaugeVec,
     /// Spans handed to the collector, by result: `exported`, `queue_full` (dropped before
     /// the queue), `export_failed` (dropped after the collector refused or was down).
     pub trace_spans: IntCounterVec,
@@ -133,12 +130,6 @@ impl Metrics {
                 "tollgate_provider_ejections_total",
                 "Times a failing provider was ejected from its fallback chains.",
                 &["provider"],
-            ),
-            cycles_entries: gauge(
-                &r,
-                "tollgate_cycles_registry_entries",
-                "Cycles reservations and idempotent answers remembered by this process.",
-                &["kind"],
             ),
             provider_ejected: gauge(
                 &r,

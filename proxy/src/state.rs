@@ -132,8 +132,6 @@ pub struct State {
     /// A random value only this process knows: `/readyz` sends it to the agent-facing
     /// listener to prove the process listening there is this one.
     pub probe_nonce: String,
-    /// The Cycles protocol's reservations and idempotent answers (per process, bounded).
-    pub cycles: crate::cycles::Registry,
     /// Finished traces on their way to the collector (bounded; see `trace::export`).
     pub traces: crate::trace::Exporter,
 }
@@ -193,7 +191,6 @@ impl State {
             agent_stats: Default::default(),
             delegated: Default::default(),
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
-            cycles: Default::default(),
             traces: Default::default(),
         }
     }
@@ -250,6 +247,9 @@ impl State {
         &*self.store
     }
     pub fn agents(&self) -> &dyn AgentStore {
+        &*self.store
+    }
+    pub fn cycles(&self) -> &dyn tollgate_budget::CycleStore {
         &*self.store
     }
     pub fn backend(&self) -> &dyn Backend {

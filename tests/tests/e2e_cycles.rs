@@ -516,6 +516,262 @@ out["same"] = ok(again)["reservation_id"] == first.body["reservation_id"]
     assert_eq!(acme.reserved, 14 * 7_000_000 * NANOS, "{acme:?}");
 }
 
+/// Two tollgate processes on one Redis: what the protocol remembers beyond the money
+/// (records and answers) is in the store, so a reservation made on one instance is read,
+/// listed, extended and committed on the other, a replay there repeats the first answer,
+/// and settlements and extends racing on both instances end the way one instance would.
+#[tokio::test]
+async fn a_reservation_made_on_one_instance_is_served_by_the_other() {
+    let prefix = harness::SharedPrefix::new();
+    let yaml = r#"
+providers: [{ name: none, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }]
+scopes: { acme: { budget: { limit_usd: 1.00, period: total } } }
+policies: { p: {} }
+agents: { a1: { scope: acme/research/a1, policy: p }, a2: { scope: acme/research/a2, policy: p } }
+"#;
+    let one = harness::tollgate()
+        .redis(prefix.as_str())
+        .config(yaml)
+        .spawn()
+        .await;
+    let two = harness::tollgate()
+        .redis(prefix.as_str())
+        .config(yaml)
+        .spawn()
+        .await;
+    let second = two.base_url().trim_end_matches("/v1").to_string();
+    let a2 = one.key("a2");
+    let v = run(
+        &one,
+        &one.key("a1"),
+        &format!(
+            r#"
+other = CyclesClient(CyclesConfig(base_url="{second}", api_key=os.environ["OPENAI_API_KEY"], retry_enabled=False))
+act = {{"kind": "tool.search", "name": "web"}}
+req = {{"idempotency_key": "x1", "subject": sub(agent="a1"), "action": act,
+       "estimate": usd(30_000_000), "ttl_ms": 60000, "metadata": {{"run": "r-7"}}}}
+made = ok(client.create_reservation(req))
+out["made"] = made
+rid = made["reservation_id"]
+out["get"] = ok(other.get_reservation(rid))
+# More reservations, alternating instances; the list on either is the same, page by page.
+ids = [rid]
+for i in range(4):
+    c = other if i % 2 == 0 else client
+    ids.append(ok(c.create_reservation({{**req, "idempotency_key": f"m{{i}}", "estimate": usd(1_000_000)}}))["reservation_id"])
+out["made_ids"] = ids
+pages, cursor = [], None
+while True:
+    params = {{"limit": "2"}}
+    if cursor:
+        params["cursor"] = cursor
+    page = ok(other.list_reservations(**params))
+    pages.append([r["reservation_id"] for r in page["reservations"]])
+    cursor = page.get("next_cursor")
+    if not page["has_more"] or len(pages) > 5:
+        break
+out["pages"] = pages
+out["listed_on_one"] = [r["reservation_id"] for r in ok(client.list_reservations(limit="50"))["reservations"]]
+out["by_key"] = [r["reservation_id"] for r in ok(other.list_reservations(idempotency_key="x1"))["reservations"]]
+out["extend"] = ok(other.extend_reservation(rid, {{"idempotency_key": "e1", "extend_by_ms": 10000}}))
+out["get_after_extend"] = ok(client.get_reservation(rid))
+commit = {{"idempotency_key": "c1", "actual": usd(20_000_000), "metadata": {{"rows": 3}}}}
+out["commit"] = ok(other.commit_reservation(rid, commit))
+out["commit_replay_on_one"] = ok(client.commit_reservation(rid, commit))
+out["commit_again_on_one"] = err(client.commit_reservation(rid, {{**commit, "idempotency_key": "c2"}}))
+out["get_after_commit"] = ok(client.get_reservation(rid))
+out["replay"] = ok(other.create_reservation(req))
+out["mismatch"] = err(other.create_reservation({{**req, "estimate": usd(1)}}))
+out["committed_list"] = [r["reservation_id"] for r in ok(other.list_reservations(status="COMMITTED"))["reservations"]]
+out["steal"] = err(CyclesClient(CyclesConfig(base_url="{second}", api_key="{a2}", retry_enabled=False)).get_reservation(rid))
+
+# A commit on one and a release on the other at once: exactly one wins, and the record
+# says which.
+def race(pair):
+    start = threading.Barrier(2)
+    def go(f):
+        start.wait()
+        return f()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(go, pair))
+races = []
+for i in range(3):
+    r = ok(client.create_reservation({{**req, "idempotency_key": f"race{{i}}", "estimate": usd(1_000_000)}}))["reservation_id"]
+    a, b = race([lambda: client.commit_reservation(r, {{"idempotency_key": "rc", "actual": usd(1_000_000)}}),
+                 lambda: other.release_reservation(r, {{"idempotency_key": "rr"}})])
+    races.append({{"commit": a.status, "release": b.status,
+                  "errors": sorted(x.body.get("error") for x in (a, b) if not x.is_success),
+                  "status": ok(other.get_reservation(r))["status"]}})
+out["races"] = races
+# Two commits above the hold at once, one per instance: one charges the overage, the
+# other is refused and leaves the winner's overage alone.
+overages = []
+for i in range(3):
+    r = ok(client.create_reservation({{**req, "idempotency_key": f"ov{{i}}", "estimate": usd(1_000_000)}}))["reservation_id"]
+    a, b = race([lambda: client.commit_reservation(r, {{"idempotency_key": "oa", "actual": usd(2_000_000)}}),
+                 lambda: other.commit_reservation(r, {{"idempotency_key": "ob", "actual": usd(2_000_000)}})])
+    overages.append({{"statuses": sorted([a.status, b.status]),
+                     "charged": [x.body["charged"]["amount"] for x in (a, b) if x.is_success],
+                     "errors": [x.body.get("error") for x in (a, b) if not x.is_success],
+                     "record": ok(client.get_reservation(r))}})
+out["overages"] = overages
+# Two extends at once, one per instance: both count.
+r = ok(other.create_reservation({{**req, "idempotency_key": "ext", "estimate": usd(1_000_000)}}))
+a, b = race([lambda: client.extend_reservation(r["reservation_id"], {{"idempotency_key": "ea", "extend_by_ms": 5000}}),
+             lambda: other.extend_reservation(r["reservation_id"], {{"idempotency_key": "eb", "extend_by_ms": 5000}})])
+out["extends"] = sorted([ok(a)["expires_at_ms"], ok(b)["expires_at_ms"]])
+out["ext_base"] = r["expires_at_ms"]
+out["ext_final"] = ok(client.get_reservation(r["reservation_id"]))["expires_at_ms"]
+ok(client.release_reservation(r["reservation_id"], {{"idempotency_key": "er"}}))
+for rid_ in ids[1:]:
+    ok(other.release_reservation(rid_, {{"idempotency_key": "cleanup"}}))
+"#
+        ),
+    )
+    .await;
+    let made = &v["made"];
+    let rid = made["reservation_id"].as_str().unwrap();
+    // Read on the other instance: the whole record, metadata included.
+    let got = &v["get"];
+    assert_eq!(got["status"], "ACTIVE", "{v}");
+    assert_eq!(got["subject"]["agent"], "a1");
+    assert_eq!(got["action"]["name"], "web");
+    assert_eq!(got["metadata"], json!({"run": "r-7"}));
+    assert_eq!(got["expires_at_ms"], made["expires_at_ms"]);
+    assert_eq!(got["reserved"]["amount"], 30_000_000);
+    // Listed on either instance, newest first, the pages adding up to every reservation.
+    let made_ids: Vec<Value> = v["made_ids"].as_array().unwrap().clone();
+    let paged: Vec<Value> = v["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().clone())
+        .collect();
+    let newest_first: Vec<Value> = made_ids.iter().rev().cloned().collect();
+    assert_eq!(paged, newest_first, "{v}");
+    assert!(v["pages"].as_array().unwrap().len() >= 3, "{v}");
+    assert!(v["pages"][0].as_array().unwrap().len() == 2);
+    let listed_on_one: Vec<Value> = v["listed_on_one"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|id| made_ids.contains(id))
+        .cloned()
+        .collect();
+    assert_eq!(listed_on_one, newest_first);
+    assert_eq!(v["by_key"], json!([rid]));
+    // Extended on the other instance from the first instance's expiry; seen on the first.
+    let expires = made["expires_at_ms"].as_i64().unwrap();
+    assert_eq!(v["extend"]["expires_at_ms"], expires + 10_000);
+    assert_eq!(v["get_after_extend"]["expires_at_ms"], expires + 10_000);
+    // Committed on the other instance; the first replays that answer and knows it is done.
+    assert_eq!(v["commit"]["charged"]["amount"], 20_000_000);
+    assert_eq!(v["commit"]["released"]["amount"], 10_000_000);
+    assert_eq!(v["commit_replay_on_one"], v["commit"]);
+    assert_eq!(v["commit_again_on_one"]["error"], "RESERVATION_FINALIZED");
+    assert_eq!(v["get_after_commit"]["status"], "COMMITTED");
+    assert_eq!(v["get_after_commit"]["committed"]["amount"], 20_000_000);
+    assert!(v["get_after_commit"]["finalized_at_ms"].is_i64());
+    assert_eq!(
+        v["get_after_commit"]["committed_metadata"],
+        json!({"rows": 3})
+    );
+    // The reserve replayed on the other instance is the first instance's answer (its
+    // expiry, before the extend), with no time left now that it is committed.
+    assert_eq!(v["replay"]["reservation_id"], rid);
+    assert_eq!(v["replay"]["expires_at_ms"], expires);
+    assert_eq!(v["replay"]["remaining_ttl_ms"], 0);
+    assert_eq!(v["mismatch"]["status"], 409);
+    assert_eq!(v["mismatch"]["error"], "IDEMPOTENCY_MISMATCH");
+    assert_eq!(v["committed_list"], json!([rid]));
+    assert_eq!(v["steal"]["status"], 403);
+    assert_eq!(v["steal"]["error"], "FORBIDDEN");
+    for race in v["races"].as_array().unwrap() {
+        let won = [&race["commit"], &race["release"]]
+            .iter()
+            .filter(|s| **s == 200)
+            .count();
+        assert_eq!(won, 1, "{race}");
+        assert_eq!(race["errors"], json!(["RESERVATION_FINALIZED"]), "{race}");
+        let winner = if race["commit"] == 200 {
+            "COMMITTED"
+        } else {
+            "RELEASED"
+        };
+        assert_eq!(race["status"], winner, "{race}");
+    }
+    for o in v["overages"].as_array().unwrap() {
+        assert_eq!(o["statuses"], json!([200, 409]), "{o}");
+        assert_eq!(o["charged"], json!([2_000_000]), "{o}");
+        assert_eq!(o["errors"], json!(["RESERVATION_FINALIZED"]), "{o}");
+        assert_eq!(o["record"]["status"], "COMMITTED", "{o}");
+        assert_eq!(o["record"]["committed"]["amount"], 2_000_000, "{o}");
+    }
+    let base = v["ext_base"].as_i64().unwrap();
+    assert_eq!(v["extends"], json!([base + 5_000, base + 10_000]), "{v}");
+    assert_eq!(v["ext_final"], base + 10_000);
+    // The ledger: the commit, the races' commits and the overage commits, nothing held.
+    let committed = v["races"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["commit"] == 200)
+        .count() as i64;
+    let acme = one.budget("acme").await;
+    assert_eq!(
+        acme.spent,
+        (20_000_000 + committed * 1_000_000 + 3 * 2_000_000) * NANOS,
+        "{acme:?}"
+    );
+    assert_eq!(acme.reserved, 0, "{acme:?}");
+}
+
+/// The embedded store keeps records and answers on disk: after a `kill -9` the restarted
+/// process still shows, replays and settles a reservation made before.
+#[tokio::test]
+async fn a_restart_forgets_no_reservation() {
+    let mut tg = spawn("").await;
+    let first = run(
+        &tg,
+        &tg.key("a1"),
+        r#"
+req = {"idempotency_key": "k1", "subject": sub(agent="a1"), "action": {"kind": "k", "name": "n"},
+       "estimate": usd(5_000_000)}
+out["made"] = ok(client.create_reservation(req))
+"#,
+    )
+    .await;
+    tg.restart().await;
+    let rid = first["made"]["reservation_id"].as_str().unwrap();
+    let v = run(
+        &tg,
+        &tg.key("a1"),
+        &format!(
+            r#"
+req = {{"idempotency_key": "k1", "subject": sub(agent="a1"), "action": {{"kind": "k", "name": "n"}},
+       "estimate": usd(5_000_000)}}
+out["get"] = ok(client.get_reservation("{rid}"))
+out["replay"] = ok(client.create_reservation(req))
+out["list"] = [r["reservation_id"] for r in ok(client.list_reservations())["reservations"]]
+out["extend"] = ok(client.extend_reservation("{rid}", {{"idempotency_key": "e", "extend_by_ms": 1000}}))
+out["commit"] = ok(client.commit_reservation("{rid}", {{"idempotency_key": "c", "actual": usd(2_000_000)}}))
+"#
+        ),
+    )
+    .await;
+    assert_eq!(v["get"]["status"], "ACTIVE", "{v}");
+    assert_eq!(v["replay"]["reservation_id"], rid);
+    assert_eq!(v["replay"]["expires_at_ms"], first["made"]["expires_at_ms"]);
+    assert_eq!(v["list"], json!([rid]));
+    assert_eq!(
+        v["extend"]["expires_at_ms"],
+        first["made"]["expires_at_ms"].as_i64().unwrap() + 1_000
+    );
+    assert_eq!(v["commit"]["charged"]["amount"], 2_000_000);
+    let acme = tg.budget("acme").await;
+    assert_eq!((acme.spent, acme.reserved), (2_000_000 * NANOS, 0));
+}
+
 /// Refusals before any money moves keep the protocol's shape and headers: no key, a wrong
 /// method, a policy that turns the decision API off, a rate limit.
 #[tokio::test]

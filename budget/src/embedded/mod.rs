@@ -12,11 +12,12 @@
 //! database file (`wal`), and keeps it bounded under sustained writes.
 //!
 //! Each capability's SQL and trait impl live in a file of their own (`ledger/`, `keys`,
-//! `limits`, `approvals`, `trust`, `agents`); this file keeps the threads and the
-//! [`Backend`] impl, whose sweep reaches into every one of them.
+//! `limits`, `approvals`, `trust`, `agents`, `sessions`, `cycles`); this file keeps the
+//! threads and the [`Backend`] impl, whose sweep reaches into every one of them.
 
 mod agents;
 mod approvals;
+mod cycles;
 mod keys;
 mod ledger;
 mod limits;
@@ -261,6 +262,7 @@ impl Backend for EmbeddedStore {
             trust::purge(c, now_ms)?;
             outbox::purge(c, now_ms)?;
             sessions::purge(c, now_ms)?;
+            cycles::purge(c, now_ms)?;
             Ok(reaped)
         })
         .await

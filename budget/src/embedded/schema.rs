@@ -152,6 +152,41 @@ CREATE TABLE IF NOT EXISTS agents (
 );
 CREATE INDEX IF NOT EXISTS agents_parent ON agents (parent);
 
+-- Cycles protocol reservations (one row each, status changed by compare-and-set) and
+-- the answers idempotent replays repeat; both forgotten CYCLE_RETENTION after creation.
+CREATE TABLE IF NOT EXISTS cycle_reservations (
+    tenant             TEXT NOT NULL,
+    id                 TEXT NOT NULL,
+    agent              TEXT NOT NULL,
+    ikey               TEXT NOT NULL,
+    reserved           INTEGER NOT NULL,
+    created_ms         INTEGER NOT NULL,
+    expires_ms         INTEGER NOT NULL,
+    grace_ms           INTEGER NOT NULL,
+    scope_path         TEXT NOT NULL,
+    affected           TEXT NOT NULL,
+    scopes             TEXT NOT NULL,
+    details            TEXT NOT NULL,
+    status             TEXT NOT NULL,
+    charged            INTEGER,
+    finalized_ms       INTEGER,
+    committed_metadata TEXT,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cycle_reservations_agent
+    ON cycle_reservations (tenant, agent, created_ms, id);
+CREATE INDEX IF NOT EXISTS cycle_reservations_created ON cycle_reservations (created_ms);
+CREATE TABLE IF NOT EXISTS cycle_answers (
+    tenant     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    payload    TEXT NOT NULL,
+    status     INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cycle_answers_created ON cycle_answers (created_ms);
+
 -- Protocol sessions (MCP): an opaque value per id, forgotten once idle past its expiry.
 CREATE TABLE IF NOT EXISTS sessions (
     id         TEXT PRIMARY KEY,

@@ -13,14 +13,18 @@
 //! | `P:{t}:i\|<key>` | string | idempotency key -> reservation id |
 //! | `P:{t}:idx`, `P:{t}:ovr` | sets | windows and overrides, for listing |
 //! | `P:tenants` | set | tenants seen, for the reaper and listings |
+//! | `P:{t}:cy\|<id>` | hash | a Cycles reservation's record (`cycles.rs`) |
+//! | `P:{t}:cyl\|<agent>` | zset | the agent's Cycles records, `<created_ms>\|<id>` members by text |
+//! | `P:{t}:cya\|<key>` | hash | a Cycles answer kept for replays: `p` payload hash, `s` status, `b` body, `t` ms |
 //! | `P:{:keys}:...` | | agent keys (`k\|<id>` hash, `h\|<hex sha256>` -> id, `c\|<id>` children), delegated agents (`g\|<id>` hash, `gc\|<parent>`, `gall` sets) |
 //! | `P:{:rl}:...` | | rate limits: `w\|<key>\|<window_ms>` hash bucket -> cost, `l\|<key>` zset lease -> expiry, `a\|<lease>` hash `key\|window_ms` -> "bucket expiry" |
 //! | `P:{:apr}:...` | | approvals: `a\|<id>` hash, `x\|<agent>\|<tool>\|<hex>` -> newest id, `all` zset by creation |
 //! | `P:{:trust}:...` | | trust: `t\|<agent>` hash `p` penalty, `t` updated ms; `all` set |
 //!
 //! Each capability's scripts (`lua/<capability>/`), their calls and its trait impl live in a
-//! file of their own (`ledger`, `keys`, `limits`, `approvals`, `trust`, `agents`); this file
-//! keeps the connection, the reply readers and the [`Backend`] impl.
+//! file of their own (`ledger`, `keys`, `limits`, `approvals`, `trust`, `agents`, `outbox`,
+//! `sessions`, `cycles`); this file keeps the connection, the reply readers and the
+//! [`Backend`] impl.
 //!
 //! Times come from the calling instance's clock (passed as arguments), not Redis's, so a
 //! store with a manual clock is testable; instances' clocks only need to agree to well
@@ -29,6 +33,7 @@
 mod agents;
 mod approvals;
 mod conn;
+mod cycles;
 mod keys;
 mod ledger;
 mod limits;
@@ -110,6 +115,7 @@ struct Scripts {
     trust: trust::Scripts,
     agents: agents::Scripts,
     outbox: outbox::Scripts,
+    cycles: cycles::Scripts,
 }
 
 impl Scripts {
@@ -122,6 +128,7 @@ impl Scripts {
             trust: trust::Scripts::load(),
             agents: agents::Scripts::load(),
             outbox: outbox::Scripts::load(),
+            cycles: cycles::Scripts::load(),
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod concurrency;
+pub mod cycles;
 pub mod keys;
 pub mod lifecycle;
 pub mod limits;

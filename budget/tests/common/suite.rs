@@ -7,6 +7,7 @@ use tollgate_budget::{
     CommitOutcome, Decision, DenyReason, LimitOverride, Period, StoreError, run_scope,
 };
 
+pub use super::cycles::*;
 pub use super::lifecycle::*;
 pub use super::limits::{
     adjust_corrects_the_bucket_it_counted_in, all_or_nothing_across_windows,
@@ -48,7 +49,9 @@ macro_rules! all_scenarios {
             adjust_corrects_the_bucket_it_counted_in, invalid_acquires_are_refused,
             one_lease_id_for_several_acquires, approvals_are_requested_once_and_decided_once,
             approvals_lapse, trust_falls_and_recovers, delegated_agents,
-            forgotten_holds_leave_nothing_behind, outbox_queues_once_leases_retries_and_remembers
+            forgotten_holds_leave_nothing_behind, outbox_queues_once_leases_retries_and_remembers,
+            cycle_records_are_listed_and_settled_once, cycle_settlements_race_to_one_winner,
+            cycle_answers_are_kept_once_and_forgotten_with_records
         );
     };
 }

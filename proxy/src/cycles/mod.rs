@@ -29,8 +29,6 @@ use crate::flow::{Ctx, auth, context::Agent, parse, record, respond, trust};
 use crate::state::{Runtime, State};
 use wire::{CyclesError, Result};
 
-pub use registry::Registry;
-
 /// A Cycles operation, from method and path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -116,12 +114,6 @@ pub async fn serve(state: &State, rt: &Arc<Runtime>, session: &mut Session, ctx:
     let trace_id = wire::trace_id(&session.req_header().headers);
     ctx.call.stage = op.stage();
     let result = run(state, rt, session, ctx, op, &trace_id).await;
-    let (reservations, answers) = state.cycles.len();
-    let entries = &state.metrics.cycles_entries;
-    entries
-        .with_label_values(&["reservations"])
-        .set(reservations as f64);
-    entries.with_label_values(&["answers"]).set(answers as f64);
     let outcome = match result {
         Ok((status, body)) => {
             let tenant = ctx.agent.as_ref().map(|a| a.tenant().to_string());
@@ -179,8 +171,8 @@ async fn run(
         Op::Release(id) => settle::release(&call, &id, session, ctx).await,
         Op::Extend(id) => settle::extend(&call, &id, session, ctx).await,
         Op::Events => ops::event(&call, session, ctx).await,
-        Op::List => query::list(&call, session),
-        Op::Get(id) => query::get(&call, &id),
+        Op::List => query::list(&call, session).await,
+        Op::Get(id) => query::get(&call, &id).await,
         Op::Balances => query::balances(&call, session).await,
         Op::WrongMethod(_) => unreachable!("answered above"),
     }

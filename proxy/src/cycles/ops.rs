@@ -10,10 +10,10 @@ use std::time::Duration;
 use pingora_proxy::Session;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tollgate_budget::{Decision, ReserveRequest};
+use tollgate_budget::{Decision, MAX_CYCLE_DETAILS, ReserveRequest};
 use tollgate_config::units::format_usd;
 
-use super::registry::{Answer, Reservation, Status, payload_hash};
+use super::registry::{self, Answer, Reservation, Status, answer_key, payload_hash};
 use super::scopes::{self, Derived};
 use super::wire::{self, CyclesError, ErrorCode, Overage, Result, amount_json, floor_microcents};
 use super::{Call, body, idempotency_header};
@@ -35,14 +35,22 @@ pub(super) fn store_down(call: &Call<'_>, op: &str, e: tollgate_budget::StoreErr
 }
 
 /// The earlier answer to the same key, if its payload is the same; `IDEMPOTENCY_MISMATCH`
-/// if it is not.
-pub(super) fn replay(
+/// if it is not. Answers live in the store, so a replay on any instance finds them.
+pub(super) async fn replay(
     call: &Call<'_>,
     endpoint: &str,
     key: &str,
     body: &Value,
 ) -> Result<Option<Answer>> {
-    match call.state.cycles.answer(&call.agent.id, endpoint, key) {
+    let name = answer_key(&call.agent.id, endpoint, key);
+    let kept = call
+        .state
+        .cycles()
+        .cycle_answer(call.agent.tenant(), &name)
+        .await
+        .map_err(|e| store_down(call, "cycles_answer", e))?
+        .and_then(Answer::from_stored);
+    match kept {
         Some(a) if a.payload == payload_hash(body) => Ok(Some(a)),
         Some(_) => Err(CyclesError::new(
             ErrorCode::IdempotencyMismatch,
@@ -52,42 +60,56 @@ pub(super) fn replay(
     }
 }
 
-pub(super) fn remember(
+/// Keeps a successful answer for replays and returns what to answer: this one, or the one
+/// another instance kept first for the same request (two retries racing on two instances
+/// answer alike). The operation has happened: if the store cannot keep the answer, it is
+/// logged and answered all the same (a replay is then answered by the ledger's own
+/// idempotency).
+pub(super) async fn remember(
     call: &Call<'_>,
     endpoint: &str,
     key: &str,
     body: &Value,
     status: u16,
-    v: &Value,
-) {
+    v: Value,
+) -> (u16, Value) {
     let answer = Answer {
         payload: payload_hash(body),
         status,
-        body: v.clone(),
+        body: v,
     };
-    call.state
-        .cycles
-        .remember(&call.agent.id, endpoint, key, answer);
+    let name = answer_key(&call.agent.id, endpoint, key);
+    let kept = call
+        .state
+        .cycles()
+        .cycle_remember(call.agent.tenant(), &name, &answer.to_stored())
+        .await;
+    match kept.map(Answer::from_stored) {
+        Ok(Some(k)) if k.payload == answer.payload => (k.status, k.body),
+        Ok(_) => (answer.status, answer.body),
+        Err(e) => {
+            call.state.store_error("cycles_remember", &e);
+            (answer.status, answer.body)
+        }
+    }
 }
 
 /// A replayed answer with `remaining_ttl_ms` recomputed now (0 once the reservation is no
 /// longer active), as the protocol requires of replays.
-pub(super) fn replayed(
+pub(super) async fn replayed(
     call: &Call<'_>,
     id: Option<&str>,
     a: Answer,
     ctx: &mut Ctx,
-) -> (u16, Value) {
+) -> Result<(u16, Value)> {
     let mut v = a.body;
     let id = id
         .map(str::to_string)
         .or_else(|| v["reservation_id"].as_str().map(str::to_string));
     if let (Some(expires), Some(id)) = (v["expires_at_ms"].as_i64(), id) {
         let now = call.now_ms();
-        let active = call
-            .state
-            .cycles
-            .get(&id)
+        let active = load(call, &id)
+            .await?
             .is_some_and(|r| r.status(now) == Status::Active);
         let left = if active { (expires - now).max(0) } else { 0 };
         v["remaining_ttl_ms"] = json!(left);
@@ -95,7 +117,18 @@ pub(super) fn replayed(
     if v["decision"] == "DENY" {
         ctx.verdict.decision = tollgate_types::Decision::Deny;
     }
-    (a.status, v)
+    Ok((a.status, v))
+}
+
+/// The record of reservation `id` in this agent's tenant, if the store has it.
+pub(super) async fn load(call: &Call<'_>, id: &str) -> Result<Option<Reservation>> {
+    let record = call
+        .state
+        .cycles()
+        .cycle_get(call.agent.tenant(), id)
+        .await
+        .map_err(|e| store_down(call, "cycles_get", e))?;
+    Ok(record.and_then(Reservation::from_record))
 }
 
 /// What every new decision passes first, as on the decision API: the policy lets the
@@ -221,8 +254,8 @@ pub async fn reserve(
         ],
     )?;
     let key = wire::idempotency_key(&body, idempotency_header(session).as_deref())?;
-    if let Some(a) = replay(call, "reserve", &key, &body)? {
-        return Ok(replayed(call, None, a, ctx));
+    if let Some(a) = replay(call, "reserve", &key, &body).await? {
+        return replayed(call, None, a, ctx).await;
     }
     let subject_v = required(&body, "subject")?;
     let subject = wire::subject(subject_v, "subject")?;
@@ -238,6 +271,11 @@ pub async fn reserve(
         Some(_) => return Err(CyclesError::invalid("'dry_run' must be a boolean.")),
     };
     let metadata = wire::object_or_absent(&body, "metadata")?;
+    if registry::details(subject_v, &action, metadata.as_ref(), overage).len() > MAX_CYCLE_DETAILS {
+        return Err(CyclesError::invalid(format!(
+            "The subject, action and metadata take at most {MAX_CYCLE_DETAILS} bytes together."
+        )));
+    }
     admit(call, ctx).await?;
     let microcents = floor_microcents(amount);
     if dry {
@@ -255,8 +293,7 @@ pub async fn reserve(
             }
             None => v["reserved"] = amount_json(microcents),
         }
-        remember(call, "reserve", &key, &body, 200, &v);
-        return Ok((200, v));
+        return Ok(remember(call, "reserve", &key, &body, 200, v).await);
     }
     if let Some(why) = over_max(call, amount, ctx) {
         return Err(CyclesError::new(ErrorCode::BudgetExceeded, why));
@@ -297,40 +334,48 @@ pub async fn reserve(
         .expires_at
         .map(|t| t.timestamp_millis() - grace_ms)
         .unwrap_or(now + ttl_ms);
-    if call.state.cycles.get(&a.reservation_id).is_none() {
-        call.state.cycles.insert(Reservation {
-            id: a.reservation_id.clone(),
-            agent: call.agent.id.clone(),
-            tenant: call.agent.tenant().to_string(),
-            idempotency_key: key.clone(),
-            subject: subject_v.clone(),
-            action,
-            metadata,
-            committed_metadata: None,
-            reserved: a.granted,
-            committed: None,
-            created_ms: now,
-            expires_ms,
-            grace_ms,
-            finalized_ms: None,
-            settled: None,
-            overage,
-            scope_path: derived.scope_path.clone(),
-            affected: derived.affected.clone(),
-            scopes: derived.scopes.clone(),
-        });
-    }
+    let made = Reservation {
+        id: a.reservation_id.clone(),
+        agent: call.agent.id.clone(),
+        tenant: call.agent.tenant().to_string(),
+        idempotency_key: key.clone(),
+        subject: subject_v.clone(),
+        action,
+        metadata,
+        committed_metadata: None,
+        reserved: a.granted,
+        committed: None,
+        created_ms: now,
+        expires_ms,
+        grace_ms,
+        finalized_ms: None,
+        settled: None,
+        overage,
+        scope_path: derived.scope_path.clone(),
+        affected: derived.affected.clone(),
+        scopes: derived.scopes.clone(),
+    };
+    // A reserve the ledger replayed (the key retried, maybe on another instance) finds the
+    // first record and answers from it. Without a record the reservation cannot be shown
+    // or extended: a store that cannot keep it fails the request, and the retry the
+    // client makes replays the same hold and keeps the record then.
+    let kept = call
+        .state
+        .cycles()
+        .cycle_put(&made.to_record())
+        .await
+        .map_err(|e| store_down(call, "cycles_put", e))?;
+    let r = Reservation::from_record(kept).unwrap_or(made);
     let v = json!({
         "decision": "ALLOW",
-        "reservation_id": a.reservation_id,
-        "reserved": amount_json(floor_microcents(a.granted)),
-        "expires_at_ms": expires_ms,
-        "remaining_ttl_ms": (expires_ms - now).max(0),
-        "scope_path": derived.scope_path,
-        "affected_scopes": derived.affected,
+        "reservation_id": r.id,
+        "reserved": amount_json(floor_microcents(r.reserved)),
+        "expires_at_ms": r.expires_ms,
+        "remaining_ttl_ms": (r.expires_ms - now).max(0),
+        "scope_path": r.scope_path,
+        "affected_scopes": r.affected,
     });
-    remember(call, "reserve", &key, &body, 200, &v);
-    Ok((200, v))
+    Ok(remember(call, "reserve", &key, &body, 200, v).await)
 }
 
 /// The store's idempotency key for a Cycles key: per agent (the length keeps `a` + `b:k`
@@ -354,8 +399,8 @@ pub async fn decide(call: &Call<'_>, session: &mut Session, ctx: &mut Ctx) -> Re
         ],
     )?;
     let key = wire::idempotency_key(&body, idempotency_header(session).as_deref())?;
-    if let Some(a) = replay(call, "decide", &key, &body)? {
-        return Ok(replayed(call, None, a, ctx));
+    if let Some(a) = replay(call, "decide", &key, &body).await? {
+        return replayed(call, None, a, ctx).await;
     }
     let subject = wire::subject(required(&body, "subject")?, "subject")?;
     let derived = scopes::derive(&call.rt.config, &call.agent, call.policy, &subject)?;
@@ -369,8 +414,7 @@ pub async fn decide(call: &Call<'_>, session: &mut Session, ctx: &mut Ctx) -> Re
         v["decision"] = json!("DENY");
         v["reason_code"] = json!("BUDGET_EXCEEDED");
     }
-    remember(call, "decide", &key, &body, 200, &v);
-    Ok((200, v))
+    Ok(remember(call, "decide", &key, &body, 200, v).await)
 }
 
 /// `POST /v1/events`: spend with no reservation, applied atomically on every scope of the
@@ -392,8 +436,8 @@ pub async fn event(call: &Call<'_>, session: &mut Session, ctx: &mut Ctx) -> Res
         ],
     )?;
     let key = wire::idempotency_key(&body, idempotency_header(session).as_deref())?;
-    if let Some(a) = replay(call, "events", &key, &body)? {
-        return Ok(replayed(call, None, a, ctx));
+    if let Some(a) = replay(call, "events", &key, &body).await? {
+        return replayed(call, None, a, ctx).await;
     }
     let subject = wire::subject(required(&body, "subject")?, "subject")?;
     let derived = scopes::derive(&call.rt.config, &call.agent, call.policy, &subject)?;
@@ -457,6 +501,5 @@ pub async fn event(call: &Call<'_>, session: &mut Session, ctx: &mut Ctx) -> Res
         "event_id": id,
         "charged": amount_json(floor_microcents(charged)),
     });
-    remember(call, "events", &key, &body, 201, &v);
-    Ok((201, v))
+    Ok(remember(call, "events", &key, &body, 201, v).await)
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use tollgate_budget::{self as budget, Balance};
 
 use super::Call;
+use super::ops::store_down;
 use super::registry::{Reservation, Status};
 use super::settle::{not_found, owned};
 use super::wire::{
@@ -47,23 +48,27 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `limit` (1-200, default 50) and `cursor` (an offset this server handed out).
-fn page(q: &BTreeMap<String, String>) -> Result<(usize, usize)> {
-    let limit = match q.get("limit").filter(|s| !s.is_empty()) {
-        None => 50,
+/// `limit` (1-200, default 50).
+fn limit(q: &BTreeMap<String, String>) -> Result<usize> {
+    match q.get("limit").filter(|s| !s.is_empty()) {
+        None => Ok(50),
         Some(s) => s
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| CyclesError::invalid("'limit' must be an integer from 1 to 200."))?,
-    };
+            .ok_or_else(|| CyclesError::invalid("'limit' must be an integer from 1 to 200.")),
+    }
+}
+
+/// `limit` and `cursor` (an offset this server handed out), for lists built here.
+fn page(q: &BTreeMap<String, String>) -> Result<(usize, usize)> {
     let offset = match q.get("cursor").filter(|s| !s.is_empty()) {
         None => 0,
         Some(s) => s
             .parse::<usize>()
             .map_err(|_| CyclesError::invalid("'cursor' is not a cursor this server returned."))?,
     };
-    Ok((limit, offset))
+    Ok((limit(q)?, offset))
 }
 
 /// One page of `items` as the protocol's list shape.
@@ -100,9 +105,17 @@ fn summary(r: &Reservation, now: i64) -> Value {
     v
 }
 
+/// Store pages read at most for one list answer: filters that match little end the page
+/// early with `has_more` and a cursor rather than reading the whole retention.
+const LIST_SCANS: usize = 10;
+/// Records read per store page while filtering.
+const SCAN_PAGE: usize = 200;
+
 /// `GET /v1/reservations`: this agent's reservations, newest first, filtered by status,
-/// idempotency key and subject fields; unknown parameters are ignored.
-pub fn list(call: &Call<'_>, session: &Session) -> Result<(u16, Value)> {
+/// idempotency key and subject fields; unknown parameters are ignored. The records are the
+/// store's, so every instance lists the same; the cursor is the store's position of the
+/// last record looked at.
+pub async fn list(call: &Call<'_>, session: &Session) -> Result<(u16, Value)> {
     let q = query(session);
     if let Some(t) = q.get("tenant").filter(|t| !t.is_empty())
         && t != call.agent.tenant()
@@ -118,51 +131,88 @@ pub fn list(call: &Call<'_>, session: &Session) -> Result<(u16, Value)> {
             CyclesError::invalid("'status' must be ACTIVE, COMMITTED, RELEASED or EXPIRED.")
         })?),
     };
-    let (limit, offset) = page(&q)?;
+    let limit = limit(&q)?;
     let include: Vec<&str> = q
         .get("include")
         .map(|s| s.split(',').map(str::trim).collect())
         .unwrap_or_default();
     let now = call.now_ms();
-    let rows: Vec<Value> = call
-        .state
-        .cycles
-        .of_agent(&call.agent.id)
-        .into_iter()
-        .filter(|r| status.is_none_or(|s| r.status(now) == s))
-        .filter(|r| {
-            q.get("idempotency_key")
+    let wanted = |r: &Reservation| {
+        status.is_none_or(|s| r.status(now) == s)
+            && q.get("idempotency_key")
                 .filter(|k| !k.is_empty())
                 .is_none_or(|k| &r.idempotency_key == k)
-        })
-        .filter(|r| {
-            LEVELS.iter().all(|level| {
+            && LEVELS.iter().all(|level| {
                 q.get(*level)
                     .filter(|v| !v.is_empty())
                     .is_none_or(|v| r.subject.get(*level).and_then(Value::as_str) == Some(v))
             })
-        })
-        .map(|r| {
-            let mut v = summary(&r, now);
-            if include.contains(&"metadata")
-                && let Some(m) = &r.metadata
-            {
-                v["metadata"] = m.clone();
+    };
+    let mut cursor = q.get("cursor").filter(|c| !c.is_empty()).cloned();
+    let mut rows = Vec::new();
+    let mut more = false;
+    'scan: for _ in 0..LIST_SCANS {
+        let page = call
+            .state
+            .cycles()
+            .cycle_list(
+                call.agent.tenant(),
+                &call.agent.id,
+                cursor.as_deref(),
+                SCAN_PAGE,
+            )
+            .await
+            .map_err(|e| match e {
+                tollgate_budget::StoreError::Invalid(_) => {
+                    CyclesError::invalid("'cursor' is not a cursor this server returned.")
+                }
+                e => store_down(call, "cycles_list", e),
+            })?;
+        let count = page.records.len();
+        for (i, record) in page.records.into_iter().enumerate() {
+            cursor = Some(record.cursor());
+            let Some(r) = Reservation::from_record(record) else {
+                continue;
+            };
+            if wanted(&r) {
+                rows.push(row(&r, now, &include));
+                if rows.len() == limit {
+                    more = i + 1 < count || page.next.is_some();
+                    break 'scan;
+                }
             }
-            if include.contains(&"committed_metadata")
-                && let Some(m) = &r.committed_metadata
-            {
-                v["committed_metadata"] = m.clone();
-            }
-            v
-        })
-        .collect();
-    Ok((200, paged(rows, "reservations", limit, offset)))
+        }
+        more = page.next.is_some();
+        if !more {
+            break;
+        }
+    }
+    let mut v = json!({ "reservations": rows, "has_more": more });
+    if more {
+        v["next_cursor"] = json!(cursor);
+    }
+    Ok((200, v))
+}
+
+/// A list row: the summary, with the metadata the caller asked to include.
+fn row(r: &Reservation, now: i64, include: &[&str]) -> Value {
+    let mut v = summary(r, now);
+    if include.contains(&"metadata")
+        && let Some(m) = &r.metadata
+    {
+        v["metadata"] = m.clone();
+    }
+    if include.contains(&"committed_metadata")
+        && let Some(m) = &r.committed_metadata
+    {
+        v["committed_metadata"] = m.clone();
+    }
+    v
 }
 
 /// `GET /v1/reservations/{id}`: 410 once expired, as the protocol says.
-pub fn get(call: &Call<'_>, id: &str) -> Result<(u16, Value)> {
-    let r = owned(call, id)?.ok_or_else(|| not_found(id))?;
+pub async fn get(call: &Call<'_>, id: &str) -> Result<(u16, Value)> {
+    let r = owned(call, id).await?.ok_or_else(|| not_found(id))?;
     let now = call.now_ms();
     if r.status(now) == Status::Expired {
         return Err(CyclesError::new(
@@ -170,14 +220,7 @@ pub fn get(call: &Call<'_>, id: &str) -> Result<(u16, Value)> {
             format!("Reservation `{id}` has expired."),
         ));
     }
-    let mut v = summary(&r, now);
-    if let Some(m) = &r.metadata {
-        v["metadata"] = m.clone();
-    }
-    if let Some(m) = &r.committed_metadata {
-        v["committed_metadata"] = m.clone();
-    }
-    Ok((200, v))
+    Ok((200, row(&r, now, &["metadata", "committed_metadata"])))
 }
 
 /// A tollgate balance row as the protocol's `Balance`: amounts in whole microcents, spend

@@ -1,26 +1,18 @@
-//! What the Cycles protocol needs remembered beyond the money: each reservation's
-//! subject, action, lifecycle and timestamps (for `GET /v1/reservations`), and each
-//! successful answer by idempotency key (for replays and `IDEMPOTENCY_MISMATCH`).
+//! What the Cycles protocol remembers beyond the money: each reservation's subject, action,
+//! lifecycle and timestamps (for `GET /v1/reservations`), and each successful answer by
+//! idempotency key (for replays and `IDEMPOTENCY_MISMATCH`).
 //!
-//! The money itself (holds, spend, their idempotency) lives in the shared ledger; this is
-//! per process and bounded: the oldest entries go first once `MAX_ENTRIES` is reached, and
-//! entries older than `KEEP` are dropped as new ones arrive.
+//! Both live in the shared store (`tollgate_budget::CycleStore`, kept 48 h), so every
+//! instance on one Redis sees every reservation and answers every replay, and a restart
+//! forgets nothing. This file maps the protocol's view of a reservation to the store's
+//! record and back, and names answers; nothing is cached in the process (a record's
+//! status changes on any instance).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tollgate_budget::ScopeBudget;
+use tollgate_budget::{CycleAnswer, CycleRecord, CycleStatus, ScopeBudget};
 
 use super::wire::Overage;
-
-/// Entries of each kind kept at most.
-pub const MAX_ENTRIES: usize = 100_000;
-/// How long an entry is kept at least, unless the bound is reached first: longer than any
-/// reservation lives (24 h TTL at most, clamped to 1 h by tollgate) plus a day of replays.
-const KEEP: Duration = Duration::from_secs(48 * 3600);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -53,7 +45,7 @@ impl Status {
 }
 
 /// One reservation made through the protocol.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reservation {
     pub id: String,
     /// The agent that made it: only that agent's key may see or settle it.
@@ -89,154 +81,180 @@ impl Reservation {
             None => Status::Active,
         }
     }
+
+    /// What the store keeps of it: the protocol's own fields (subject, action, metadata,
+    /// overage policy) travel as one opaque JSON text.
+    pub fn details(&self) -> String {
+        details(
+            &self.subject,
+            &self.action,
+            self.metadata.as_ref(),
+            self.overage,
+        )
+    }
+
+    pub fn to_record(&self) -> CycleRecord {
+        let (status, charged) = match self.settled {
+            Some(Status::Committed) => (CycleStatus::Committed, self.committed),
+            Some(Status::Released) => (CycleStatus::Released, None),
+            _ => (CycleStatus::Active, None),
+        };
+        CycleRecord {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            agent: self.agent.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            reserved: self.reserved,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+            grace_ms: self.grace_ms,
+            scope_path: self.scope_path.clone(),
+            affected: self.affected.clone(),
+            scopes: self.scopes.clone(),
+            details: self.details(),
+            status,
+            charged,
+            finalized_ms: self.finalized_ms,
+            committed_metadata: self.committed_metadata.as_ref().map(Value::to_string),
+        }
+    }
+
+    /// The protocol's view of a stored record; `None` when its details are not ours.
+    pub fn from_record(r: CycleRecord) -> Option<Reservation> {
+        let details: Value = serde_json::from_str(&r.details).ok()?;
+        let opt = |v: &Value| (!v.is_null()).then(|| v.clone());
+        Some(Reservation {
+            subject: details.get("subject")?.clone(),
+            action: details.get("action")?.clone(),
+            metadata: details.get("metadata").and_then(opt),
+            overage: Overage::named(details.get("overage_policy")?.as_str()?)?,
+            committed_metadata: r
+                .committed_metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str(m).ok()),
+            settled: match r.status {
+                CycleStatus::Active => None,
+                CycleStatus::Committed => Some(Status::Committed),
+                CycleStatus::Released => Some(Status::Released),
+            },
+            committed: r.charged,
+            id: r.id,
+            agent: r.agent,
+            tenant: r.tenant,
+            idempotency_key: r.idempotency_key,
+            reserved: r.reserved,
+            created_ms: r.created_ms,
+            expires_ms: r.expires_ms,
+            grace_ms: r.grace_ms,
+            finalized_ms: r.finalized_ms,
+            scope_path: r.scope_path,
+            affected: r.affected,
+            scopes: r.scopes,
+        })
+    }
+}
+
+/// The protocol's own fields of a reservation as the store keeps them.
+pub fn details(
+    subject: &Value,
+    action: &Value,
+    metadata: Option<&Value>,
+    overage: Overage,
+) -> String {
+    json!({
+        "subject": subject,
+        "action": action,
+        "metadata": metadata,
+        "overage_policy": overage.as_str(),
+    })
+    .to_string()
 }
 
 /// A successful answer, kept for replays of the same key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
-    pub payload: [u8; 32],
+    /// `payload_hash` of the request it answered.
+    pub payload: String,
     pub status: u16,
     pub body: Value,
 }
 
+impl Answer {
+    pub fn to_stored(&self) -> CycleAnswer {
+        CycleAnswer {
+            payload: self.payload.clone(),
+            status: self.status,
+            body: self.body.to_string(),
+        }
+    }
+
+    pub fn from_stored(a: CycleAnswer) -> Option<Answer> {
+        Some(Answer {
+            payload: a.payload,
+            status: a.status,
+            body: serde_json::from_str(&a.body).ok()?,
+        })
+    }
+}
+
 /// The hash a replay's payload is compared by: the body with its keys sorted
 /// (`serde_json`'s map is ordered), so field order does not matter.
-pub fn payload_hash(body: &Value) -> [u8; 32] {
-    Sha256::digest(body.to_string().as_bytes()).into()
+pub fn payload_hash(body: &Value) -> String {
+    hex::encode(Sha256::digest(body.to_string().as_bytes()))
 }
 
-/// Keys are `(agent, endpoint, idempotency key)`: two agents never share a namespace.
-type IdemKey = (String, String, String);
-
-#[derive(Default)]
-struct Inner {
-    reservations: HashMap<String, Reservation>,
-    order: VecDeque<(Instant, String)>,
-    answers: HashMap<IdemKey, (Instant, Answer)>,
-    answer_order: VecDeque<(Instant, IdemKey)>,
-}
-
-#[derive(Default)]
-pub struct Registry {
-    inner: Mutex<Inner>,
-}
-
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Registry")
-    }
-}
-
-fn trim<K: std::hash::Hash + Eq + Clone, V>(
-    map: &mut HashMap<K, V>,
-    order: &mut VecDeque<(Instant, K)>,
-    now: Instant,
-) {
-    while let Some((at, key)) = order.front() {
-        if order.len() < MAX_ENTRIES && now.duration_since(*at) < KEEP {
-            break;
-        }
-        map.remove(key);
-        order.pop_front();
-    }
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn insert(&self, r: Reservation) {
-        let now = Instant::now();
-        let mut g = self.lock();
-        let g = &mut *g;
-        trim(&mut g.reservations, &mut g.order, now);
-        if g.reservations.insert(r.id.clone(), r.clone()).is_none() {
-            g.order.push_back((now, r.id));
-        }
-    }
-
-    pub fn get(&self, id: &str) -> Option<Reservation> {
-        self.lock().reservations.get(id).cloned()
-    }
-
-    /// Changes a reservation in place, if it is known.
-    pub fn update(&self, id: &str, f: impl FnOnce(&mut Reservation)) {
-        if let Some(r) = self.lock().reservations.get_mut(id) {
-            f(r);
-        }
-    }
-
-    /// Every reservation of `agent`, newest first.
-    pub fn of_agent(&self, agent: &str) -> Vec<Reservation> {
-        let mut out: Vec<Reservation> = self
-            .lock()
-            .reservations
-            .values()
-            .filter(|r| r.agent == agent)
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.id.cmp(&a.id)));
-        out
-    }
-
-    pub fn answer(&self, agent: &str, endpoint: &str, key: &str) -> Option<Answer> {
-        self.lock()
-            .answers
-            .get(&(agent.to_string(), endpoint.to_string(), key.to_string()))
-            .map(|(_, a)| a.clone())
-    }
-
-    pub fn remember(&self, agent: &str, endpoint: &str, key: &str, answer: Answer) {
-        let now = Instant::now();
-        let k = (agent.to_string(), endpoint.to_string(), key.to_string());
-        let mut g = self.lock();
-        let g = &mut *g;
-        trim(&mut g.answers, &mut g.answer_order, now);
-        if g.answers.insert(k.clone(), (now, answer)).is_none() {
-            g.answer_order.push_back((now, k));
-        }
-    }
-
-    /// Entries held now: (reservations, answers).
-    pub fn len(&self) -> (usize, usize) {
-        let g = self.lock();
-        (g.reservations.len(), g.answers.len())
-    }
+/// The store's name for the answer to `(agent, endpoint, idempotency key)`: two agents,
+/// or two endpoints, never share a namespace (each part is prefixed by its length, so no
+/// split of one string reads as another).
+pub fn answer_key(agent: &str, endpoint: &str, key: &str) -> String {
+    let named = format!(
+        "{}:{agent}{}:{endpoint}{}:{key}",
+        agent.len(),
+        endpoint.len(),
+        key.len()
+    );
+    hex::encode(Sha256::digest(named.as_bytes()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use tollgate_budget::{Budget, Period};
 
-    fn rsv(id: &str, agent: &str, created: i64) -> Reservation {
+    fn rsv() -> Reservation {
         Reservation {
-            id: id.into(),
-            agent: agent.into(),
+            id: "rsv_a_1".into(),
+            agent: "a".into(),
             tenant: "acme".into(),
-            idempotency_key: format!("k-{id}"),
-            subject: json!({"tenant": "acme"}),
+            idempotency_key: "k".into(),
+            subject: json!({"tenant": "acme", "agent": "a"}),
             action: json!({"kind": "k", "name": "n"}),
-            metadata: None,
+            metadata: Some(json!({"m": [1, 2]})),
             committed_metadata: None,
             reserved: 10,
             committed: None,
-            created_ms: created,
-            expires_ms: created + 1000,
+            created_ms: 0,
+            expires_ms: 1000,
             grace_ms: 500,
             finalized_ms: None,
             settled: None,
-            overage: Overage::AllowIfAvailable,
-            scope_path: "acme".into(),
+            overage: Overage::Reject,
+            scope_path: "acme/a".into(),
             affected: vec!["acme".into()],
-            scopes: vec![],
+            scopes: vec![ScopeBudget {
+                scope: "acme".into(),
+                budget: Some(Budget {
+                    limit: 5,
+                    period: Period::Total,
+                    tz: None,
+                }),
+            }],
         }
     }
 
     #[test]
     fn status_follows_expiry_and_grace() {
-        let r = rsv("r", "a", 0);
+        let r = rsv();
         assert_eq!(r.status(1000), Status::Active);
         assert_eq!(r.status(1500), Status::Active);
         assert_eq!(r.status(1501), Status::Expired);
@@ -246,34 +264,26 @@ mod tests {
     }
 
     #[test]
-    fn reservations_are_per_agent_newest_first() {
-        let reg = Registry::default();
-        reg.insert(rsv("r1", "a", 1));
-        reg.insert(rsv("r2", "a", 2));
-        reg.insert(rsv("r3", "b", 3));
-        let ids: Vec<String> = reg.of_agent("a").into_iter().map(|r| r.id).collect();
-        assert_eq!(ids, ["r2", "r1"]);
-        reg.update("r1", |r| r.settled = Some(Status::Released));
-        assert_eq!(reg.get("r1").unwrap().settled, Some(Status::Released));
+    fn a_reservation_survives_the_store_round_trip() {
+        let r = rsv();
+        assert_eq!(Reservation::from_record(r.to_record()), Some(r.clone()));
+        let mut c = r;
+        c.settled = Some(Status::Committed);
+        c.committed = Some(7);
+        c.finalized_ms = Some(9);
+        c.committed_metadata = Some(json!({"x": "y"}));
+        c.metadata = None;
+        assert_eq!(Reservation::from_record(c.to_record()), Some(c));
     }
 
     #[test]
-    fn answers_are_keyed_by_agent_endpoint_and_key() {
-        let reg = Registry::default();
-        let a = Answer {
-            payload: payload_hash(&json!({"b": 1, "a": 2})),
-            status: 200,
-            body: json!({}),
-        };
-        reg.remember("a", "reserve", "k", a);
-        assert!(reg.answer("a", "reserve", "k").is_some());
-        assert!(reg.answer("b", "reserve", "k").is_none());
-        assert!(reg.answer("a", "decide", "k").is_none());
+    fn answers_are_named_by_agent_endpoint_and_key() {
+        let k = answer_key("a", "reserve", "k");
+        assert_ne!(k, answer_key("b", "reserve", "k"));
+        assert_ne!(k, answer_key("a", "decide", "k"));
+        assert_ne!(answer_key("a", "b:c", "k"), answer_key("a:b", "c", "k"));
         // Field order does not change the payload.
         let x: Value = serde_json::from_str(r#"{"a":2,"b":1}"#).unwrap();
-        assert_eq!(
-            payload_hash(&x),
-            reg.answer("a", "reserve", "k").unwrap().payload
-        );
+        assert_eq!(payload_hash(&x), payload_hash(&json!({"b": 1, "a": 2})));
     }
 }

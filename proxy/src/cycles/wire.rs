@@ -147,15 +147,32 @@ impl Overage {
     pub fn parse(body: &Value) -> Result<Overage> {
         match body.get("overage_policy") {
             None | Some(Value::Null) => Ok(Overage::AllowIfAvailable),
-            Some(v) => match v.as_str() {
-                Some("REJECT") => Ok(Overage::Reject),
-                Some("ALLOW_IF_AVAILABLE") => Ok(Overage::AllowIfAvailable),
-                Some("ALLOW_WITH_OVERDRAFT") => Ok(Overage::AllowWithOverdraft),
-                _ => Err(CyclesError::invalid(
+            Some(v) => v.as_str().and_then(Overage::named).ok_or_else(|| {
+                CyclesError::invalid(
                     "'overage_policy' must be REJECT, ALLOW_IF_AVAILABLE or ALLOW_WITH_OVERDRAFT.",
-                )),
-            },
+                )
+            }),
         }
+    }
+
+    /// The policy's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overage::Reject => "REJECT",
+            Overage::AllowIfAvailable => "ALLOW_IF_AVAILABLE",
+            Overage::AllowWithOverdraft => "ALLOW_WITH_OVERDRAFT",
+        }
+    }
+
+    /// The policy with this wire name.
+    pub fn named(name: &str) -> Option<Overage> {
+        [
+            Overage::Reject,
+            Overage::AllowIfAvailable,
+            Overage::AllowWithOverdraft,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
     }
 }
 
