@@ -136,6 +136,8 @@ pub struct State {
     pub cycles: crate::cycles::Registry,
     /// Finished traces on their way to the collector (bounded; see `trace::export`).
     pub traces: crate::trace::Exporter,
+    /// The MCP stdio servers' processes (per process; see `flow::mcp::stdio`).
+    pub stdio: crate::flow::McpStdio,
 }
 
 impl State {
@@ -195,6 +197,7 @@ impl State {
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
             cycles: Default::default(),
             traces: Default::default(),
+            stdio: Default::default(),
         }
     }
 

@@ -105,10 +105,39 @@ fn check(path: PathBuf) -> ExitCode {
                 c.agents.len(),
                 c.scopes.len()
             );
+            for line in mcp_servers(&c) {
+                println!("  {line}");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
     }
+}
+
+/// One line per MCP server: what it is and how tollgate reaches it (no secret values).
+fn mcp_servers(c: &Config) -> Vec<String> {
+    c.mcp_servers
+        .iter()
+        .map(|(name, s)| {
+            let how = match &s.upstream {
+                tollgate_config::McpUpstream::Http { url, headers } => format!(
+                    "Streamable HTTP {}://{}{}, {} header(s) from env",
+                    if url.tls { "https" } else { "http" },
+                    url.authority(),
+                    url.path,
+                    headers.len()
+                ),
+                tollgate_config::McpUpstream::Stdio(cmd) => format!(
+                    "stdio `{}` with {} argument(s), env PATH + [{}], max_processes {}",
+                    cmd.argv[0],
+                    cmd.argv.len() - 1,
+                    cmd.env_pass.join(", "),
+                    cmd.max_processes
+                ),
+            };
+            format!("mcp server {name}: {how}, timeout {:?}", s.timeout)
+        })
+        .collect()
 }
 
 fn serve(path: PathBuf) -> ExitCode {
