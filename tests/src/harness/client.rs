@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     key: Option<String>,
@@ -98,6 +99,15 @@ impl Client {
 
     pub async fn delete(&self, path: &str) -> Reply {
         Self::send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// DELETE with extra headers (an MCP session's end).
+    pub async fn delete_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut r = self.request(reqwest::Method::DELETE, path);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        Self::send(r).await
     }
 
     pub async fn chat(&self, body: Value) -> Reply {
