@@ -211,8 +211,7 @@ impl BackgroundService for StdioUpkeep {
         }
         self.state
             .stdio
-            .stop_all(std::time::Duration::from_secs(5))
-            .await;
+            .stop_all_blocking(std::time::Duration::from_secs(5));
     }
 }
 

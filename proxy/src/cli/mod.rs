@@ -169,3 +169,33 @@ pub fn init_logging() {
         .with_target(false)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn check_lists_mcp_servers_without_secret_values() {
+        let env = |name: &str| match name {
+            "FILES_AUTH" => Some("Bearer not-printed".to_string()),
+            "PATH" => Some("/usr/bin".to_string()),
+            _ => None,
+        };
+        let c = tollgate_config::Config::from_yaml(
+            r#"
+mcp_servers:
+  files: { url: "http://127.0.0.1:9000/mcp", headers_env: { Authorization: FILES_AUTH } }
+  git: { command: ["mcp-server-git", "--repository", "/srv/repo"], env_pass: [HOME], max_processes: 8 }
+"#,
+            &env,
+        )
+        .expect("valid");
+        let lines = super::mcp_servers(&c);
+        assert_eq!(
+            lines,
+            [
+                "mcp server files: Streamable HTTP http://127.0.0.1:9000/mcp, 1 header(s) from env, timeout 60s",
+                "mcp server git: stdio `mcp-server-git` with 2 argument(s), env PATH + [HOME], max_processes 8, timeout 60s",
+            ]
+        );
+        assert!(!lines.concat().contains("not-printed"));
+    }
+}

@@ -40,6 +40,9 @@ use super::upstream::Answer;
 /// server's own start (an interpreter loading its libraries takes seconds).
 pub const STARTUP_GRACE: Duration = Duration::from_secs(30);
 
+/// Room for `event: message` and `data: ` around a message relayed as an SSE event.
+const SSE_FRAMING: usize = 64;
+
 /// Every stdio server's processes in this tollgate instance.
 pub struct Stdio {
     /// Names this instance in session handles, so another instance knows a handle is
@@ -188,7 +191,8 @@ impl Stdio {
                 // The process's tasks belong to the control runtime, which outlives every
                 // request (a request's runtime may be any of Pingora's).
                 let _rt = crate::server::control().enter();
-                pool.take(want, ask.max_message)
+                // A line becomes an SSE event a few bytes longer, which must still fit.
+                pool.take(want, ask.max_message.saturating_sub(SSE_FRAMING))
                     .map_err(|r| self.refused(ask.server, r))?
             }
             None => {
@@ -293,13 +297,22 @@ impl Stdio {
     }
 
     /// Stops every process and waits (up to `grace`) for them to exit: tollgate is stopping.
-    pub async fn stop_all(&self, grace: Duration) {
+    /// Blocks the calling thread on purpose: the runtime shutdown that follows would drop
+    /// an `await` before the children are gone.
+    pub fn stop_all_blocking(&self, grace: Duration) {
         let procs: Vec<Arc<Process>> = {
             let pools = self.pools.lock().expect("pools lock");
             pools.values().flat_map(|p| p.stop_all()).collect()
         };
-        let all = all_exited(procs);
-        let _ = tokio::time::timeout(grace, all).await;
+        if procs.is_empty() {
+            return;
+        }
+        let waiting = std::thread::spawn(move || {
+            crate::server::control().block_on(async {
+                let _ = tokio::time::timeout(grace, all_exited(procs)).await;
+            })
+        });
+        let _ = waiting.join();
     }
 
     /// Live processes of `server` (for tests and metrics).
