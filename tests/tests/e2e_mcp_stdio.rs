@@ -442,3 +442,52 @@ async fn a_hanging_call_is_cut_by_the_timeout_and_released() {
     assert!(r.text().contains("contents of /srv/x"), "{}", r.text());
     assert_eq!(record.starts().len(), 1);
 }
+
+#[tokio::test]
+async fn a_stdio_session_lives_on_the_instance_that_holds_its_process() {
+    let record = StdioRecord::new();
+    let prefix = harness::SharedPrefix::new();
+    let spawn = || {
+        harness::tollgate()
+            .config(&config("", ""))
+            .env(STDIO_RECORD_VAR, &record.path())
+            .redis(prefix.as_str())
+            .spawn()
+    };
+    let (one, two) = (spawn().await, spawn().await);
+    let opened = open_session(&one, "a1").await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+    let sid = opened.header("mcp-session-id").unwrap().to_string();
+    initialized(&one, "a1", &sid).await;
+    let headers = [
+        ACCEPT,
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "read_file", "arguments": {"path": "/srv/x"}}});
+    // The other instance finds the session in Redis but not its process: 404, so the
+    // client initializes anew; nothing reaches a server.
+    let elsewhere = two
+        .client("a1")
+        .post_raw("/mcp/files", call.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(elsewhere.status, 404, "{}", elsewhere.text());
+    assert!(record.calls().is_empty());
+    // The instance holding the process serves it.
+    let here = one
+        .client("a1")
+        .post_raw("/mcp/files", call.to_string().into_bytes(), &headers)
+        .await;
+    assert_eq!(here.status, 200, "{}", here.text());
+    assert!(
+        here.text().contains("contents of /srv/x"),
+        "{}",
+        here.text()
+    );
+    assert_eq!(
+        record.starts().len(),
+        1,
+        "one process, on the first instance"
+    );
+}
