@@ -184,15 +184,20 @@ impl Stdio {
             return Ok(empty(202));
         }
         let fresh = session.is_none() && method == "initialize";
-        let p = match session {
-            Some(p) => p,
+        let (tx, rx) = mpsc::channel(WAITER_QUEUE);
+        let (p, n) = match session {
+            Some(p) => {
+                let n = p.request(msg, tx).map_err(|()| Self::gone())?;
+                (p, n)
+            }
             None if fresh || ask.modern => {
                 let want = if fresh { Want::Session } else { Want::Shared };
                 // The process's tasks belong to the control runtime, which outlives every
                 // request (a request's runtime may be any of Pingora's).
                 let _rt = crate::server::control().enter();
                 // A line becomes an SSE event a few bytes longer, which must still fit.
-                pool.take(want, ask.max_message.saturating_sub(SSE_FRAMING))
+                let max_line = ask.max_message.saturating_sub(SSE_FRAMING);
+                pool.take(want, max_line, |p| p.request(msg, tx))
                     .map_err(|r| self.refused(ask.server, r))?
             }
             None => {
@@ -201,13 +206,6 @@ impl Stdio {
                     None,
                 ));
             }
-        };
-        let (tx, rx) = mpsc::channel(WAITER_QUEUE);
-        let Ok(n) = p.request(msg, tx) else {
-            return Err(unavailable(format!(
-                "The MCP server `{}`'s process has ended.",
-                ask.server
-            )));
         };
         let mut ex = Exchange {
             process: p.clone(),
@@ -266,6 +264,9 @@ impl Stdio {
         match r {
             Refused::Full(max) => unavailable(format!(
                 "The MCP server `{server}` is running all of its max_processes ({max}) processes, none free for this request; try again later."
+            )),
+            Refused::Ended => unavailable(format!(
+                "The MCP server `{server}`'s process ended as the request was sent."
             )),
             Refused::Spawn(e) => {
                 tracing::warn!(server, error = %e.kind(), "an MCP stdio server could not be started");

@@ -77,6 +77,8 @@ pub enum Refused {
     Full(u32),
     /// The command could not be started.
     Spawn(std::io::Error),
+    /// The process ended as the request was written.
+    Ended,
 }
 
 pub struct Pool {
@@ -96,8 +98,15 @@ impl Pool {
         }
     }
 
-    /// A process for a request; spawned within the current runtime when needed.
-    pub fn take(&self, want: Want, max_line: usize) -> Result<Arc<Process>, Refused> {
+    /// A process for a request, which `send` writes to it while the pool is locked (so a
+    /// process chosen for a request is busy before anyone else chooses): returns the
+    /// process and what `send` returned. Spawns within the current runtime when needed.
+    pub fn take(
+        &self,
+        want: Want,
+        max_line: usize,
+        send: impl FnOnce(&Process) -> Result<u64, ()>,
+    ) -> Result<(Arc<Process>, u64), Refused> {
         let mut procs = self.procs.lock().expect("pool lock");
         procs.retain(|p| p.alive());
         let seen: Vec<Seen> = procs
@@ -108,17 +117,23 @@ impl Pool {
             })
             .collect();
         let max = self.cmd.max_processes;
-        match choose(&seen, want, max as usize) {
-            Choice::Reuse(i) => return Ok(procs[i].clone()),
+        let choice = choose(&seen, want, max as usize);
+        let p = match choice {
+            Choice::Reuse(i) => procs[i].clone(),
             Choice::Full => return Err(Refused::Full(max)),
-            Choice::Replace(i) => procs.remove(i).kill(),
-            Choice::Spawn => {}
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let p = Process::spawn(&self.server, &self.cmd, id, want == Want::Shared, max_line)
-            .map_err(Refused::Spawn)?;
-        procs.push(p.clone());
-        Ok(p)
+            Choice::Replace(_) | Choice::Spawn => {
+                if let Choice::Replace(i) = choice {
+                    procs.remove(i).kill();
+                }
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let p = Process::spawn(&self.server, &self.cmd, id, want == Want::Shared, max_line)
+                    .map_err(Refused::Spawn)?;
+                procs.push(p.clone());
+                p
+            }
+        };
+        let n = send(&p).map_err(|()| Refused::Ended)?;
+        Ok((p, n))
     }
 
     /// The live process `id`.
