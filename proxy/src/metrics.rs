@@ -35,6 +35,8 @@ pub struct Metrics {
     pub mcp_calls: IntCounterVec,
     /// MCP `tools/call` duration, decision and server included.
     pub mcp_call_duration: HistogramVec,
+    /// Live processes of each stdio MCP server (bounded by its `max_processes`).
+    pub mcp_stdio_processes: GaugeVec,
     pub store_errors: IntCounterVec,
     pub trust_score: GaugeVec,
     pub audit_errors: IntCounterVec,
@@ -220,6 +222,12 @@ impl Metrics {
                 "MCP tools/call duration, including the server's time.",
                 &["server"],
                 LATENCY_BUCKETS,
+            ),
+            mcp_stdio_processes: gauge(
+                &r,
+                "tollgate_mcp_stdio_processes",
+                "Live processes of each stdio MCP server.",
+                &["server"],
             ),
             store_errors: counter(
                 &r,

@@ -205,7 +205,19 @@ impl BackgroundService for StdioUpkeep {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = tick.tick() => self.state.stdio.sweep(&self.state.runtime().config),
+                _ = tick.tick() => {
+                    let rt = self.state.runtime();
+                    self.state.stdio.sweep(&rt.config);
+                    for (name, server) in &rt.config.mcp_servers {
+                        if matches!(server.upstream, tollgate_config::McpUpstream::Stdio(_)) {
+                            self.state
+                                .metrics
+                                .mcp_stdio_processes
+                                .with_label_values(&[name.as_str()])
+                                .set(self.state.stdio.live(name) as f64);
+                        }
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
         }
