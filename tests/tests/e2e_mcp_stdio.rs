@@ -491,3 +491,32 @@ async fn a_stdio_session_lives_on_the_instance_that_holds_its_process() {
         "one process, on the first instance"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_cannot_start_or_dies_at_once_is_an_upstream_error() {
+    let tg = harness::tollgate()
+        .config(
+            r#"
+providers: [{ name: none, kind: openai, base_url: "http://127.0.0.1:9/v1", models: ["*"] }]
+mcp_servers:
+  missing: { command: ["/nonexistent/mcp-server"] }
+  quits: { command: ["false"] }
+policies: { p: { mcp: { missing: {}, quits: {} } } }
+agents: { a1: { scope: acme/a1, policy: p } }
+"#,
+        )
+        .spawn()
+        .await;
+    for (server, says) in [
+        ("missing", "could not be started"),
+        ("quits", "ended before answering"),
+    ] {
+        let r = tg
+            .client("a1")
+            .post_raw(&format!("/mcp/{server}"), initialize(), &[ACCEPT])
+            .await;
+        assert_eq!(r.status, 502, "{server}: {}", r.text());
+        assert!(r.text().contains(says), "{server}: {}", r.text());
+        assert!(r.header("mcp-session-id").is_none());
+    }
+}

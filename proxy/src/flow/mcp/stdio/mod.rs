@@ -221,28 +221,33 @@ impl Stdio {
             let h = answer_header(200, Some("text/event-stream"));
             return Ok(Answer::stdio(h, Some(ex)));
         }
-        // The answer's header waits for the first message: an `initialize` opens the session
-        // only when the server accepted it, and a JSON answer needs the whole answer.
-        let first = match ex.next().await.and_then(|m| {
-            m.ok_or_else(|| Failure::Connect("the process ended before answering".into()))
-        }) {
-            Ok(m) => m,
-            Err(f) => {
-                if fresh {
-                    pool.stop(p.id);
-                }
-                return Err(match f {
-                    Failure::Timeout(m) => GateError::UpstreamTimeout {
-                        message: format!("The MCP server `{}` {m}.", ask.server),
-                    },
-                    Failure::Connect(m) => {
-                        unavailable(format!("The MCP server `{}`: {m}.", ask.server))
+        // The answer's header waits for the first message: a JSON answer needs the whole
+        // answer, and an `initialize` opens the session only when the server accepted it
+        // (what the server says before that answer has no session to go to: dropped).
+        let first = loop {
+            let got = ex.next().await.and_then(|m| {
+                m.ok_or_else(|| Failure::Connect("the process ended before answering".into()))
+            });
+            match got {
+                Ok(m) if fresh && !is_answer(&m) => continue,
+                Ok(m) => break m,
+                Err(f) => {
+                    if fresh {
+                        pool.stop(p.id);
                     }
-                });
+                    return Err(match f {
+                        Failure::Timeout(m) => GateError::UpstreamTimeout {
+                            message: format!("The MCP server `{}` {m}.", ask.server),
+                        },
+                        Failure::Connect(m) => {
+                            unavailable(format!("The MCP server `{}`: {m}.", ask.server))
+                        }
+                    });
+                }
             }
         };
-        let opened = fresh && is_answer(&first) && first.get("result").is_some();
-        if fresh && !opened && is_answer(&first) {
+        let opened = fresh && first.get("result").is_some();
+        if fresh && !opened {
             pool.stop(p.id);
         }
         let final_first = is_answer(&first);
