@@ -49,6 +49,58 @@ struct RawGuards {
 /// The longest a server may take to answer a call, unless `timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Live processes of one stdio server, unless `max_processes` says otherwise.
+pub const DEFAULT_MAX_PROCESSES: u32 = 4;
+/// The most `max_processes` may be: each process is an OS process tollgate supervises.
+const MAX_PROCESSES: u32 = 256;
+
+/// A stdio server: its argv, and the environment its processes get (`PATH` and the
+/// `env_pass` variables, read now; nothing else of tollgate's environment).
+fn stdio(
+    ctx: &mut Ctx,
+    path: &str,
+    argv: Vec<String>,
+    env_pass: Vec<String>,
+    max_processes: Option<u32>,
+) -> Option<StdioCommand> {
+    let before = ctx.errors();
+    if argv.first().is_none_or(|a| a.is_empty()) {
+        ctx.err(
+            format!("{path}.command"),
+            "needs the program to run: a non-empty list whose first element is the program",
+        );
+    }
+    let max = max_processes.unwrap_or(DEFAULT_MAX_PROCESSES);
+    if !(1..=MAX_PROCESSES).contains(&max) {
+        ctx.err(
+            format!("{path}.max_processes"),
+            format!("must be between 1 and {MAX_PROCESSES}"),
+        );
+    }
+    let mut env = Vec::new();
+    if let Some(p) = (ctx.env)("PATH") {
+        env.push(("PATH".to_string(), Secret::new(p)));
+    }
+    for (i, name) in env_pass.iter().enumerate() {
+        let ep = format!("{path}.env_pass[{i}]");
+        crate::infra::env_name(ctx, &ep, name);
+        if name == "PATH" {
+            continue;
+        }
+        // An unset variable is simply not passed: the server sees what it would see
+        // started by hand without it.
+        if let Some(v) = (ctx.env)(name) {
+            env.push((name.clone(), Secret::new(v)));
+        }
+    }
+    (ctx.errors() == before).then_some(StdioCommand {
+        argv,
+        env_pass,
+        env,
+        max_processes: max,
+    })
+}
+
 /// Server names become path segments (`/mcp/{server}`) and prefixes (`{server}__{tool}`).
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -115,15 +167,10 @@ pub(crate) fn servers(ctx: &mut Ctx, v: Value) -> BTreeMap<String, McpServer> {
                 }
                 McpUpstream::Http { url, headers }
             }
-            (None, Some(_command)) => {
-                // Honest refusal: spawning and supervising stdio servers is not built yet
-                // (docs/mcp.md says so), and a config that names one must not look served.
-                ctx.err(
-                    format!("{path}.command"),
-                    "stdio MCP servers are not supported yet; run the server behind its Streamable HTTP transport and give its `url`",
-                );
-                continue;
-            }
+            (None, Some(argv)) => match stdio(ctx, &path, argv, raw.env_pass, raw.max_processes) {
+                Some(cmd) => McpUpstream::Stdio(cmd),
+                None => continue,
+            },
             (Some(_), Some(_)) => {
                 ctx.err(&path, "give either `url` or `command`, not both");
                 continue;
@@ -306,6 +353,7 @@ policies:
                 assert_eq!(headers[0].0, "authorization");
                 assert_eq!(headers[0].1.expose(), "Bearer upstream-secret");
             }
+            other => panic!("an HTTP server: {other:?}"),
         }
         let c = &cfg.policies["research"].mcp["files"];
         assert_eq!(c.cost_default, 1_000_000);
@@ -320,7 +368,12 @@ policies:
         let errs = Config::from_yaml(
             r#"
 mcp_servers:
-  git: { command: ["mcp-server-git"] }
+  git: { command: [""] }
+  empty: { command: [] }
+  many: { command: ["x"], max_processes: 0 }
+  lots: { command: ["x"], max_processes: 257, env_pass: ["home"] }
+  both: { command: ["x"], url: "http://x/mcp" }
+  httpish: { url: "http://x/mcp", max_processes: 2 }
   "bad__name": { url: "http://x/mcp" }
   nohdr: { url: "http://x/mcp", headers_env: { Authorization: UNSET_VAR } }
 policies:
@@ -335,6 +388,12 @@ policies:
         .to_string();
         for want in [
             "mcp_servers.git.command",
+            "mcp_servers.empty.command",
+            "mcp_servers.many.max_processes",
+            "mcp_servers.lots.max_processes",
+            "mcp_servers.lots.env_pass[0]",
+            "mcp_servers.both:",
+            "mcp_servers.httpish:",
             "mcp_servers.bad__name",
             "mcp_servers.nohdr.headers_env.Authorization",
             "policies.p.mcp.missing",
@@ -343,5 +402,43 @@ policies:
         ] {
             assert!(errs.contains(want), "{want} missing in {errs}");
         }
+    }
+
+    #[test]
+    fn a_stdio_server_gets_path_and_only_the_variables_it_names() {
+        let env = |name: &str| match name {
+            "PATH" => Some("/usr/bin:/bin".to_string()),
+            "HOME" => Some("/home/t".to_string()),
+            "OPENAI_API_KEY" => Some("sk-not-for-children".to_string()),
+            _ => None,
+        };
+        let cfg = Config::from_yaml(
+            r#"
+mcp_servers:
+  git:
+    command: ["mcp-server-git", "--repository", "/srv/repo"]
+    env_pass: [HOME, UNSET_ONE]
+    max_processes: 8
+  small: { command: ["srv"] }
+"#,
+            &env,
+        )
+        .expect("valid");
+        let crate::McpUpstream::Stdio(git) = &cfg.mcp_servers["git"].upstream else {
+            panic!("a stdio server");
+        };
+        assert_eq!(git.argv, ["mcp-server-git", "--repository", "/srv/repo"]);
+        assert_eq!(git.max_processes, 8);
+        assert_eq!(git.env_pass, ["HOME", "UNSET_ONE"]);
+        let names: Vec<&str> = git.env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["PATH", "HOME"],
+            "only PATH and what is named and set"
+        );
+        let crate::McpUpstream::Stdio(small) = &cfg.mcp_servers["small"].upstream else {
+            panic!("a stdio server");
+        };
+        assert_eq!(small.max_processes, super::DEFAULT_MAX_PROCESSES);
     }
 }

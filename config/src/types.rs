@@ -493,6 +493,22 @@ pub enum McpUpstream {
         url: BaseUrl,
         headers: Vec<(String, Secret)>,
     },
+    /// A process tollgate spawns and supervises, speaking newline-delimited JSON-RPC on
+    /// its stdin and stdout.
+    Stdio(StdioCommand),
+}
+
+/// How to start a stdio MCP server, and how many of its processes may live at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioCommand {
+    /// The program and its arguments (`argv[0]` is looked up on `PATH`).
+    pub argv: Vec<String>,
+    /// The variable names `env_pass` lists, as configured (for `tollgate check`).
+    pub env_pass: Vec<String>,
+    /// The child's whole environment: `PATH` and the `env_pass` variables that are set,
+    /// read when the config was loaded; nothing else of tollgate's environment.
+    pub env: Vec<(String, Secret)>,
+    pub max_processes: u32,
 }
 
 /// One policy × one server: what the policy's agents may do there.

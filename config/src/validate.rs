@@ -32,6 +32,11 @@ impl Ctx<'_> {
         });
     }
 
+    /// How many problems were found so far (to tell whether a section added any).
+    pub(crate) fn errors(&self) -> usize {
+        self.errors.len()
+    }
+
     /// Deserializes one node, recording its first error under `path`.
     pub(crate) fn node<T: DeserializeOwned>(&mut self, path: &str, value: Value) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {

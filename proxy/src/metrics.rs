@@ -36,6 +36,8 @@ pub struct Metrics {
     /// MCP `tools/call` duration, decision and server included.
     pub mcp_call_duration: HistogramVec,
     pub mcp_federation_failures: IntCounterVec,
+    /// Live processes of each stdio MCP server (bounded by its `max_processes`).
+    pub mcp_stdio_processes: GaugeVec,
     pub store_errors: IntCounterVec,
     pub trust_score: GaugeVec,
     pub audit_errors: IntCounterVec,
@@ -227,6 +229,12 @@ impl Metrics {
                 "tollgate_mcp_federation_failures_total",
                 "Servers left out of a federated /mcp answer because they failed.",
                 &["server", "op"],
+            ),
+            mcp_stdio_processes: gauge(
+                &r,
+                "tollgate_mcp_stdio_processes",
+                "Live processes of each stdio MCP server.",
+                &["server"],
             ),
             store_errors: counter(
                 &r,

@@ -57,9 +57,10 @@ pub fn open_audit(config: &Config) -> Result<AuditSink, tollgate_audit::AuditErr
 }
 
 /// A small runtime for the store's and the audit sink's own background tasks (the Redis
-/// connection managers spawn theirs when built), alive for the whole process. Pingora's
+/// connection managers spawn theirs when built) and for the MCP stdio servers' processes,
+/// alive for the whole process. Pingora's
 /// service runtimes only start later, in `run`.
-fn control() -> &'static tokio::runtime::Runtime {
+pub(crate) fn control() -> &'static tokio::runtime::Runtime {
     static CONTROL: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
     CONTROL.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -151,6 +152,12 @@ pub fn run_with(state: Arc<State>, extra: impl FnOnce(&mut Server)) -> ! {
             state: state.clone(),
         },
     ));
+    server.add_service(background_service(
+        "mcp stdio servers",
+        StdioUpkeep {
+            state: state.clone(),
+        },
+    ));
     server.add_service(background_service("store upkeep", Upkeep { state }));
     extra(&mut server);
     tracing::info!(listen = %server_cfg.listen, admin = %server_cfg.admin_listen, "tollgate serving");
@@ -179,6 +186,44 @@ impl BackgroundService for Reloader {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Stops MCP stdio server processes left idle, and all of them when tollgate stops (they
+/// would otherwise outlive it: the control runtime that owns them is never dropped).
+struct StdioUpkeep {
+    state: Arc<State>,
+}
+
+/// How often idle stdio server processes are looked for.
+const STDIO_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+#[async_trait::async_trait]
+impl BackgroundService for StdioUpkeep {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(STDIO_SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let rt = self.state.runtime();
+                    self.state.stdio.sweep(&rt.config);
+                    for (name, server) in &rt.config.mcp_servers {
+                        if matches!(server.upstream, tollgate_config::McpUpstream::Stdio(_)) {
+                            self.state
+                                .metrics
+                                .mcp_stdio_processes
+                                .with_label_values(&[name.as_str()])
+                                .set(self.state.stdio.live(name) as f64);
+                        }
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        self.state
+            .stdio
+            .stop_all_blocking(std::time::Duration::from_secs(5));
     }
 }
 

@@ -134,6 +134,8 @@ pub struct State {
     pub probe_nonce: String,
     /// Finished traces on their way to the collector (bounded; see `trace::export`).
     pub traces: crate::trace::Exporter,
+    /// The MCP stdio servers' processes (per process; see `flow::mcp::stdio`).
+    pub stdio: crate::flow::McpStdio,
 }
 
 impl State {
@@ -192,6 +194,7 @@ impl State {
             delegated: Default::default(),
             probe_nonce: hex::encode(rand::random::<[u8; 16]>()),
             traces: Default::default(),
+            stdio: Default::default(),
         }
     }
 

@@ -67,6 +67,12 @@ async def progress():
     return seen
 
 
+async def whoami():
+    """The pid of the server process that answered (the stdio test server's `whoami`)."""
+    async with client() as c:
+        return {"whoami": await call(c, "whoami", {})}
+
+
 async def searches():
     """Eight concurrent searches: the budget affords only some of them."""
     async with client() as c:

@@ -106,10 +106,39 @@ fn check(path: PathBuf) -> ExitCode {
                 c.agents.len(),
                 c.scopes.len()
             );
+            for line in mcp_servers(&c) {
+                println!("  {line}");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,
     }
+}
+
+/// One line per MCP server: what it is and how tollgate reaches it (no secret values).
+fn mcp_servers(c: &Config) -> Vec<String> {
+    c.mcp_servers
+        .iter()
+        .map(|(name, s)| {
+            let how = match &s.upstream {
+                tollgate_config::McpUpstream::Http { url, headers } => format!(
+                    "Streamable HTTP {}://{}{}, {} header(s) from env",
+                    if url.tls { "https" } else { "http" },
+                    url.authority(),
+                    url.path,
+                    headers.len()
+                ),
+                tollgate_config::McpUpstream::Stdio(cmd) => format!(
+                    "stdio `{}` with {} argument(s), env PATH + [{}], max_processes {}",
+                    cmd.argv[0],
+                    cmd.argv.len() - 1,
+                    cmd.env_pass.join(", "),
+                    cmd.max_processes
+                ),
+            };
+            format!("mcp server {name}: {how}, timeout {:?}", s.timeout)
+        })
+        .collect()
 }
 
 fn serve(path: PathBuf) -> ExitCode {
@@ -140,4 +169,34 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn check_lists_mcp_servers_without_secret_values() {
+        let env = |name: &str| match name {
+            "FILES_AUTH" => Some("Bearer not-printed".to_string()),
+            "PATH" => Some("/usr/bin".to_string()),
+            _ => None,
+        };
+        let c = tollgate_config::Config::from_yaml(
+            r#"
+mcp_servers:
+  files: { url: "http://127.0.0.1:9000/mcp", headers_env: { Authorization: FILES_AUTH } }
+  git: { command: ["mcp-server-git", "--repository", "/srv/repo"], env_pass: [HOME], max_processes: 8 }
+"#,
+            &env,
+        )
+        .expect("valid");
+        let lines = super::mcp_servers(&c);
+        assert_eq!(
+            lines,
+            [
+                "mcp server files: Streamable HTTP http://127.0.0.1:9000/mcp, 1 header(s) from env, timeout 60s",
+                "mcp server git: stdio `mcp-server-git` with 2 argument(s), env PATH + [HOME], max_processes 8, timeout 60s",
+            ]
+        );
+        assert!(!lines.concat().contains("not-printed"));
+    }
 }

@@ -30,6 +30,7 @@ mod forward;
 mod guard;
 pub(crate) mod limits;
 mod mcp;
+pub use mcp::stdio::Stdio as McpStdio;
 pub(crate) mod parse;
 pub(crate) mod policy;
 pub(crate) mod record;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+#[derive(Clone)]
 pub struct Client {
     base: String,
     key: Option<String>,

@@ -1,6 +1,7 @@
-//! MCP end-to-end helpers: an upstream MCP server written with the official Python SDK
-//! (`tests/mcp/upstream.py`) that records what it received, and the SDK's client as the
-//! agent (`tests/mcp/agent.py`).
+//! MCP end-to-end helpers: upstream MCP servers written with the official Python SDK that
+//! record what they received (`tests/mcp/upstream.py` over Streamable HTTP,
+//! `tests/mcp/stdio_server.py` started by tollgate itself over stdio), and the SDK's client
+//! as the agent (`tests/mcp/agent.py`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -103,6 +104,108 @@ impl Drop for McpUpstream {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+/// The record of the stdio test server's processes (`tests/mcp/stdio_server.py`): tollgate
+/// starts them; each appends its start and every tool call it receives to one file.
+pub struct StdioRecord {
+    path: PathBuf,
+}
+
+/// The variable naming the record file; tollgate must pass it (`env_pass`).
+pub const STDIO_RECORD_VAR: &str = "TOLLGATE_MCP_RECORD";
+
+impl StdioRecord {
+    pub fn new() -> StdioRecord {
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).expect("random bytes");
+        let path =
+            std::env::temp_dir().join(format!("tollgate-mcp-stdio-{}.jsonl", hex::encode(rnd)));
+        StdioRecord { path }
+    }
+
+    /// The file, for tollgate's environment (`STDIO_RECORD_VAR`).
+    pub fn path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// The `command` of a server running the test script, as YAML flow items.
+    pub fn command() -> String {
+        format!(
+            r#"["{}", "{}"]"#,
+            super::venv_python().display(),
+            super::workspace()
+                .join("tests/mcp/stdio_server.py")
+                .display()
+        )
+    }
+
+    /// Every event, in order.
+    pub fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The processes that started: (pid, the names of their environment variables).
+    pub fn starts(&self) -> Vec<(u64, Vec<String>)> {
+        self.events()
+            .iter()
+            .filter(|e| e["event"] == "start")
+            .map(|e| {
+                let env = e["env"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (e["pid"].as_u64().unwrap_or(0), env)
+            })
+            .collect()
+    }
+
+    /// The tool calls that arrived, as (tool, arguments, pid).
+    pub fn calls(&self) -> Vec<(String, Value, u64)> {
+        self.events()
+            .iter()
+            .filter(|e| e["event"] == "call")
+            .map(|e| {
+                (
+                    e["tool"].as_str().unwrap_or("").to_string(),
+                    e["args"].clone(),
+                    e["pid"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits (with a deadline) until a call of `tool` has arrived.
+    pub async fn wait_for_call(&self, tool: &str) -> (String, Value, u64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.calls().into_iter().find(|(t, _, _)| t == tool) {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "{tool} never reached the server");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Default for StdioRecord {
+    fn default() -> StdioRecord {
+        StdioRecord::new()
+    }
+}
+
+impl Drop for StdioRecord {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -35,7 +35,7 @@ pub use budgets::{BudgetRow, usd_to_nanos};
 pub use client::{Client, Reply};
 pub use cluster::LocalCluster;
 pub use gauge::InFlight;
-pub use mcp::{McpUpstream, mcp_agent};
+pub use mcp::{McpUpstream, STDIO_RECORD_VAR, StdioRecord, mcp_agent};
 pub use node::{node, node_dir};
 pub use python::{python, venv_python};
 pub use receiver::{Received, Receiver, attr, receiver};

@@ -11,7 +11,8 @@
 //! - `call`: the decision on a `tools/call`, its cost, its record.
 //! - `relay`: answers, JSON or SSE event by event, filtered and guarded.
 //! - `guard`: guardrails over every string of arguments and results.
-//! - `upstream`: the HTTP request to the server.
+//! - `upstream`: the HTTP request to the server, and the answer either kind of server gives.
+//! - `stdio`: servers tollgate runs as child processes (`command`), sessions and pools.
 //! - `exchange`: one message sent and its answer read whole (batches, federation).
 //! - `federate`: `/mcp`, every server the policy names as one, tools `{server}__{tool}`.
 
@@ -21,6 +22,7 @@ mod federate;
 mod guard;
 mod relay;
 mod session;
+pub mod stdio;
 mod upstream;
 
 use std::sync::Arc;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use pingora_proxy::Session;
 use serde_json::{Value, json};
-use tollgate_config::{McpConnection, McpServer};
+use tollgate_config::{McpConnection, McpServer, McpUpstream};
 use tollgate_types::Direction;
 
 use super::context::{Agent, Ctx};
@@ -328,18 +330,9 @@ impl Conn<'_> {
         name: Option<&str>,
     ) -> Result<upstream::Answer, GateError> {
         let method = session.req_header().method.as_str().to_string();
-        let ask = upstream::Ask {
-            method: &method,
-            client: session.req_header(),
-            upstream_session: upstream_sid,
-            body,
-            name,
-            wait: self.wait(),
-        };
-        let timeouts = &self.rt.config.server.timeouts;
-        let up = upstream::send(self.state, timeouts, self.server, ask)
-            .await
-            .map_err(upstream_error)?;
+        let up = self
+            .transmit(session, &method, upstream_sid, body, name, self.wait())
+            .await?;
         if matches!(up.status(), 401 | 403 | 407) {
             // The server refused tollgate's credentials for it: the agent's own key is fine,
             // and must not be led into an OAuth flow with a server it cannot see.
@@ -352,6 +345,52 @@ impl Conn<'_> {
             });
         }
         Ok(up)
+    }
+
+    /// One request to the server, whichever transport it speaks. `name` is the `Mcp-Name`
+    /// an HTTP server gets instead of the agent's (a federated tool's own name); a stdio
+    /// server reads the name from the message.
+    async fn transmit(
+        &self,
+        session: &Session,
+        method: &str,
+        upstream_sid: Option<&str>,
+        body: Option<Bytes>,
+        name: Option<&str>,
+        wait: std::time::Duration,
+    ) -> Result<upstream::Answer, GateError> {
+        if let McpUpstream::Stdio(cmd) = &self.server.upstream {
+            let accepts_sse = session
+                .req_header()
+                .headers
+                .get_all("accept")
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
+            let ask = stdio::Ask {
+                server: self.name,
+                cmd,
+                method,
+                session: upstream_sid,
+                body,
+                modern: self.modern,
+                sse: accepts_sse,
+                wait,
+                max_message: self.rt.config.server.max_event_bytes as usize,
+            };
+            return self.state.stdio.send(ask).await;
+        }
+        let ask = upstream::Ask {
+            method,
+            client: session.req_header(),
+            upstream_session: upstream_sid,
+            body,
+            name,
+            wait,
+        };
+        let timeouts = &self.rt.config.server.timeouts;
+        upstream::send(self.state, timeouts, self.server, ask)
+            .await
+            .map_err(upstream_error)
     }
 
     async fn tools_call(
@@ -513,22 +552,10 @@ impl Conn<'_> {
     async fn get(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), GateError> {
         let sid = self.session(session).await?;
         let upstream_sid = sid.as_ref().map(|(_, u)| u.as_str());
-        let ask = upstream::Ask {
-            method: "GET",
-            client: session.req_header(),
-            upstream_session: upstream_sid,
-            body: None,
-            name: None,
-            wait: self.rt.config.server.timeouts.idle,
-        };
-        let up = upstream::send(
-            self.state,
-            &self.rt.config.server.timeouts,
-            self.server,
-            ask,
-        )
-        .await
-        .map_err(upstream_error)?;
+        let wait = self.rt.config.server.timeouts.idle;
+        let up = self
+            .transmit(session, "GET", upstream_sid, None, None, wait)
+            .await?;
         let relay = Relay {
             plan: Plan::Guard,
             id: None,

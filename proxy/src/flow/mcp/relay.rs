@@ -192,6 +192,24 @@ impl Conn<'_> {
                     return out;
                 }
             }
+            // A request whose server failed before answering gets an error as its answer,
+            // so the agent's client does not wait for one that never comes.
+            if let (Some(why), Some(id), false) = (&out.failure, relay.id, out.answered) {
+                let e = super::rpc_error(
+                    id,
+                    -32603,
+                    &format!("tollgate: the MCP server failed before answering: {why}"),
+                );
+                let event = Bytes::from(format!("event: message\ndata: {e}\n\n"));
+                if session
+                    .write_response_body(Some(event), false)
+                    .await
+                    .is_err()
+                {
+                    ctx.reply.client_gone = true;
+                    return out;
+                }
+            }
             if session.write_response_body(None, true).await.is_err() {
                 ctx.reply.client_gone = true;
             }

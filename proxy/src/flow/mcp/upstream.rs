@@ -27,12 +27,28 @@ const PASSED: &[&str] = &[
 
 /// A server's answer whose header has arrived.
 pub struct Answer {
-    pub session: HttpSession,
-    pub peer: HttpPeer,
     pub header: ResponseHeader,
+    body: Body,
+}
+
+enum Body {
+    Http {
+        session: Box<HttpSession>,
+        peer: Box<HttpPeer>,
+    },
+    /// A stdio server's messages (`None`: an answer without a body).
+    Stdio(Option<super::stdio::Exchange>),
 }
 
 impl Answer {
+    /// An answer a stdio server's messages make.
+    pub fn stdio(header: ResponseHeader, body: Option<super::stdio::Exchange>) -> Answer {
+        Answer {
+            header,
+            body: Body::Stdio(body),
+        }
+    }
+
     pub fn status(&self) -> u16 {
         self.header.status.as_u16()
     }
@@ -54,7 +70,12 @@ impl Answer {
 
     /// The next piece of the body; `None` at its end.
     pub async fn read(&mut self) -> Result<Option<Bytes>, Failure> {
-        self.session.read_response_body().await.map_err(|e| {
+        let session = match &mut self.body {
+            Body::Http { session, .. } => session,
+            Body::Stdio(Some(ex)) => return ex.read().await,
+            Body::Stdio(None) => return Ok(None),
+        };
+        session.read_response_body().await.map_err(|e| {
             if matches!(e.etype(), pingora_error::ErrorType::ReadTimedout) {
                 Failure::Timeout("the MCP server went quiet".into())
             } else {
@@ -68,7 +89,9 @@ impl Answer {
 
     /// Returns a connection whose answer was read to its end to the pool.
     pub async fn done(self, state: &State) {
-        state.upstreams.release(self.session, &self.peer).await;
+        if let Body::Http { session, peer } = self.body {
+            state.upstreams.release(*session, &peer).await;
+        }
     }
 }
 
@@ -117,9 +140,10 @@ fn request(url: &BaseUrl, server: &McpServer, ask: &Ask) -> Result<RequestHeader
         let _ = req.insert_header("content-type", "application/json");
         let _ = req.insert_header("content-length", body.len().to_string());
     }
-    let McpUpstream::Http { headers, .. } = &server.upstream;
-    for (name, value) in headers {
-        let _ = req.insert_header(name.clone(), value.expose());
+    if let McpUpstream::Http { headers, .. } = &server.upstream {
+        for (name, value) in headers {
+            let _ = req.insert_header(name.clone(), value.expose());
+        }
     }
     Ok(req)
 }
@@ -131,7 +155,9 @@ pub async fn send(
     server: &McpServer,
     ask: Ask<'_>,
 ) -> Result<Answer, Failure> {
-    let McpUpstream::Http { url, .. } = &server.upstream;
+    let McpUpstream::Http { url, .. } = &server.upstream else {
+        return Err(Failure::Connect("not an HTTP MCP server".into()));
+    };
     let header = request(url, server, &ask)?;
     let (mut up, peer) = state.upstreams.connect_url(url, timeouts).await?;
     let io = |e: Box<pingora_error::Error>| {
@@ -168,8 +194,10 @@ pub async fn send(
         .cloned()
         .ok_or_else(|| Failure::Connect("the MCP server sent no response header".into()))?;
     Ok(Answer {
-        session: up,
-        peer,
         header,
+        body: Body::Http {
+            session: Box::new(up),
+            peer: Box::new(peer),
+        },
     })
 }
