@@ -23,8 +23,9 @@ use std::thread::LocalKey;
 
 use regex_automata::meta::{Cache, Regex};
 use regex_automata::{Anchored, Input};
-use rustc_hash::FxHashMap;
 use tiktoken_rs::{CoreBPE, Rank};
+
+use crate::vocab::Vocab;
 
 /// Pieces at least this long are merged with a heap (tiktoken switches at the same length),
 /// so a 1 MB run of one punctuation mark costs O(n log n), not O(n²).
@@ -39,7 +40,7 @@ const LOOKAHEAD: &str = r"|\s+(?!\S)";
 
 /// One BPE vocabulary: its ordinary tokens and its pre-tokenizer.
 pub(crate) struct Encoding {
-    ranks: FxHashMap<Vec<u8>, Rank>,
+    ranks: Vocab,
     split: Split,
     /// This thread's scratch space for `split` (a meta regex's shared pool hands it out
     /// without a lock only to the thread that created the pool).
@@ -140,15 +141,12 @@ impl Encoding {
             .into_iter()
             .map(|s| s.as_bytes().to_vec())
             .collect();
-        let mut ranks = FxHashMap::default();
-        for rank in 0..Rank::MAX {
-            let Ok(bytes) = bpe.decode_bytes(&[rank]) else {
-                break;
-            };
-            if !special.contains(&bytes) {
-                ranks.insert(bytes, rank);
-            }
-        }
+        let ranks = Vocab::new(
+            (0..Rank::MAX)
+                .map_while(|rank| bpe.decode_bytes(&[rank]).ok().map(|b| (b, rank)))
+                .filter(|(bytes, _)| !special.contains(bytes)),
+        );
+        drop(bpe);
         Encoding {
             ranks,
             split,
@@ -189,20 +187,54 @@ impl Encoding {
     }
 
     fn piece_tokens(&self, piece: &[u8]) -> u64 {
-        if piece.len() < 2 || self.ranks.contains_key(piece) {
+        if piece.len() < 2 || self.ranks.get(piece).is_some() {
             return piece.len().min(1) as u64;
         }
         if piece.len() < LONG_PIECE {
-            return tiktoken_rs::byte_pair_split(piece, &self.ranks).len() as u64;
+            return merged_short(piece, &self.ranks) as u64;
         }
         merged_parts(piece, &self.ranks) as u64
+    }
+}
+
+/// The same count as [`merged_parts`] for a short piece: the parts' starts in a list, the
+/// rank of each adjacent pair's concatenation kept beside it and recomputed only next to a
+/// merge; each round merges the lowest, leftmost pair. O(n²) in the worst case, which below
+/// [`LONG_PIECE`] bytes costs less than the heap's allocations.
+fn merged_short(piece: &[u8], ranks: &Vocab) -> usize {
+    // starts[i] is where part i starts; starts[len] == piece.len() closes the last one.
+    let mut starts: Vec<usize> = (0..=piece.len()).collect();
+    let pair = |starts: &[usize], i: usize| -> Option<Rank> {
+        (i + 2 < starts.len())
+            .then(|| ranks.get(&piece[starts[i]..starts[i + 2]]))
+            .flatten()
+    };
+    let mut pairs: Vec<Option<Rank>> = (0..starts.len() - 1).map(|i| pair(&starts, i)).collect();
+    loop {
+        let mut best: Option<(Rank, usize)> = None;
+        for (i, r) in pairs.iter().enumerate() {
+            if let Some(r) = *r
+                && best.is_none_or(|(b, _)| r < b)
+            {
+                best = Some((r, i));
+            }
+        }
+        let Some((_, i)) = best else {
+            return starts.len() - 1;
+        };
+        starts.remove(i + 1);
+        pairs.remove(i + 1);
+        pairs[i] = pair(&starts, i);
+        if i > 0 {
+            pairs[i - 1] = pair(&starts, i - 1);
+        }
     }
 }
 
 /// How many parts `piece` ends in when adjacent parts are merged while their concatenation is
 /// a token, the lowest rank first and the leftmost among equal ranks (the BPE rule). Parts are
 /// a linked list over byte offsets; the heap holds candidate merges, stale ones skipped.
-fn merged_parts(piece: &[u8], ranks: &FxHashMap<Vec<u8>, Rank>) -> usize {
+fn merged_parts(piece: &[u8], ranks: &Vocab) -> usize {
     let len = piece.len();
     // The part starting at byte `i` ends where `next[i]` starts; `prev` links back.
     let mut next: Vec<usize> = (1..=len).collect();
@@ -215,7 +247,7 @@ fn merged_parts(piece: &[u8], ranks: &FxHashMap<Vec<u8>, Rank>) -> usize {
             let end = next[mid];
             ranks
                 .get(&piece[start..end])
-                .map(|&r| Reverse((r, start, end)))
+                .map(|r| Reverse((r, start, end)))
         })?
     };
     let mut heap: BinaryHeap<_> = (0..len).filter_map(|i| candidate(i, &next)).collect();
@@ -259,7 +291,7 @@ mod tests {
     fn every_ordinary_token_is_kept_and_no_special_one() {
         assert_eq!(o200k().ranks.len(), 199_998);
         assert_eq!(cl100k().ranks.len(), 100_256);
-        assert!(!cl100k().ranks.contains_key(b"<|endoftext|>".as_slice()));
+        assert!(cl100k().ranks.get(b"<|endoftext|>").is_none());
     }
 
     #[test]

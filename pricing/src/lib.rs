@@ -19,6 +19,7 @@ mod stream;
 mod table;
 mod tokenizer;
 mod usage;
+mod vocab;
 
 pub use cost::{
     CacheWrites, Usage, cost, max_affordable_output, max_affordable_output_with, worst_case_cost,
