@@ -1,6 +1,20 @@
-# Shared by bench/run.sh and bench/streams.sh: logging, ports, starting servers, and the
-# tollgate config with the whole pipeline on. Expects WORK (a temp dir), PIDS (an array),
-# THREADS and, for tollgate_config, MOCK_PORT and KEY_SHA.
+# Shared by the bench scripts: logging, ports, starting and stopping servers, the agent key,
+# and the tollgate config with the whole pipeline on. Expects WORK (a temp dir), PIDS (an
+# array), THREADS and, for tollgate_config, MOCK_PORT.
+
+# The agent key every bench sends, and its hash for the config.
+KEY="tg_bench_0123456789abcdef0123456789abcdef0123456789abcdef"
+KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
+
+# Kills every process in PIDS at once and removes WORK (for scripts that need no more).
+kill_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 
@@ -19,11 +33,13 @@ free_port() {
     done
 }
 
-# Waits until something accepts connections on the port, or fails after 30 s.
+# Waits until something accepts connections on the port, or fails after LIMIT seconds
+# (default 30; a server under valgrind needs more).
 wait_port() {
-    local port=$1 name=$2 deadline=$((SECONDS + 30))
+    local port=$1 name=$2 limit=${3:-30}
+    local deadline=$((SECONDS + limit))
     until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        ((SECONDS < deadline)) || { log "$name did not listen on $port in 30 s"; return 1; }
+        ((SECONDS < deadline)) || { log "$name did not listen on $port in $limit s"; return 1; }
         sleep 0.05
     done
 }

@@ -29,30 +29,12 @@ if [[ ${PROFILE_STREAM:-0} == 1 ]]; then
 fi
 command -v valgrind >/dev/null || { echo "profile: valgrind is needed" >&2; exit 1; }
 
-log() { printf 'profile: %s\n' "$*" >&2; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-profile.XXXXXX")
 PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
-}
-wait_port() {
-    local port=$1 deadline=$((SECONDS + 180))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
-        ((SECONDS < deadline)) || { log "nothing listens on $port after 180 s"; return 1; }
-        sleep 0.2
-    done
-}
+THREADS=1
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+trap kill_all EXIT
 
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet -p tollgate-proxy --bin tollgate \
@@ -60,38 +42,9 @@ log "building release binaries"
 BIN=$TARGET_DIR/release
 mkdir -p "$OUT"
 
-KEY="tg_bench_0123456789abcdef0123456789abcdef0123456789abcdef"
-KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
 MOCK_PORT=$(free_port)
-"$BIN/tollgate-mock" --listen "127.0.0.1:$MOCK_PORT" >"$WORK/mock.log" 2>&1 &
-PIDS+=($!)
-wait_port "$MOCK_PORT"
-
-# The same config as bench/run.sh: the whole pipeline, one worker thread.
-config() {
-    local port=$1 admin=$2 dir=$3
-    cat <<EOF
-server: { listen: 127.0.0.1:$port, admin_listen: 127.0.0.1:$admin, threads: 1 }
-store: { kind: embedded, path: $dir/data }
-audit: { path: $dir/audit.jsonl }
-providers:
-  - { name: mock, kind: openai, base_url: "http://127.0.0.1:$MOCK_PORT/v1", models: ["mock-*"] }
-pricing:
-  overrides:
-    mock-1: { input_per_mtok: 0.1, output_per_mtok: 0.2, max_output_tokens: 64 }
-scopes:
-  bench: { budget: { limit_usd: 1000000, period: total } }
-policies:
-  bench:
-    guardrails:
-      input: { pii: redact, secrets: block }
-      output: { pii: redact, secrets: redact }
-agents:
-  a1: { scope: bench/a1, policy: bench }
-keys:
-  - { id: k1, agent: a1, sha256: "$KEY_SHA" }
-EOF
-}
+start mock "$BIN/tollgate-mock" --listen "127.0.0.1:$MOCK_PORT"
+wait_port "$MOCK_PORT" mock
 
 # Runs one server under callgrind for `n` requests; prints its instruction total.
 measure() {
@@ -102,8 +55,9 @@ measure() {
     local cmd
     if [[ $target == tollgate ]]; then
         admin=$(free_port)
-        config "$port" "$admin" "$dir" >"$dir/config.yaml"
-        cmd=("$BIN/tollgate" serve --config "$dir/config.yaml")
+        # The same config as bench/run.sh: the whole pipeline, one worker thread.
+        tollgate_config "$target-$n" "$port" "$admin" "{ kind: embedded, path: $dir/data }"
+        cmd=("$BIN/tollgate" serve --config "$WORK/$target-$n.yaml")
     else
         cmd=("$BIN/passthrough" --listen "127.0.0.1:$port" --upstream "127.0.0.1:$MOCK_PORT" \
             --threads 1)
@@ -112,7 +66,7 @@ measure() {
         "${cmd[@]}" >"$dir/server.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    wait_port "$port"
+    wait_port "$port" "$target under callgrind" 180
     "$BIN/load" --addr "127.0.0.1:$port" --target "$target" --key "$KEY" --connections 1 \
         --warmup-secs 0 --requests "$n" --words "$WORDS" "${STREAM[@]}" >"$dir/load.json"
     kill -INT "$pid"

@@ -102,9 +102,6 @@ if [[ $PIN == 1 ]] && (($(nproc) >= 2)) && command -v taskset >/dev/null; then
     SERVER_PIN=(taskset -c "1-$(($(nproc) - 1))")
 fi
 
-KEY="tg_bench_0123456789abcdef0123456789abcdef0123456789abcdef"
-KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-
 MOCK_PORT=$(free_port)
 start mock "${SERVER_PIN[@]}" "$BIN/tollgate-mock" --listen "127.0.0.1:$MOCK_PORT"
 MOCK_PID=$STARTED

@@ -20,23 +20,12 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-soak.XXXXXX")
 PIDS=()
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap kill_all EXIT
 
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet -p tollgate-proxy --bin tollgate \
     -p tollgate-tests --bin tollgate-mock -p tollgate-bench --bin load)
 BIN=$TARGET_DIR/release
-
-KEY="tg_bench_0123456789abcdef0123456789abcdef0123456789abcdef"
-KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
 
 MOCK_PORT=$(free_port)
 start mock "$BIN/tollgate-mock" --listen "127.0.0.1:$MOCK_PORT"
@@ -56,7 +45,7 @@ LOAD=$!
 start_s=$SECONDS
 while kill -0 "$LOAD" 2>/dev/null; do
     printf '{"t":%s,"store_kib":{%s},"rss_kib":%s}\n' "$((SECONDS - start_s))" \
-        "$(cd "$WORK/data" && du -k -- * 2>/dev/null | awk '{printf "%s\"%s\":%s", NR > 1 ? "," : "", $2, $1}')" \
+        "$(cd "$WORK/data" && du -k -- * 2>/dev/null | awk '{printf "%s\"%s\":%s", sep, $2, $1; sep = ","}')" \
         "$(awk '$1 == "VmRSS:" {print $2}' "/proc/$TG_PID/status")"
     for _ in $(seq 100); do kill -0 "$LOAD" 2>/dev/null || break; sleep 0.1; done
 done

@@ -27,15 +27,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-streams.XXXXXX")
 PIDS=()
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap kill_all EXIT
 
 # 1,000 connections each way need as many descriptors in every process.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -44,9 +36,6 @@ log "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet -p tollgate-proxy --bin tollgate \
     -p tollgate-tests --bin tollgate-mock -p tollgate-bench --bin load --bin passthrough)
 BIN=$TARGET_DIR/release
-
-KEY="tg_bench_0123456789abcdef0123456789abcdef0123456789abcdef"
-KEY_SHA=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
 
 MOCK_PORT=$(free_port)
 start mock "$BIN/tollgate-mock" --listen "127.0.0.1:$MOCK_PORT" --chunk-delay-ms "$GAP"
