@@ -8,17 +8,22 @@ use std::collections::BTreeMap;
 
 use tollgate_audit::{Action, GuardrailHits, Record, Stage, Tokens};
 
-use super::context::Ctx;
+use super::context::{Agent, Ctx};
 use crate::state::State;
+
+/// Names the agent a record is about: its tenant, scope, id and key id (never the key).
+pub(crate) fn name_agent(r: &mut Record, a: &Agent) {
+    r.tenant = Some(a.tenant().to_string());
+    r.scope = Some(a.scope.clone());
+    r.agent = Some(a.id.clone());
+    r.key_id = Some(a.key_id.clone());
+}
 
 fn build(ctx: &Ctx) -> Record {
     let mut r = Record::new(&ctx.request_id, ctx.endpoint.as_str(), ctx.verdict.decision);
     r.stage = Some(ctx.call.stage.unwrap_or(Stage::Request));
     if let Some(a) = &ctx.agent {
-        r.tenant = Some(a.tenant().to_string());
-        r.scope = Some(a.scope.clone());
-        r.agent = Some(a.id.clone());
-        r.key_id = Some(a.key_id.clone());
+        name_agent(&mut r, a);
     }
     r.model = ctx.call.model_label.clone();
     r.provider = ctx.upstream.provider.clone();

@@ -505,10 +505,7 @@ impl Conn<'_> {
 
         let mut r = Record::new(&ctx.request_id, "mcp", call.decision);
         r.stage = Some(Stage::Tool);
-        r.tenant = Some(self.agent.tenant().to_string());
-        r.scope = Some(self.agent.scope.clone());
-        r.agent = Some(self.agent.id.clone());
-        r.key_id = Some(self.agent.key_id.clone());
+        crate::flow::record::name_agent(&mut r, self.agent);
         r.server = Some(self.name.to_string());
         r.tool = Some(call.tool.clone());
         r.reasons = call.reasons.clone();
