@@ -474,3 +474,33 @@ async fn two_instances_on_one_redis_serve_one_federated_session() {
     assert_eq!(theirs.status, 404);
     assert_eq!(names(&notes), ["search"]);
 }
+
+/// `params` that is not an object (a string, an array) is the agent's mistake to be
+/// answered, never a panic in tollgate while it edits the message for the servers.
+#[tokio::test]
+async fn params_that_are_not_an_object_are_answered() {
+    let (files, notes) = (McpUpstream::spawn().await, McpUpstream::spawn_paged().await);
+    let tg = harness::tollgate()
+        .config(&config(&files, &notes))
+        .env("FILES_MCP_AUTH", AUTH)
+        .spawn()
+        .await;
+    for params in [json!("x"), json!([1])] {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params});
+        let r = tg
+            .client("a1")
+            .post_raw("/mcp", init.to_string().into_bytes(), &[ACCEPT])
+            .await;
+        assert!(r.status < 500, "{params}: {} {}", r.status, r.text());
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": params});
+        let modern = [ACCEPT, ("mcp-protocol-version", "2026-07-28")];
+        let r = tg
+            .client("a1")
+            .post_raw("/mcp", list.to_string().into_bytes(), &modern)
+            .await;
+        assert!(r.status < 500, "{params}: {} {}", r.status, r.text());
+    }
+    // And the gateway still serves a well-formed handshake.
+    let opened = initialize(&tg, "a1", "/mcp").await;
+    assert_eq!(opened.status, 200, "{}", opened.text());
+}

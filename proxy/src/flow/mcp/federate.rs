@@ -321,7 +321,12 @@ impl<'a> Fed<'a> {
         // Answers to server requests are not routed at /mcp (their ids are each server's
         // own), so no server is told that the agent would answer them.
         let mut upstream = msg.clone();
-        if let Some(caps) = upstream["params"]["capabilities"].as_object_mut() {
+        // `get_mut`, not `[]`: indexing into params the agent sent as a string would panic.
+        if let Some(caps) = upstream
+            .get_mut("params")
+            .and_then(|p| p.get_mut("capabilities"))
+            .and_then(Value::as_object_mut)
+        {
             for asked_of_the_agent in ["elicitation", "sampling", "roots"] {
                 caps.remove(asked_of_the_agent);
             }
@@ -448,7 +453,14 @@ impl<'a> Fed<'a> {
             }
             match result["nextCursor"].as_str() {
                 Some(cursor) if !cursor.is_empty() => {
-                    page["params"]["cursor"] = json!(cursor);
+                    // The agent's params, when an object, else params of our own: indexing
+                    // into a string or array the agent sent would panic.
+                    match page.get_mut("params").and_then(Value::as_object_mut) {
+                        Some(params) => {
+                            params.insert("cursor".into(), json!(cursor));
+                        }
+                        None => page["params"] = json!({ "cursor": cursor }),
+                    }
                 }
                 _ => return Ok(tools),
             }
@@ -530,10 +542,7 @@ impl<'a> Fed<'a> {
             .inc();
         let mut r = Record::new(&ctx.request_id, "mcp", Decision::Deny);
         r.stage = Some(Stage::Tool);
-        r.tenant = Some(self.agent.tenant().to_string());
-        r.scope = Some(self.agent.scope.clone());
-        r.agent = Some(self.agent.id.clone());
-        r.key_id = Some(self.agent.key_id.clone());
+        crate::flow::record::name_agent(&mut r, self.agent);
         r.tool = Some(shown);
         r.reasons = vec![Code::ToolDenied.to_string()];
         r.tools = vec![tool_call];
