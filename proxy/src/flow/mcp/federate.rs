@@ -31,6 +31,8 @@ use crate::flow::{parse, respond};
 use crate::reason::Code;
 use crate::state::{Runtime, State};
 
+mod list;
+
 /// Joins a server's name and its tool's name in a federated tool name. Server names may
 /// not contain it (config validation), so the server a name routes to is unambiguous up to
 /// a server name ending in `_` (resolved by the longest matching server name).
@@ -386,86 +388,6 @@ impl<'a> Fed<'a> {
                 self.failed(c.name, "notify", e.code().as_str());
             }
         }
-    }
-
-    /// Every reached server's tools the connection allows, named `{server}__{tool}`, all
-    /// pages of each; a server that fails is left out.
-    async fn list_tools(
-        &self,
-        msg: &Value,
-        id: &Value,
-        sid: &Option<(String, FedSession)>,
-        session: &Session,
-    ) -> Result<Value, GateError> {
-        let conns = self.reached(sid)?;
-        let lists = join_all(
-            conns
-                .iter()
-                .map(|(c, upstream)| self.list_one(c, msg, id, upstream.as_deref(), session)),
-        )
-        .await;
-        let mut all = Vec::new();
-        for ((c, _), list) in conns.iter().zip(lists) {
-            match list {
-                Ok(tools) => all.extend(tools),
-                Err(why) => self.failed(c.name, "tools_list", &why),
-            }
-        }
-        let mut result = json!({ "tools": all });
-        if self.modern {
-            // The list is this agent's: no cache may serve it to another.
-            result["cacheScope"] = json!("private");
-            result["ttlMs"] = json!(0);
-        }
-        Ok(result)
-    }
-
-    async fn list_one(
-        &self,
-        c: &Conn<'_>,
-        msg: &Value,
-        id: &Value,
-        upstream: Option<&str>,
-        session: &Session,
-    ) -> Result<Vec<Value>, String> {
-        let mut page = msg.clone();
-        if let Some(params) = page.get_mut("params").and_then(Value::as_object_mut) {
-            params.remove("cursor");
-        }
-        let mut tools = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let body = Bytes::from(page.to_string());
-            let x = c
-                .exchange(session, upstream, body, Some(id), Plan::ListTools)
-                .await
-                .map_err(|e| e.code().to_string())?;
-            let result = &x.answer["result"];
-            let Some(list) = result["tools"].as_array() else {
-                return Err(format!("status {}, no tool list", x.status));
-            };
-            for t in list {
-                let mut t = t.clone();
-                let Some(own) = t["name"].as_str() else {
-                    continue;
-                };
-                t["name"] = json!(federated(c.name, own));
-                tools.push(t);
-            }
-            match result["nextCursor"].as_str() {
-                Some(cursor) if !cursor.is_empty() => {
-                    // The agent's params, when an object, else params of our own: indexing
-                    // into a string or array the agent sent would panic.
-                    match page.get_mut("params").and_then(Value::as_object_mut) {
-                        Some(params) => {
-                            params.insert("cursor".into(), json!(cursor));
-                        }
-                        None => page["params"] = json!({ "cursor": cursor }),
-                    }
-                }
-                _ => return Ok(tools),
-            }
-        }
-        Err(format!("more than {MAX_PAGES} pages"))
     }
 
     /// Routes a federated `tools/call` to its server's connection.
