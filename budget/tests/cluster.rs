@@ -206,6 +206,10 @@ async fn a_killed_master_fails_closed_then_recovers_with_acked_holds() {
     let prefix = random_prefix();
     let mut opts = options(cluster.seeds(), &prefix, ManualClock::new(common::t0()));
     opts.replicas_ack = 1;
+    // A bound, not a wait: WAIT answers as soon as the replica acknowledges. Twelve servers
+    // and the rest of this file share two cores, so a replica may take longer than the
+    // default half second.
+    opts.ack_timeout = Duration::from_secs(5);
     let store = RedisStore::new(opts).unwrap();
     let scopes = [budget("acme", 1000, Period::Total)];
     let held = store.reserve(&req("r1", &scopes, 600, 600)).await.unwrap();
@@ -285,7 +289,8 @@ async fn too_few_replicas_fail_closed() {
         .await
         .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
-    assert!(err.to_string().contains("1 of 2 replicas"), "{err}");
+    // One replica exists; on a loaded machine it may not acknowledge within 50 ms either.
+    assert!(err.to_string().contains("of 2 replicas"), "{err}");
     // A decide writes nothing and waits for nobody.
     assert!(
         store

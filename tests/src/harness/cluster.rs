@@ -13,6 +13,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a master may be silent before its replica takes over (ms): short, so tests
@@ -231,7 +232,40 @@ kill -9 "$r" 2>/dev/null; wait "$r""#,
                     .is_some_and(|i| i.contains("connected_slaves:1") && i.contains("state=online"))
             })
         })
-        .expect("the cluster did not become healthy within 30s");
+        .unwrap_or_else(|| {
+            panic!(
+                "the cluster did not become healthy within 30s:\n{}",
+                self.describe()
+            )
+        });
+    }
+
+    /// What every node says of itself, for a failure message: its cluster state, the nodes
+    /// it knows and its replication role.
+    fn describe(&self) -> String {
+        let field = |text: &Option<String>, name: &str| {
+            text.as_deref()
+                .and_then(|t| t.lines().find(|l| l.starts_with(name)))
+                .map_or_else(|| format!("{name}?"), |l| l.trim().to_owned())
+        };
+        self.nodes
+            .iter()
+            .map(|n| {
+                let info = cli(n.port, &["CLUSTER", "INFO"]);
+                let repl = cli(n.port, &["INFO", "replication"]);
+                format!(
+                    "  {} (pid {:?}): {} {} {} {} {}",
+                    n.port,
+                    n.pid,
+                    field(&info, "cluster_state"),
+                    field(&info, "cluster_known_nodes"),
+                    field(&repl, "role"),
+                    field(&repl, "connected_slaves"),
+                    field(&repl, "master_link_status"),
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The cluster as node `port` sees it (`CLUSTER NODES`).
@@ -338,13 +372,20 @@ fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<()> {
 /// `n` ports whose cluster bus port (+10000) is free too, both below Linux's ephemeral range
 /// (32768 and up): an outgoing connection's source port can never take a killed node's
 /// port or bus port before [`LocalCluster::restart`] binds them again.
+///
+/// Ports are handed out once per process: two clusters starting at the same time (a test's
+/// own beside the shared one) would otherwise both see a port free before either server
+/// binds it, and share a node.
 fn cluster_ports(n: usize) -> Vec<u16> {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     let mut ports = Vec::new();
     while ports.len() < n {
         let p = 20_000 + (random_u64() % 2_768) as u16;
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         let taken = |p: u16| TcpStream::connect(("127.0.0.1", p)).is_ok();
-        if !ports.contains(&p) && free(p) && free(p + 10_000) && !taken(p) {
+        if !handed_out.contains(&p) && free(p) && free(p + 10_000) && !taken(p) {
+            handed_out.push(p);
             ports.push(p);
         }
     }
