@@ -77,6 +77,13 @@ impl StreamAccounting {
         }
     }
 
+    /// Takes the text of one chat chunk's content delta, for a caller that read the chunk
+    /// itself: the same as [`Self::observe`] on a chunk whose only choice `choice` carries
+    /// `text` as its `delta.content` and nothing else to count.
+    pub fn observe_chat_content(&mut self, choice: u64, text: &str) {
+        self.append((choice, Kind::Text, 0), text);
+    }
+
     /// Whether the provider's usage has arrived.
     pub fn has_reported_usage(&self) -> bool {
         self.reported.is_some()

@@ -161,6 +161,19 @@ impl StreamGuard {
         }
     }
 
+    /// Whether the guard has seen a chat chunk (the template of the chunks it writes itself
+    /// is taken from the first): from then on [`Self::chat_content`] may take text chunks.
+    pub fn has_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    /// Redacts the content delta of choice `index` of a chat chunk that carries no other
+    /// text, nothing unscannable and no finish: the text to send in its place. The same as
+    /// [`Self::event`] on that chunk, without parsing it.
+    pub fn chat_content(&mut self, index: u64, text: &str) -> String {
+        self.push((Field::Chat(ChatField::Content), index, 0), text)
+    }
+
     /// Whether a finding with `block` appeared: the stream must end now.
     pub fn blocked(&self) -> bool {
         self.slots.values().any(StreamRedactor::blocked)

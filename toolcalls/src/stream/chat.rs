@@ -191,6 +191,15 @@ impl ChatGate {
         steps
     }
 
+    /// A chunk of text for `choice` passed without [`Self::push`] (see
+    /// [`super::StreamGate::pass_chat_text`]).
+    pub(super) fn pass_text(&mut self, choice: u64, text: &str) {
+        if !text.is_empty() {
+            let c = usize::try_from(choice).unwrap_or(usize::MAX);
+            self.state(c).content_started = true;
+        }
+    }
+
     pub(super) fn is_idle(&self) -> bool {
         self.tail.is_empty()
             && self

@@ -88,6 +88,22 @@ impl StreamGate {
         }
     }
 
+    /// Takes a chat chunk its caller read itself and found to carry only a content delta
+    /// for `choice` (no calls, no finish, no usage): the gate notes the text and the chunk
+    /// passes as it came. False for any other API: the caller must push the chunk whole.
+    ///
+    /// The fields the gate copies into chunks it writes itself (`id`, `model`...) stay those
+    /// of the last chunk pushed whole; providers send the same ones in every chunk.
+    pub fn pass_chat_text(&mut self, choice: u64, text: &str) -> bool {
+        match &mut self.inner {
+            Inner::Chat(g) => {
+                g.pass_text(choice, text);
+                true
+            }
+            Inner::Ordered(_) | Inner::Passthrough => false,
+        }
+    }
+
     /// Nothing is held and no decision is outstanding.
     pub fn is_idle(&self) -> bool {
         match &self.inner {

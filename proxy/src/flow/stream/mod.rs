@@ -3,7 +3,10 @@
 //! It parses SSE events, feeds usage accounting, removes the usage-only chunk tollgate asked
 //! for on the client's behalf, and holds back the terminal event (`[DONE]`,
 //! `response.completed`, `message_stop`) until the cost is committed. Everything else is
-//! re-emitted byte for byte as soon as it arrives.
+//! re-emitted byte for byte as soon as it arrives, unless a guard changes it. The common
+//! chat chunk (one choice, a piece of text) is read without a JSON tree ([`chunk`]).
+
+mod chunk;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -12,6 +15,7 @@ use tollgate_pricing::{self as pricing, Api, StreamAccounting, Usage};
 
 use tollgate_toolcalls::{Outcome, ProposedCall, Step, StreamGate};
 
+use self::chunk::TextChunk;
 use super::redact::StreamGuard;
 use crate::sse;
 
@@ -48,6 +52,8 @@ pub struct StreamProcessor {
     tool_args: Guard,
     /// The answering model and finish reasons, noted only when the request is traced.
     meta: Option<Meta>,
+    /// Text chunks are read by [`TextChunk`] (off only to test it against the general path).
+    text_chunks: bool,
 }
 
 /// What a stream says about itself, for the trace.
@@ -116,6 +122,7 @@ impl StreamProcessor {
             gate: None,
             tool_args: Guard::off(),
             meta: None,
+            text_chunks: true,
         }
     }
 
@@ -193,6 +200,12 @@ impl StreamProcessor {
         let mut out = BytesMut::new();
         let mut decide = Vec::new();
         for event in self.parser.push(bytes) {
+            if self.text_chunk(&event, &mut out) {
+                if self.blocked() {
+                    break;
+                }
+                continue;
+            }
             let json = event
                 .data
                 .as_deref()
@@ -245,6 +258,47 @@ impl StreamProcessor {
         }
     }
 
+    /// The common chat chunk (one choice, a content delta, nothing else) without a JSON
+    /// tree: counted, guarded, and passed on byte for byte unless the guard changed its
+    /// text, then with the text spliced in; a tool-call gate only notes it. False when the
+    /// chunk needs the general path: anything else, or a first chunk the guard or the trace
+    /// must see whole.
+    fn text_chunk(&mut self, event: &sse::Event, out: &mut BytesMut) -> bool {
+        if !self.text_chunks
+            || self.api != Api::ChatCompletions
+            || event.name.is_some()
+            || self.meta.as_ref().is_some_and(|m| m.model.is_none())
+            || self.guard.as_ref().is_some_and(|g| !g.has_template())
+        {
+            return false;
+        }
+        let Some(data) = event.data.as_deref() else {
+            return false;
+        };
+        let Some(chunk) = TextChunk::read(data) else {
+            return false;
+        };
+        if let Some(gate) = &mut self.gate
+            && !gate.pass_chat_text(chunk.choice, &chunk.text)
+        {
+            return false;
+        }
+        self.accounting
+            .observe_chat_content(chunk.choice, &chunk.text);
+        let shown = self
+            .guard
+            .as_mut()
+            .map(|g| g.chat_content(chunk.choice, &chunk.text));
+        match shown {
+            Some(shown) if shown != chunk.text => {
+                let data = chunk.splice(data, &shown);
+                self.write_data(None, &data, true, out);
+            }
+            _ => self.write_raw(event, out),
+        }
+        true
+    }
+
     /// Sends gate steps on: emitted events through the output guard and the `tool_args`
     /// guard, terminal ones into the held buffer; calls to decide are collected.
     fn steps(
@@ -287,10 +341,15 @@ impl StreamProcessor {
         } else {
             None
         };
-        let terminal = self.is_terminal(name.as_deref(), None) || (upstream && self.terminal_seen);
+        self.write_data(name.as_deref(), &ev.to_string(), upstream, out);
+    }
+
+    /// Writes an event from its name and data.
+    fn write_data(&mut self, name: Option<&str>, data: &str, upstream: bool, out: &mut BytesMut) {
+        let terminal = self.is_terminal(name, None) || (upstream && self.terminal_seen);
         self.terminal_seen |= terminal;
         let sink = if terminal { &mut self.held } else { out };
-        sink.extend_from_slice(&sse::Event::write(name.as_deref(), &ev.to_string()));
+        sink.extend_from_slice(&sse::Event::write(name, data));
     }
 
     /// Writes an upstream event as it came.
@@ -429,6 +488,126 @@ mod tests {
             p.push(chunk("after the end").as_bytes());
         }
         assert!(p.oversized());
+    }
+
+    /// Events as the agent would read them: name and parsed data (the general path writes
+    /// a tree back with its own key order).
+    fn events(bytes: &[u8]) -> Vec<(Option<String>, Option<Value>)> {
+        let mut parser = sse::Parser::new();
+        parser
+            .push(bytes)
+            .into_iter()
+            .map(|e| {
+                let data = e
+                    .data
+                    .map(|d| serde_json::from_str(&d).unwrap_or(Value::String(d)));
+                (e.name, data)
+            })
+            .collect()
+    }
+
+    /// The same upstream stream through the text-chunk reader and through the general path
+    /// only: what the agent sees, what is charged and what was found are the same.
+    fn same_with_and_without_text_chunks(
+        pieces: &[String],
+        splits: &[usize],
+        traced: bool,
+        gated: bool,
+    ) {
+        let guard = Guard::new(&tollgate_guardrails::GuardConfig::all(
+            tollgate_guardrails::Action::Redact,
+        ))
+        .unwrap();
+        let mut stream = String::from(
+            "data: {\"id\":\"c\",\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+        );
+        for p in pieces {
+            let content = serde_json::to_string(p).unwrap();
+            stream += &format!(
+                "data: {{\"id\":\"c\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{content}}},\"finish_reason\":null}}]}}\n\n"
+            );
+        }
+        stream += "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        stream += USAGE;
+        stream += "data: [DONE]\n\n";
+        let run = |text_chunks: bool| {
+            let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", true, &guard)
+                .with_event_limit(1 << 20);
+            if traced {
+                p = p.with_meta();
+            }
+            if gated {
+                p = p.with_tool_gate(&guard);
+            }
+            p.text_chunks = text_chunks;
+            let mut shown = Vec::new();
+            let mut rest = stream.as_bytes();
+            for &n in splits.iter().cycle().take(stream.len()) {
+                if rest.is_empty() {
+                    break;
+                }
+                let (now, later) = rest.split_at(n.clamp(1, rest.len()));
+                let pushed = p.push(now);
+                assert!(pushed.decide.is_empty(), "no calls in this stream");
+                shown.extend_from_slice(&pushed.bytes);
+                rest = later;
+            }
+            shown.extend_from_slice(&p.close_gate().bytes);
+            shown.extend_from_slice(&p.finish());
+            let usage = p.usage(100);
+            let findings = format!("{:?}", p.findings());
+            let meta = p
+                .meta()
+                .map(|m| (m.model.clone(), m.finish_reasons.clone()));
+            (events(&shown), usage, findings, meta, p.end_of_upstream())
+        };
+        let (fast, general) = (run(true), run(false));
+        assert_eq!(fast.0, general.0, "what the agent sees");
+        assert_eq!(fast.1, general.1, "usage");
+        assert_eq!(fast.2, general.2, "findings");
+        assert_eq!(fast.3, general.3, "trace");
+        assert_eq!(fast.4, general.4, "end");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_chunks_read_fast_are_what_the_general_path_makes(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-z ]{0,6}",
+                    proptest::strategy::Just("bob@example.com".to_owned()),
+                    proptest::strategy::Just("AKIAIOSFODNN7EXAMPLF".to_owned()),
+                    proptest::strategy::Just("call +1 415 555 0100".to_owned()),
+                    "[\"\\\\\n\u{e9}\u{1F600}0-9@.-]{1,4}",
+                ],
+                0..24,
+            ),
+            splits in proptest::collection::vec(1usize..300, 1..8),
+            traced in proptest::bool::ANY,
+            gated in proptest::bool::ANY,
+        ) {
+            same_with_and_without_text_chunks(&pieces, &splits, traced, gated);
+        }
+    }
+
+    #[test]
+    fn a_secret_over_text_chunks_is_redacted_in_the_chunk_itself() {
+        let guard = Guard::new(&tollgate_guardrails::GuardConfig::all(
+            tollgate_guardrails::Action::Redact,
+        ))
+        .unwrap();
+        let mut p = StreamProcessor::new(Api::ChatCompletions, "gpt-4o", false, &guard);
+        let mut shown = Vec::new();
+        for piece in ["", "key AKIAIOSF", "ODNN7EXAMPLF is", " here"] {
+            shown.extend_from_slice(&p.push(chunk(piece).as_bytes()).bytes);
+        }
+        shown.extend_from_slice(&p.finish());
+        let text = String::from_utf8_lossy(&shown);
+        assert!(
+            !text.contains("AKIA") && !text.contains("EXAMPLF"),
+            "{text}"
+        );
+        assert!(text.contains("[REDACTED:"), "{text}");
     }
 
     #[test]
