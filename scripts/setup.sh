@@ -15,7 +15,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
 need() { dpkg -s "$1" >/dev/null 2>&1 || missing+=("$1"); }
-# cmake builds zlib-ng for Pingora; a C compiler builds SQLite for the embedded store.
+# cmake builds zlib-ng for Pingora; a C compiler and make build SQLite for the embedded
+# store and jemalloc, the binary's allocator.
 need cmake; need gcc; need g++; need make; need pkg-config; need curl; need ca-certificates
 if [ $want_test = 1 ]; then
   command -v redis-server >/dev/null || need redis-server
