@@ -6,6 +6,7 @@ mod anthropic;
 mod chat;
 mod media;
 mod openai_inputs;
+mod seen;
 mod tools;
 
 use serde_json::Value;
@@ -94,8 +95,9 @@ impl Counter {
         }
     }
 
+    /// Tokens of `text`; a long text this thread counted before is not counted again.
     pub fn text(&self, text: &str) -> u64 {
-        count_with(self.tokenizer, text)
+        seen::count(self.tokenizer, text, |t| count_with(self.tokenizer, t))
     }
 
     /// Tokens of any JSON value as its compact serialisation: the fallback for shapes whose
