@@ -8,9 +8,11 @@ use std::hint::black_box;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
-use tollgate_pricing::{Api, PriceTable, Usage, cost, count_tokens, estimate_input_tokens};
+use tollgate_pricing::{
+    Api, PriceTable, Usage, cost, count_tokens, estimate_input_tokens, forget_counted_texts,
+};
 
 const PROSE: &str = "The quarterly report shows revenue grew eleven percent while operating costs stayed flat. \
 When the train left the station, nobody noticed the suitcase still standing on the platform. \
@@ -154,8 +156,26 @@ fn per_request(c: &mut Criterion) {
     count_tokens("gpt-4o", "warm");
     let mut group = c.benchmark_group("per_request");
     group.throughput(Throughput::Bytes(size as u64));
+    // A request whose texts this thread never counted, and the same request again (its
+    // long texts' counts remembered, as for an agent resending its prompt and history).
     group.bench_function(
         format!("estimate_input_tokens/chat_{}B/gpt-4o", size),
+        |b| {
+            b.iter_batched(
+                forget_counted_texts,
+                |()| {
+                    estimate_input_tokens(
+                        Api::ChatCompletions,
+                        black_box("gpt-4o"),
+                        black_box(&body),
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        },
+    );
+    group.bench_function(
+        format!("estimate_input_tokens/chat_{}B/gpt-4o/seen_before", size),
         |b| {
             b.iter(|| {
                 estimate_input_tokens(Api::ChatCompletions, black_box("gpt-4o"), black_box(&body))

@@ -25,7 +25,7 @@ pub use cost::{
     CacheWrites, Usage, cost, max_affordable_output, max_affordable_output_with, worst_case_cost,
     worst_case_cost_with,
 };
-pub use estimate::{cache_writes_requested, estimate_input_tokens};
+pub use estimate::{cache_writes_requested, estimate_input_tokens, forget_counted_texts};
 pub use limits::{
     inject_include_usage, is_usage_only_chunk, may_hide_output, output_limit_field,
     output_multiplier, requested_output_limit, set_output_limit, wants_usage_injection,

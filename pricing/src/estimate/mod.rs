@@ -7,6 +7,8 @@ mod chat;
 mod media;
 mod openai_inputs;
 mod seen;
+
+pub use seen::forget as forget_counted_texts;
 mod tools;
 
 use serde_json::Value;

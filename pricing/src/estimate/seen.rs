@@ -59,6 +59,12 @@ pub(crate) fn count(tokenizer: Tokenizer, text: &str, count: impl FnOnce(&str) -
     n
 }
 
+/// Forgets the counts this thread remembers, so the next estimate counts every text: for
+/// benchmarks of a first count.
+pub fn forget() {
+    SEEN.with(|s| *s.borrow_mut() = Seen::default());
+}
+
 /// Bytes of text this thread keeps (for tests).
 #[cfg(test)]
 fn kept() -> usize {
