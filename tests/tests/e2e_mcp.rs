@@ -51,14 +51,6 @@ async fn settled(tg: &harness::Tollgate) -> harness::BudgetRow {
     }
 }
 
-fn audit(tg: &harness::Tollgate) -> Vec<Value> {
-    std::fs::read_to_string(tg.dir().join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 async fn policy_is_enforced(mode: &str) {
     let up = McpUpstream::spawn().await;
     let tg = harness::tollgate()
@@ -128,10 +120,7 @@ async fn policy_is_enforced(mode: &str) {
     );
 
     // One audit record per tools/call, with names and codes but no values.
-    let records: Vec<Value> = audit(&tg)
-        .into_iter()
-        .filter(|r| r["endpoint"] == "mcp")
-        .collect();
+    let records = tg.audit_when("mcp", |r| r.len() >= 6).await;
     assert_eq!(records.len(), 6, "{records:?}");
     assert!(records.iter().all(|r| r["server"] == "files"));
     let by_tool = |t: &str| records.iter().find(|r| r["tool"] == t).unwrap().clone();
@@ -446,15 +435,12 @@ async fn bad_input_batches_origins_and_a_hanging_server() {
     assert!(!r.text().contains("finally"), "{}", r.text());
     let acme = settled(&tg).await;
     assert_eq!((acme.spent, acme.reserved), (0, 0), "{acme:?}");
-    // The record is appended just after the hold is settled: wait for it (with a deadline).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let hung = loop {
-        if let Some(r) = audit(&tg).into_iter().find(|r| r["tool"] == "hang") {
-            break r;
-        }
-        assert!(std::time::Instant::now() < deadline, "hang's record");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let hung = tg
+        .audit_when("mcp", |rs| rs.iter().any(|r| r["tool"] == "hang"))
+        .await
+        .into_iter()
+        .find(|r| r["tool"] == "hang")
+        .expect("hang's record");
     assert_eq!(hung["actual_usd"].as_f64(), Some(0.0), "{hung}");
     assert_eq!(hung["reserved_usd"].as_f64(), Some(0.25), "{hung}");
 }

@@ -38,14 +38,6 @@ agents: {{ a1: {{ scope: acme/a1, policy: p }}, a2: {{ scope: acme/a2, policy: p
     )
 }
 
-fn audit(tg: &harness::Tollgate) -> Vec<Value> {
-    std::fs::read_to_string(tg.dir().join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 fn names(up: &McpUpstream) -> Vec<String> {
     up.calls().into_iter().map(|(n, _)| n).collect()
 }
@@ -138,19 +130,8 @@ async fn federates(mode: &str) {
         assert_eq!(named, ["search", "leak"], "{:?}", notes.received());
     }
 
-    // Audit records name the real server and tool. An allowed call's record is appended
-    // just after its answer: wait for it (with a deadline).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let records = loop {
-        let records: Vec<Value> = audit(&tg)
-            .into_iter()
-            .filter(|r| r["endpoint"] == "mcp")
-            .collect();
-        if records.len() >= 7 || std::time::Instant::now() > deadline {
-            break records;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    // Audit records name the real server and tool.
+    let records = tg.audit_when("mcp", |r| r.len() >= 7).await;
     assert_eq!(records.len(), 7, "one per tools/call: {records:?}");
     let find = |server: Option<&str>, tool: &str| {
         records

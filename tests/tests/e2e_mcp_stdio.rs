@@ -39,15 +39,6 @@ async fn gateway(record: &StdioRecord, server_extra: &str, extra: &str) -> harne
         .await
 }
 
-fn audit(tg: &harness::Tollgate) -> Vec<Value> {
-    std::fs::read_to_string(tg.dir().join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|r: &Value| r["endpoint"] == "mcp")
-        .collect()
-}
-
 /// acme's budget row once no hold is left on it (a call settles just after its answer).
 async fn settled(tg: &harness::Tollgate) -> harness::BudgetRow {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -181,7 +172,7 @@ async fn policy_is_enforced(mode: &str) {
         }
     }
 
-    let records = audit(&tg);
+    let records = tg.audit_when("mcp", |r| r.len() >= 6).await;
     assert_eq!(records.len(), 6, "{records:?}");
     let by_tool = |t: &str| records.iter().find(|r| r["tool"] == t).unwrap().clone();
     assert_eq!(by_tool("delete_file")["decision"], "deny");
@@ -327,10 +318,12 @@ async fn a_killed_process_is_replaced_and_its_call_released() {
     );
     let acme = settled(&tg).await;
     assert_eq!((acme.spent, acme.reserved), (0, 0), "released: {acme:?}");
-    let rec = audit(&tg)
+    let rec = tg
+        .audit_when("mcp", |rs| rs.iter().any(|r| r["tool"] == "hang"))
+        .await
         .into_iter()
         .find(|r| r["tool"] == "hang")
-        .unwrap();
+        .expect("hang's record");
     assert_eq!(rec["actual_usd"].as_f64(), Some(0.0), "{rec}");
     assert!(
         rec["reasons"]

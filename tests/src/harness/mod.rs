@@ -363,6 +363,30 @@ impl Tollgate {
         }
     }
 
+    /// The audit records of `endpoint` in the trail file once `ready` holds of them, or as
+    /// they are after 20 s: a call's record is appended just after its answer and its
+    /// settlement, so a test reading it right after the answer waits for it.
+    pub async fn audit_when(
+        &self,
+        endpoint: &str,
+        ready: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records: Vec<serde_json::Value> =
+                std::fs::read_to_string(self.dir().join("audit.jsonl"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .filter(|r: &serde_json::Value| r["endpoint"] == endpoint)
+                    .collect();
+            if ready(&records) || Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The process log so far (for assertion messages and leak checks).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
