@@ -130,7 +130,7 @@ impl StreamAccounting {
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
             let delta = choice.get("delta").unwrap_or(choice);
             if let Some(text) = delta.get("content").and_then(Value::as_str) {
-                self.append((index, Kind::Text, 0), text);
+                self.observe_chat_content(index, text);
             }
             if let Some(text) = delta.get("text").and_then(Value::as_str) {
                 self.append((index, Kind::Text, 0), text);
