@@ -209,7 +209,7 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     // Checkpoints (the only fsyncs) run on their own thread, off the request path; see wal.rs.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(sql_error)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    conn.set_prepared_statement_cache_capacity(128);
     plan_once(&conn)?;
     conn.execute_batch(SCHEMA).map_err(sql_error)?;
     add_missing_columns(&conn)?;
