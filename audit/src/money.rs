@@ -21,15 +21,7 @@ const NANOS_PER_USD: u64 = 1_000_000_000;
 /// Writes nano-USD as the shortest exact decimal: `123000` -> `0.000123`, `2_500_000_000`
 /// -> `2.5`, `0` -> `0`.
 pub fn nanos_to_json(nanos: Nanos) -> String {
-    let sign = if nanos < 0 { "-" } else { "" };
-    // unsigned_abs: i64::MIN has no positive i64 counterpart.
-    let abs = nanos.unsigned_abs();
-    let (whole, frac) = (abs / NANOS_PER_USD, abs % NANOS_PER_USD);
-    if frac == 0 {
-        return format!("{sign}{whole}");
-    }
-    let digits = format!("{frac:09}");
-    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+    tollgate_types::usd::text(nanos)
 }
 
 /// Why a JSON number is not an exact nano-USD amount.

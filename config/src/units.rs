@@ -89,15 +89,7 @@ pub fn usd_to_nanos(usd: f64) -> Result<i64, String> {
 
 /// Formats nano-USD as a decimal USD string without trailing zeros (`0.000123`).
 pub fn format_usd(nanos: i64) -> String {
-    let sign = if nanos < 0 { "-" } else { "" };
-    let abs = nanos.unsigned_abs();
-    let whole = abs / NANOS_PER_USD as u64;
-    let frac = abs % NANOS_PER_USD as u64;
-    if frac == 0 {
-        return format!("{sign}{whole}");
-    }
-    let frac = format!("{frac:09}");
-    format!("{sign}{whole}.{}", frac.trim_end_matches('0'))
+    tollgate_types::usd::text(nanos)
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod usd;
+
 /// Implements `as_str`, `ALL`, `parse` and `Display` from one table of wire names.
 macro_rules! wire_names {
     ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
