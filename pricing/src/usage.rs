@@ -45,8 +45,15 @@ pub fn embeddings_usage_from_slice(body: &[u8]) -> Result<Option<Usage>, serde_j
     Ok(answer.usage.as_ref().and_then(embeddings_usage))
 }
 
-fn n(value: &Value, pointer: &str) -> u64 {
-    value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+/// The count at `path` (object keys after each `/`), 0 when absent. The paths here are
+/// constants naming object members only, so each step is a plain `get`: `Value::pointer`
+/// would allocate an unescaped copy of every segment, several times per request.
+fn n(value: &Value, path: &str) -> u64 {
+    path.split('/')
+        .skip(1)
+        .try_fold(value, |v, key| v.get(key))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// Chat Completions and legacy Completions: `prompt_tokens` includes cached tokens and
