@@ -198,6 +198,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    // 1 KiB pages for a new database (an existing one keeps its own): every page a commit
+    // dirties is a whole WAL frame, copied, checksummed and written, and the rows here are
+    // small.
+    conn.pragma_update(None, "page_size", 1024)
+        .map_err(sql_error)?;
     // WAL + NORMAL: a commit is an append to the WAL in the page cache (survives kill -9);
     // fsync happens at checkpoints only.
     conn.pragma_update(None, "journal_mode", "WAL")
@@ -299,5 +304,24 @@ mod tests {
                 .unwrap();
             assert_eq!(row, (5, None));
         }
+        // A database created before pages were 1 KiB keeps its own size.
+        let page: i64 = open(&path)
+            .unwrap()
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        assert_eq!(page, 4096);
+    }
+
+    #[test]
+    fn a_new_database_has_small_pages_in_wal_mode() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = open(&dir.path().join("new.db")).unwrap();
+        let page: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!((page, mode.as_str()), (1024, "wal"));
     }
 }

@@ -41,7 +41,8 @@ const SHORT_TAIL: i32 = 128;
 /// ...or after this many passes, if the writer appends faster than a pass copies.
 const CATCH_UP_PASSES: usize = 4;
 
-/// When the log is restarted, in frames (one frame is one 4 KiB page plus 24 bytes).
+/// When the log is restarted, in frames (one frame is one page plus 24 bytes: 1 KiB pages in
+/// a database created now, 4 KiB in one created before 2026-12-07).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WalLimits {
     /// Past this the log is restarted with the checkpoint thread's help.
@@ -51,7 +52,8 @@ pub(crate) struct WalLimits {
 }
 
 impl WalLimits {
-    /// 32 MiB and 128 MiB of log: see docs/store.md for the measurements behind them.
+    /// 8 MiB and 32 MiB of log with 1 KiB pages (32 and 128 MiB with 4 KiB ones): see
+    /// docs/store.md for the measurements behind them.
     pub(crate) const DEFAULT: WalLimits = WalLimits {
         soft: 8192,
         hard: 32768,
@@ -212,9 +214,10 @@ mod tests {
     use super::WalLimits;
     use crate::{Budget, DB_FILE, EmbeddedStore, Ledger, Period, ReserveRequest, ScopeBudget};
 
-    /// A frame is one page plus its 24-byte header; the log file starts with a 32-byte header.
+    /// A frame is one page (1 KiB, as `schema::open` creates a database) plus its 24-byte
+    /// header; the log file starts with a 32-byte header.
     fn log_bytes(frames: u64) -> u64 {
-        32 + frames * (4096 + 24)
+        32 + frames * (1024 + 24)
     }
 
     fn request(i: usize) -> ReserveRequest {
