@@ -435,12 +435,7 @@ async fn bad_input_batches_origins_and_a_hanging_server() {
     assert!(!r.text().contains("finally"), "{}", r.text());
     let acme = settled(&tg).await;
     assert_eq!((acme.spent, acme.reserved), (0, 0), "{acme:?}");
-    let hung = tg
-        .audit_when("mcp", |rs| rs.iter().any(|r| r["tool"] == "hang"))
-        .await
-        .into_iter()
-        .find(|r| r["tool"] == "hang")
-        .expect("hang's record");
+    let hung = tg.audit_of_tool("mcp", "hang").await;
     assert_eq!(hung["actual_usd"].as_f64(), Some(0.0), "{hung}");
     assert_eq!(hung["reserved_usd"].as_f64(), Some(0.25), "{hung}");
 }

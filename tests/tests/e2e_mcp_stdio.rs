@@ -318,12 +318,7 @@ async fn a_killed_process_is_replaced_and_its_call_released() {
     );
     let acme = settled(&tg).await;
     assert_eq!((acme.spent, acme.reserved), (0, 0), "released: {acme:?}");
-    let rec = tg
-        .audit_when("mcp", |rs| rs.iter().any(|r| r["tool"] == "hang"))
-        .await
-        .into_iter()
-        .find(|r| r["tool"] == "hang")
-        .expect("hang's record");
+    let rec = tg.audit_of_tool("mcp", "hang").await;
     assert_eq!(rec["actual_usd"].as_f64(), Some(0.0), "{rec}");
     assert!(
         rec["reasons"]

@@ -387,6 +387,17 @@ impl Tollgate {
         }
     }
 
+    /// The audit record of `endpoint` whose `tool` is `tool`, waited for as in
+    /// [`Tollgate::audit_when`]; panics when none came.
+    pub async fn audit_of_tool(&self, endpoint: &str, tool: &str) -> serde_json::Value {
+        let is_it = |r: &serde_json::Value| r["tool"] == tool;
+        self.audit_when(endpoint, |rs| rs.iter().any(is_it))
+            .await
+            .into_iter()
+            .find(is_it)
+            .unwrap_or_else(|| panic!("no {endpoint} record of the tool {tool}"))
+    }
+
     /// The process log so far (for assertion messages and leak checks).
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
