@@ -19,10 +19,8 @@ pub type Nanos = i64;
 const NANOS_PER_USD: u64 = 1_000_000_000;
 
 /// Writes nano-USD as the shortest exact decimal: `123000` -> `0.000123`, `2_500_000_000`
-/// -> `2.5`, `0` -> `0`.
-pub fn nanos_to_json(nanos: Nanos) -> String {
-    tollgate_types::usd::text(nanos)
-}
+/// -> `2.5`, `0` -> `0`. The audit record's name for the text every crate writes.
+pub use tollgate_types::usd::text as nanos_to_json;
 
 /// Why a JSON number is not an exact nano-USD amount.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -88,9 +88,7 @@ pub fn usd_to_nanos(usd: f64) -> Result<i64, String> {
 }
 
 /// Formats nano-USD as a decimal USD string without trailing zeros (`0.000123`).
-pub fn format_usd(nanos: i64) -> String {
-    tollgate_types::usd::text(nanos)
-}
+pub use tollgate_types::usd::text as format_usd;
 
 #[cfg(test)]
 mod tests {
