@@ -163,8 +163,10 @@ fn in_savepoint<T>(
     match op(c) {
         Ok(v) => fixed(c, "RELEASE op").map(|()| v).map_err(sql_error),
         Err(e) => {
-            // If even the rollback fails, the batch's COMMIT fails too and everyone in it
-            // hears so; the operation's own error is the one to report.
+            // A rollback that fails too is ignored, as dropping rusqlite's savepoint did
+            // before; that takes an I/O, disk-full or out-of-memory error, after which SQLite
+            // may already have rolled back the whole transaction (then the batch's COMMIT
+            // fails and everyone in it hears so). The operation's own error is reported.
             let _ = fixed(c, "ROLLBACK TO op").and_then(|()| fixed(c, "RELEASE op"));
             Err(e)
         }
