@@ -52,5 +52,5 @@ pub use outbox::{MAX_OUTBOX_BODY, OUTBOX_RETENTION, Outbox, OutboxItem};
 pub use redis::{RedisOptions, RedisStore, Topology};
 pub use scope::{MAX_DEPTH, path_of, run_scope, tenant_of, under_prefix, validate_scope};
 pub use sessions::{MAX_SESSION_BYTES, SessionStore};
-pub use store::{Backend, NodeHealth, Store, StoreOptions, spawn_reaper};
+pub use store::{Backend, NodeHealth, Store, StoreOptions, Underway, spawn_reaper};
 pub use trust::{NEGLIGIBLE_PENALTY, TrustParams, TrustStore, decayed, recorded, trust_of};

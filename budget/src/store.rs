@@ -2,6 +2,7 @@
 //! capabilities, the `Backend` they share, the options and the reaper.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,6 +40,34 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// metrics; empty for a backend of one node (its `ping` says it all).
     async fn nodes(&self) -> Result<Vec<NodeHealth>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Counts a request of the caller's as under way until the returned guard is dropped.
+    /// A backend may run operations differently when its caller has one request under way
+    /// or many: the embedded one runs a lone request's at once on the calling thread and
+    /// lets a crowd's gather into shared transactions. The default counts nothing.
+    fn begin_request(&self) -> Underway {
+        Underway(None)
+    }
+}
+
+/// A request counted as under way by [`Backend::begin_request`]; dropping it ends it.
+#[derive(Debug, Default)]
+pub struct Underway(Option<Arc<AtomicUsize>>);
+
+impl Underway {
+    /// Counts one more request in `count` until dropped.
+    pub(crate) fn counted(count: &Arc<AtomicUsize>) -> Underway {
+        count.fetch_add(1, Ordering::AcqRel);
+        Underway(Some(count.clone()))
+    }
+}
+
+impl Drop for Underway {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0 {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

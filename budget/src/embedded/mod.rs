@@ -1,9 +1,14 @@
 //! The embedded backend: SQLite in WAL mode on one worker thread, durable across `kill -9`.
 //!
-//! One thread owns the writing connection and runs operations in arrival order, so every
-//! operation is serialised without locks. Operations that queue up while one runs are committed
-//! together in one transaction (each inside its own savepoint), and nobody hears back
-//! before that transaction is committed: a burst costs one WAL append, not one per call.
+//! One connection writes, behind a mutex, and operations run on it in arrival order.
+//! Operations that queue up while one runs are committed together in one transaction (each
+//! inside its own savepoint) by the writer thread, and nobody hears back before that
+//! transaction is committed: a burst costs one WAL append, not one per call. An operation
+//! that finds nothing queued and the connection free runs at once on the calling thread, in a
+//! transaction of its own: alone, it would wait for the writer thread to wake up and for its
+//! own task to be woken back, two thread hand-offs that cost more than the transaction (the
+//! audit line is written on the calling thread for the same reason). The sweep and the log's
+//! checkpoints, which can take long, always go to the writer thread.
 //! `synchronous=NORMAL` leaves a committed transaction in the OS page cache, which survives
 //! the process being killed; only a power loss can lose the last transactions.
 //! Lookups that only read (agent keys on every request's auth, balances) run on a second
@@ -28,7 +33,8 @@ mod trust;
 mod wal;
 
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,7 +42,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 
 use crate::StoreError;
-use crate::store::{Backend, StoreOptions};
+use crate::store::{Backend, StoreOptions, Underway};
 pub(crate) use wal::WalLimits;
 use wal::WalState;
 
@@ -56,8 +62,61 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 #[derive(Debug)]
 pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
+    writer: Arc<Writer>,
     reads: mpsc::Sender<ReadJob>,
     opts: StoreOptions,
+}
+
+/// What the calling threads and the writer thread share.
+#[derive(Debug)]
+struct Writer {
+    conn: Mutex<Connection>,
+    /// Operations sent to the writer thread that it has not taken off its queue yet.
+    queued: AtomicUsize,
+    /// The caller's requests under way ([`Backend::begin_request`]).
+    underway: Arc<AtomicUsize>,
+    wal: Arc<WalState>,
+    /// Reaches the checkpoint thread.
+    wake: mpsc::Sender<()>,
+}
+
+impl Writer {
+    /// The connection, outside any transaction: an operation that panicked on it may have
+    /// left one open, which is rolled back here rather than failing every later `BEGIN`.
+    fn settle(guard: MutexGuard<'_, Connection>) -> MutexGuard<'_, Connection> {
+        if !guard.is_autocommit() {
+            let _ = guard.execute_batch("ROLLBACK");
+        }
+        guard
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        Self::settle(self.conn.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The connection, if the caller has at most one request under way (the one asking:
+    /// nobody else's operation could share a batch with this one), nothing is queued for the
+    /// writer thread and nobody holds it.
+    fn idle(&self) -> Option<MutexGuard<'_, Connection>> {
+        if self.underway.load(Ordering::Acquire) > 1 || self.queued.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        match self.conn.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(Self::settle(p.into_inner())),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Runs the log's upkeep after a commit; `true` if it only had cheap work to do (or none)
+    /// and did it, `false` if it must run on the writer thread.
+    fn upkeep_now(&self, conn: &Connection) -> bool {
+        if !self.wal.light() {
+            return false;
+        }
+        self.wal.after_batch(conn, &self.wake);
+        true
+    }
 }
 
 impl EmbeddedStore {
@@ -85,6 +144,13 @@ impl EmbeddedStore {
         let (reads, read_queue) = mpsc::channel::<ReadJob>();
         // The writer holds the only sender: the checkpoint thread ends after the writer.
         let (wake, woken) = mpsc::channel::<()>();
+        let writer = Arc::new(Writer {
+            conn: Mutex::new(conn),
+            queued: AtomicUsize::new(0),
+            underway: Arc::new(AtomicUsize::new(0)),
+            wal: wal.clone(),
+            wake,
+        });
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
                 .name(name.into())
@@ -94,11 +160,8 @@ impl EmbeddedStore {
                     StoreError::Unavailable(format!("cannot start the {name} thread: {e}"))
                 })
         };
-        let writer_wal = wal.clone();
-        spawn(
-            "tollgate-store",
-            Box::new(move || worker(conn, queue, &writer_wal, &wake)),
-        )?;
+        let shared = writer.clone();
+        spawn("tollgate-store", Box::new(move || worker(&shared, queue)))?;
         spawn(
             "tollgate-read",
             Box::new(move || {
@@ -111,11 +174,57 @@ impl EmbeddedStore {
             "tollgate-ckpt",
             Box::new(move || wal::checkpoint_loop(checkpointer, &path, wal, woken)),
         )?;
-        Ok(EmbeddedStore { jobs, reads, opts })
+        Ok(EmbeddedStore {
+            jobs,
+            writer,
+            reads,
+            opts,
+        })
     }
 
-    /// Runs `op` on the worker inside a savepoint and waits for the batch to be committed.
+    /// Runs `op` inside a savepoint and waits for its transaction to be committed: at once
+    /// on this thread when the store is idle, else on the writer thread with whatever else
+    /// queued up.
     async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if let Some(mut conn) = self.writer.idle() {
+            return self.alone(&mut conn, op);
+        }
+        self.queue(op).await
+    }
+
+    /// One operation in a transaction of its own on the calling thread. When the log needs
+    /// more than cheap upkeep afterwards, an empty batch is queued so that the writer thread
+    /// does it.
+    fn alone<T>(
+        &self,
+        conn: &mut Connection,
+        op: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        fixed(conn, "BEGIN IMMEDIATE").map_err(sql_error)?;
+        let outcome = in_savepoint(conn, op);
+        let committed = fixed(conn, "COMMIT").map_err(sql_error);
+        if committed.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        if !self.writer.upkeep_now(conn) {
+            let upkeep: Job = Box::new(|_| Box::new(drop));
+            self.writer.queued.fetch_add(1, Ordering::AcqRel);
+            if self.jobs.send(upkeep).is_err() {
+                self.writer.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        match committed {
+            Ok(()) => outcome,
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Runs `op` on the writer thread, always; for what may take long (the sweep).
+    async fn queue<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -132,7 +241,11 @@ impl EmbeddedStore {
                 let _ = tx.send(batch.and(outcome));
             })
         });
-        self.jobs.send(job).map_err(|_| stopped())?;
+        self.writer.queued.fetch_add(1, Ordering::AcqRel);
+        if self.jobs.send(job).is_err() {
+            self.writer.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(stopped());
+        }
         rx.await.map_err(|_| stopped())?
     }
 }
@@ -184,12 +297,7 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("the embedded store's worker thread has stopped".into())
 }
 
-fn worker(
-    mut conn: Connection,
-    queue: mpsc::Receiver<Job>,
-    wal: &WalState,
-    wake: &mpsc::Sender<()>,
-) {
+fn worker(writer: &Writer, queue: mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -198,6 +306,10 @@ fn worker(
                 Err(_) => break,
             }
         }
+        // Counted out only once the connection is held: until these have run, nobody may
+        // run ahead of them on the calling thread.
+        let mut conn = writer.lock();
+        writer.queued.fetch_sub(batch.len(), Ordering::AcqRel);
         let began = fixed(&conn, "BEGIN IMMEDIATE").map_err(sql_error);
         let replies: Vec<Reply> = if began.is_ok() {
             batch.into_iter().map(|job| job(Some(&mut conn))).collect()
@@ -214,7 +326,7 @@ fn worker(
                 Err(e) => Err(StoreError::Unavailable(e.to_string())),
             });
         }
-        wal.after_batch(&conn, wake);
+        writer.wal.after_batch(&conn, &writer.wake);
     }
 }
 
@@ -273,9 +385,13 @@ impl Backend for EmbeddedStore {
         self.opts.clock.now()
     }
 
+    fn begin_request(&self) -> Underway {
+        Underway::counted(&self.writer.underway)
+    }
+
     async fn reap_expired(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let opts = self.opts.clone();
-        self.run(move |c| {
+        self.queue(move |c| {
             let reaped = ledger::reap(c, now, usize::MAX, Some(&opts))?;
             // Rate-limit, approval and trust rows that nothing will read again.
             let now_ms = now.timestamp_millis();
@@ -298,6 +414,117 @@ fn ttl_ms(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn store() -> (tempfile::TempDir, EmbeddedStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), StoreOptions::default()).unwrap();
+        (dir, store)
+    }
+
+    /// The thread an operation ran on, after writing `v`.
+    fn insert(v: i64) -> impl FnOnce(&Connection) -> Result<Option<String>, StoreError> {
+        move |c: &Connection| {
+            c.execute_batch("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+                .map_err(sql_error)?;
+            c.execute("INSERT INTO t VALUES (?1)", [v])
+                .map_err(sql_error)?;
+            Ok(std::thread::current().name().map(str::to_owned))
+        }
+    }
+
+    fn values(store: &EmbeddedStore) -> Vec<i64> {
+        let c = store.writer.lock();
+        c.prepare("SELECT v FROM t ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_store_runs_an_operation_at_once_and_a_busy_one_queues_it_in_order() {
+        let (_dir, store) = store();
+        let store = Arc::new(store);
+        let here = std::thread::current().name().map(str::to_owned);
+        assert_eq!(store.run(insert(1)).await.unwrap(), here);
+
+        // The writer is busy (held here): operations queue for the writer thread, and one
+        // that comes while they wait queues behind them even once the connection is free.
+        let held = store.writer.lock();
+        let queued: Vec<_> = (2..=4)
+            .map(|v| {
+                let s = store.clone();
+                tokio::spawn(async move { s.run(insert(v)).await })
+            })
+            .collect();
+        // The spawned tasks run on the runtime's workers, not on this thread, which waits
+        // without awaiting (it holds the connection).
+        while store.writer.queued.load(Ordering::Acquire) < 3 {
+            std::thread::yield_now();
+        }
+        drop(held);
+        let late = store.clone();
+        let late = tokio::spawn(async move { late.run(insert(5)).await });
+        for q in queued {
+            assert_eq!(q.await.unwrap().unwrap().as_deref(), Some("tollgate-store"));
+        }
+        late.await.unwrap().unwrap();
+        let mut got = values(&store);
+        assert_eq!(got.remove(0), 1);
+        assert_eq!(
+            got.pop(),
+            Some(5),
+            "the late operation ran ahead of queued ones"
+        );
+        got.sort_unstable();
+        assert_eq!(got, [2, 3, 4]);
+        assert_eq!(store.writer.queued.load(Ordering::Acquire), 0);
+
+        // The rule itself: a free connection is not enough while anything waits in the queue,
+        // nor while another request is under way whose operations could share a batch.
+        store.writer.queued.fetch_add(1, Ordering::AcqRel);
+        assert!(store.writer.idle().is_none());
+        store.writer.queued.fetch_sub(1, Ordering::AcqRel);
+        assert!(store.writer.idle().is_some());
+        let one = store.begin_request();
+        assert!(store.writer.idle().is_some());
+        let two = store.begin_request();
+        assert!(store.writer.idle().is_none());
+        assert_eq!(
+            store.run(insert(6)).await.unwrap().as_deref(),
+            Some("tollgate-store")
+        );
+        drop(two);
+        // The writer thread answers before it lets go of the connection.
+        while store.writer.conn.try_lock().is_err() {
+            std::thread::yield_now();
+        }
+        assert_eq!(store.run(insert(7)).await.unwrap(), here);
+        drop(one);
+        assert_eq!(store.writer.underway.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_panicked_on_the_calling_thread_leaves_no_transaction_behind() {
+        let (_dir, store) = store();
+        let store = Arc::new(store);
+        store.run(insert(1)).await.unwrap();
+        let s = store.clone();
+        let panicked = tokio::spawn(async move {
+            s.run(|c: &Connection| -> Result<(), StoreError> {
+                c.execute("INSERT INTO t VALUES (2)", []).unwrap();
+                panic!("an operation's bug");
+            })
+            .await
+        })
+        .await;
+        assert!(panicked.is_err());
+        // Its write is rolled back, the lock it poisoned still serves, on either path.
+        store.run(insert(3)).await.unwrap();
+        store.queue(insert(4)).await.unwrap();
+        assert_eq!(values(&store), [1, 3, 4]);
+    }
 
     #[test]
     fn a_failing_operation_rolls_back_alone_in_its_batch() {

@@ -104,6 +104,14 @@ impl WalState {
         .map_err(sql_error)
     }
 
+    /// Whether [`after_batch`](Self::after_batch) would only look at counters and perhaps
+    /// wake the checkpoint thread now, never checkpoint itself.
+    pub(super) fn light(&self) -> bool {
+        let frames = self.frames.load(Ordering::Relaxed);
+        frames < self.limits.soft
+            || (frames < self.limits.hard && !self.caught_up.load(Ordering::Acquire))
+    }
+
     /// Called by the writer between batches; `wake` reaches the checkpoint thread.
     pub(super) fn after_batch(&self, conn: &Connection, wake: &mpsc::Sender<()>) {
         let frames = self.frames.load(Ordering::Relaxed);

@@ -65,6 +65,9 @@ pub struct Ctx {
     pub audited: bool,
     /// The request's trace; empty unless telemetry is on and the request sampled.
     pub trace: crate::trace::Trace,
+    /// Counts the request as under way for the store (which runs a lone request's
+    /// operations at once and lets many requests' share transactions).
+    pub underway: tollgate_budget::Underway,
 }
 
 /// What the agent asked for.
@@ -229,6 +232,7 @@ impl Ctx {
             rate: None,
             audited: false,
             trace: crate::trace::Trace::default(),
+            underway: tollgate_budget::Underway::default(),
         }
     }
 }

@@ -81,7 +81,9 @@ impl ProxyHttp for Gateway {
     /// The request's config version is taken here, once: every stage, the record and the
     /// trust score see the same one, whatever reloads happen meanwhile.
     fn new_ctx(&self) -> Ctx {
-        Ctx::new(self.state.runtime())
+        let mut ctx = Ctx::new(self.state.runtime());
+        ctx.underway = self.state.store.begin_request();
+        ctx
     }
 
     async fn request_filter(
