@@ -196,17 +196,23 @@ impl EmbeddedStore {
         self.queue(op).await
     }
 
-    /// One operation in a transaction of its own on the calling thread. When the log needs
-    /// more than cheap upkeep afterwards, an empty batch is queued so that the writer thread
-    /// does it.
+    /// One operation in a transaction of its own on the calling thread (no savepoint: a
+    /// failing operation rolls back the transaction, which holds nothing else). When the log
+    /// needs more than cheap upkeep afterwards, an empty batch is queued so that the writer
+    /// thread does it.
     fn alone<T>(
         &self,
         conn: &mut Connection,
         op: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         fixed(conn, "BEGIN IMMEDIATE").map_err(sql_error)?;
-        let outcome = in_savepoint(conn, op);
-        let committed = fixed(conn, "COMMIT").map_err(sql_error);
+        let outcome = op(conn);
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let committed = fixed(conn, end).map_err(sql_error);
         if committed.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -217,9 +223,10 @@ impl EmbeddedStore {
                 self.writer.queued.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        match committed {
-            Ok(()) => outcome,
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        match (outcome, committed) {
+            (Err(e), _) => Err(e),
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(StoreError::Unavailable(e.to_string())),
         }
     }
 
@@ -524,6 +531,21 @@ mod tests {
         store.run(insert(3)).await.unwrap();
         store.queue(insert(4)).await.unwrap();
         assert_eq!(values(&store), [1, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_fails_on_the_calling_thread_writes_nothing() {
+        let (_dir, store) = store();
+        store.run(insert(1)).await.unwrap();
+        let refused = store
+            .run(|c: &Connection| -> Result<(), StoreError> {
+                insert(2)(c)?;
+                Err(StoreError::Internal("refused".into()))
+            })
+            .await;
+        assert!(matches!(refused, Err(StoreError::Internal(m)) if m == "refused"));
+        store.run(insert(3)).await.unwrap();
+        assert_eq!(values(&store), [1, 3]);
     }
 
     #[test]
