@@ -32,8 +32,13 @@ pub(super) fn detect_v4(hay: &Hay, _ctx: &Ctx, t: usize) -> Option<Hit> {
     if shape.is_none() && !looked_at_end {
         return None;
     }
-    // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions.
+    // "upgrade to 1.0.1.7", "version 2.1.0.0": four-part versions, the word on the same
+    // line (an address on a line of its own is one, whatever the line above says).
     let before = &b[t.saturating_sub(24)..t];
+    let before = match before.iter().rposition(|&c| c == b'\n' || c == b'\r') {
+        Some(n) => &before[n + 1..],
+        None => before,
+    };
     if [
         "version",
         "upgrade",

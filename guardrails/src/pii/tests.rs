@@ -156,7 +156,14 @@ fn us_ssn() {
 fn ip_addresses() {
     check(
         "ipv4",
-        &["from [[58.74.121.78]] blocked", "[[8.8.8.8]]."],
+        &[
+            "from [[58.74.121.78]] blocked",
+            "[[8.8.8.8]].",
+            // A version word on the line above says nothing about an address on its own
+            // line (found by the stream_redactor fuzz target).
+            "buildkit\n[[105.61.101.206]]\ne_token",
+            "Version\r\n[[58.74.121.78]]",
+        ],
         &[
             "127.0.0.1",
             "0.0.0.0",
@@ -165,6 +172,8 @@ fn ip_addresses() {
             "v1.2.3.4",
             "256.1.1.1",
             "01.2.3.4",
+            "version 2.1.0.0",
+            "upgrade to 1.0.1.7",
         ],
     );
     check(
