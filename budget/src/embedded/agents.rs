@@ -103,7 +103,7 @@ impl AgentStore for EmbeddedStore {
 
     async fn list_agents(&self, parent: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
         let parent = parent.map(str::to_owned);
-        self.read(move |c| list(c, parent.as_deref())).await
+        self.scan(move |c| list(c, parent.as_deref())).await
     }
 
     async fn revoke_agent(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {

@@ -208,6 +208,6 @@ impl ApprovalStore for EmbeddedStore {
         status: Option<ApprovalStatus>,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         let now = self.opts.clock.now();
-        self.read(move |c| list(c, status, now)).await
+        self.scan(move |c| list(c, status, now)).await
     }
 }

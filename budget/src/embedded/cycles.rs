@@ -175,7 +175,7 @@ impl CycleStore for EmbeddedStore {
         };
         let oldest = self.now_ms().saturating_sub(retention_ms());
         let (tenant, agent) = (tenant.to_owned(), agent.to_owned());
-        self.read(move |c| {
+        self.scan(move |c| {
             let sql = format!(
                 "{} WHERE tenant = ?1 AND agent = ?2 AND created_ms > ?3
                    AND (created_ms < ?4 OR (created_ms = ?4 AND id < ?5))

@@ -130,7 +130,7 @@ impl KeyStore for EmbeddedStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        self.read(list).await
+        self.scan(list).await
     }
 
     async fn revoke_key(&self, id: &str) -> Result<Option<Vec<String>>, StoreError> {

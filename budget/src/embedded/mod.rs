@@ -1,20 +1,22 @@
-//! The embedded backend: SQLite in WAL mode on one worker thread, durable across `kill -9`.
+//! The embedded backend: SQLite in WAL mode, durable across `kill -9`.
 //!
 //! One connection writes, behind a mutex, and operations run on it in arrival order.
 //! Operations that queue up while one runs are committed together in one transaction (each
 //! inside its own savepoint) by the writer thread, and nobody hears back before that
-//! transaction is committed: a burst costs one WAL append, not one per call. An operation
-//! that finds nothing queued and the connection free runs at once on the calling thread, in a
-//! transaction of its own: alone, it would wait for the writer thread to wake up and for its
-//! own task to be woken back, two thread hand-offs that cost more than the transaction (the
-//! audit line is written on the calling thread for the same reason). The sweep and the log's
-//! checkpoints, which can take long, always go to the writer thread.
+//! transaction is committed: a burst costs one WAL append, not one per call. An operation of
+//! a lone request (the caller counts its requests under way) that finds nothing queued and
+//! the connection free runs at once on the calling thread, in a transaction of its own:
+//! queued, it would wait for the writer thread to wake up and for its own task to be woken
+//! back, two thread hand-offs that cost more than the transaction (the audit line is written
+//! on the calling thread for the same reason). The sweep and the log's checkpoints, which
+//! can take long, always go to the writer thread.
 //! `synchronous=NORMAL` leaves a committed transaction in the OS page cache, which survives
 //! the process being killed; only a power loss can lose the last transactions.
-//! Lookups that only read (agent keys on every request's auth, balances) run on a second
-//! thread with its own connection, so they never queue behind writes; WAL lets it read the
-//! last committed state while the writer works. A third thread copies the log back into the
-//! database file (`wal`), and keeps it bounded under sustained writes.
+//! Lookups that only read (agent keys on every request's auth, trust scores) use a second
+//! connection, so they never queue behind writes; WAL lets it read the last committed state
+//! while the writer works. A lookup runs on the calling thread when that connection is free,
+//! else on the reader thread; lists always on the reader thread. A third thread copies the
+//! log back into the database file (`wal`), and keeps it bounded under sustained writes.
 //!
 //! Each capability's SQL and trait impl live in a file of their own (`ledger/`, `keys`,
 //! `limits`, `approvals`, `trust`, `agents`, `sessions`, `cycles`); this file keeps the
@@ -64,6 +66,8 @@ pub struct EmbeddedStore {
     jobs: mpsc::Sender<Job>,
     writer: Arc<Writer>,
     reads: mpsc::Sender<ReadJob>,
+    /// The reading connection, shared with the reader thread.
+    reader: Arc<Mutex<Connection>>,
     opts: StoreOptions,
 }
 
@@ -138,7 +142,7 @@ impl EmbeddedStore {
         let mut conn = schema::open(&path)?;
         let wal = Arc::new(WalState::new(limits));
         wal.watch(&mut conn)?;
-        let reader = schema::open_reader(&path)?;
+        let reader = Arc::new(Mutex::new(schema::open_reader(&path)?));
         let checkpointer = schema::open_reader(&path)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let (reads, read_queue) = mpsc::channel::<ReadJob>();
@@ -162,11 +166,12 @@ impl EmbeddedStore {
         };
         let shared = writer.clone();
         spawn("tollgate-store", Box::new(move || worker(&shared, queue)))?;
+        let shared = reader.clone();
         spawn(
             "tollgate-read",
             Box::new(move || {
                 while let Ok(job) = read_queue.recv() {
-                    job(&reader);
+                    job(&shared.lock().unwrap_or_else(PoisonError::into_inner));
                 }
             }),
         )?;
@@ -178,6 +183,7 @@ impl EmbeddedStore {
             jobs,
             writer,
             reads,
+            reader,
             opts,
         })
     }
@@ -258,8 +264,32 @@ impl EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Runs a read-only `op` on the reader thread.
+    /// Runs a short read-only `op` (a lookup by key) on the reading connection: at once on
+    /// this thread when nobody else is using it, which costs less than the two thread
+    /// hand-offs of the reader thread (reads gain nothing from waiting for company), else
+    /// on the reader thread.
     async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if let Some(conn) = self.free_reader() {
+            return op(&conn);
+        }
+        self.scan(op).await
+    }
+
+    fn free_reader(&self) -> Option<MutexGuard<'_, Connection>> {
+        match self.reader.try_lock() {
+            Ok(c) => Some(c),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Runs a read-only `op` on the reader thread, always; for what may read many rows (the
+    /// admin API's lists).
+    async fn scan<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -531,6 +561,48 @@ mod tests {
         store.run(insert(3)).await.unwrap();
         store.queue(insert(4)).await.unwrap();
         assert_eq!(values(&store), [1, 3, 4]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_runs_at_once_when_the_reading_connection_is_free_else_on_its_thread() {
+        let (_dir, store) = store();
+        store.run(insert(1)).await.unwrap();
+        let store = Arc::new(store);
+        let here = std::thread::current().name().map(str::to_owned);
+        let whose = |c: &Connection| {
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+                .map_err(sql_error)?;
+            Ok((n, std::thread::current().name().map(str::to_owned)))
+        };
+        assert_eq!(store.read(whose).await.unwrap(), (1, here));
+        assert_eq!(
+            store.scan(whose).await.unwrap(),
+            (1, Some("tollgate-read".to_owned()))
+        );
+        // Another thread holds the reading connection while the lookup is first polled.
+        let (held, is_held) = mpsc::channel();
+        let (go, release) = mpsc::channel::<()>();
+        let reader = store.reader.clone();
+        let holder = std::thread::spawn(move || {
+            let _busy = reader.lock().unwrap();
+            held.send(()).unwrap();
+            release.recv().unwrap();
+        });
+        is_held.recv().unwrap();
+        let waiting = store.read(whose);
+        tokio::pin!(waiting);
+        tokio::select! {
+            biased;
+            _ = &mut waiting => panic!("the lookup ran while its connection was held"),
+            () = std::future::ready(()) => {}
+        }
+        go.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(
+            waiting.await.unwrap(),
+            (1, Some("tollgate-read".to_owned()))
+        );
     }
 
     #[tokio::test]

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
 use rusqlite::config::DbConfig;
+use rusqlite::{Connection, OpenFlags};
 
 use super::sql_error;
 use crate::StoreError;
@@ -196,8 +196,18 @@ CREATE TABLE IF NOT EXISTS sessions (
 ";
 
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    let conn = connect(path)?;
+    // The first read takes the process's lock on the file; another process has it when
+    // this fails as busy.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) => StoreError::Unavailable(format!(
+                "{} is in use by another process: an embedded store serves one tollgate \
+                 process at a time (several instances share a Redis store)",
+                path.display()
+            )),
+            _ => sql_error(e),
+        })?;
     // 1 KiB pages for a new database (an existing one keeps its own): every page a commit
     // dirties is a whole WAL frame, copied, checksummed and written, and the rows here are
     // small.
@@ -259,9 +269,18 @@ fn plan_once(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// A second connection for reads and checkpoints; `query_only` keeps it from writing rows.
+/// A connection through SQLite's `unix-excl` VFS: the first to read the file takes a lock
+/// that keeps every other process out until this one closes it (or dies), and this process's
+/// connections share the log's index in memory, so a transaction takes no file locks: with
+/// the ordinary VFS each took six `fcntl` calls. One process per store was already the rule
+/// (the store is one node's); a second now fails to open it instead of sharing it.
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    Connection::open_with_flags_and_vfs(path, OpenFlags::default(), c"unix-excl")
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))
+}
+
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    let conn = connect(path)?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(sql_error)?;
     conn.pragma_update(None, "query_only", true)
@@ -323,5 +342,53 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!((page, mode.as_str()), (1024, "wal"));
+    }
+
+    /// Set in the copy of this test binary that the test below starts as the other process.
+    const PROBE: &str = "TOLLGATE_STORE_LOCK_PROBE";
+
+    #[test]
+    fn another_process_cannot_read_the_store_while_it_is_open_and_can_after() {
+        if let Some(path) = std::env::var_os(PROBE) {
+            // The other process: what the sqlite3 shell or a second tollgate would do.
+            let c = Connection::open(path).unwrap();
+            c.busy_timeout(Duration::ZERO).unwrap();
+            let read = c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            match read {
+                Ok(_) => println!("probe: read"),
+                Err(e) => println!("probe: {e}"),
+            }
+            return;
+        }
+        let probe = |path: &Path| {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "embedded::schema::tests::another_process_cannot_read_the_store_while_it_is_open_and_can_after",
+                    "--nocapture",
+                ])
+                .env(PROBE, path)
+                .output()
+                .unwrap();
+            let out = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.lines()
+                .find_map(|l| l.strip_prefix("probe: "))
+                .unwrap_or_else(|| panic!("no probe line in {out}"))
+                .to_owned()
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.db");
+        let writer = open(&path).unwrap();
+        let reader = open_reader(&path).unwrap();
+        // This process's own connections share it.
+        let tables: i64 = reader
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert!(tables > 0);
+        assert_eq!(probe(&path), "database is locked");
+        drop((writer, reader));
+        assert_eq!(probe(&path), "read");
     }
 }

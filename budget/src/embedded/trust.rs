@@ -133,6 +133,6 @@ impl TrustStore for EmbeddedStore {
     async fn trust_all(&self, params: &TrustParams) -> Result<Vec<(String, f64)>, StoreError> {
         check_params(params)?;
         let (params, now_ms) = (*params, self.opts.clock.now().timestamp_millis());
-        self.read(move |c| all(c, &params, now_ms)).await
+        self.scan(move |c| all(c, &params, now_ms)).await
     }
 }

@@ -132,13 +132,13 @@ impl Ledger for EmbeddedStore {
         prefix: Option<&str>,
     ) -> Result<Vec<LimitOverride>, StoreError> {
         let prefix = prefix.map(str::to_owned);
-        self.read(move |c| admin::overrides(c, prefix.as_deref()))
+        self.scan(move |c| admin::overrides(c, prefix.as_deref()))
             .await
     }
 
     async fn balances(&self, prefix: Option<&str>) -> Result<Vec<Balance>, StoreError> {
         let prefix = prefix.map(str::to_owned);
-        self.read(move |c| admin::balances(c, prefix.as_deref()))
+        self.scan(move |c| admin::balances(c, prefix.as_deref()))
             .await
     }
 }
