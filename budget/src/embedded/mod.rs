@@ -188,9 +188,9 @@ impl EmbeddedStore {
         })
     }
 
-    /// Runs `op` inside a savepoint and waits for its transaction to be committed: at once
-    /// on this thread when the store is idle, else on the writer thread with whatever else
-    /// queued up.
+    /// Runs `op` and waits for its transaction to be committed: at once on this thread, in a
+    /// transaction of its own, when the store is idle; else on the writer thread, in a
+    /// savepoint of a transaction shared with whatever else queued up.
     async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
