@@ -268,7 +268,10 @@ impl Upstreams {
         let mut last = None;
         for addr in addrs {
             let peer = peer(url, addr, timeouts);
-            match self.connector.get_http_session(&peer).await {
+            // Pingora's connect future (pool lookup, TCP, TLS) is ~8.8 KB. Boxed, it lives
+            // only while connecting; inline, it would size every request's future for the
+            // request's whole life, ~9 KB more per open stream (docs/benchmarks.md, Memory).
+            match Box::pin(self.connector.get_http_session(&peer)).await {
                 Ok((session, _reused)) => return Ok((session, peer)),
                 Err(e) => {
                     last = Some(match e.etype() {
