@@ -4,11 +4,13 @@
 /// (JSON, headers, guard state), which jemalloc serves in fewer instructions (~8 % fewer per
 /// request and per stream), with a little less memory at rest (about the same with 1,000
 /// open streams). mimalloc was faster still but held far more memory. Measured in
-/// docs/benchmarks.md.
+/// docs/benchmarks.md. The `system-alloc` feature keeps glibc's, for heap profilers.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(not(feature = "system-alloc"))]
     purge_in_background();
     tollgate::cli::main()
 }
@@ -19,12 +21,13 @@ fn main() -> std::process::ExitCode {
 /// freed stays resident while tollgate idles: ~20 MB at rest and under 1,000 open streams
 /// (docs/benchmarks.md, Memory). Failing to start the thread costs memory, not correctness,
 /// so an error leaves jemalloc as it was.
+#[cfg(not(feature = "system-alloc"))]
 fn purge_in_background() {
     let _ = tikv_jemalloc_ctl::max_background_threads::write(1);
     let _ = tikv_jemalloc_ctl::background_thread::write(true);
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "system-alloc")))]
 mod tests {
     #[test]
     fn jemalloc_purges_on_a_thread_of_its_own() {
