@@ -19,21 +19,27 @@ pub struct Event {
 }
 
 impl Event {
-    /// Serializes an event with the given name and data (multi-line data is split).
-    pub fn write(name: Option<&str>, data: &str) -> Bytes {
-        let mut out = String::with_capacity(data.len() + 16);
+    /// Appends an event with the given name and data (multi-line data is split) to `out`.
+    /// Written straight into the caller's buffer, lines found with `memchr`: a stream whose
+    /// guard holds back text writes every event this way.
+    pub fn write_to(name: Option<&str>, data: &str, out: &mut BytesMut) {
+        out.reserve(data.len() + 16 + name.map_or(0, |n| n.len() + 8));
         if let Some(name) = name {
-            out.push_str("event: ");
-            out.push_str(name);
-            out.push('\n');
+            out.extend_from_slice(b"event: ");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\n");
         }
-        for line in data.split('\n') {
-            out.push_str("data: ");
-            out.push_str(line);
-            out.push('\n');
+        let mut rest = data.as_bytes();
+        loop {
+            out.extend_from_slice(b"data: ");
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                out.extend_from_slice(rest);
+                break;
+            };
+            out.extend_from_slice(&rest[..=end]);
+            rest = &rest[end + 1..];
         }
-        out.push('\n');
-        Bytes::from(out)
+        out.extend_from_slice(b"\n\n");
     }
 }
 
@@ -225,7 +231,9 @@ mod tests {
         let mut p = Parser::new();
         let ev = &p.push(b"data: a\ndata: b\n\n")[0];
         assert_eq!(ev.data.as_deref(), Some("a\nb"));
-        assert_eq!(&Event::write(None, "a\nb")[..], b"data: a\ndata: b\n\n");
+        let mut out = BytesMut::new();
+        Event::write_to(None, "a\nb", &mut out);
+        assert_eq!(&out[..], b"data: a\ndata: b\n\n");
     }
 
     #[test]
@@ -276,6 +284,33 @@ mod tests {
     }
 
     proptest! {
+        /// An event is written as its name line, one `data:` line per line of its data
+        /// (an empty data or a trailing newline giving an empty line), and a blank line;
+        /// appended after what the buffer held.
+        #[test]
+        fn written_events_are_their_lines(
+            before in "[ -~]{0,4}",
+            name in proptest::option::of("[a-z_.]{1,12}"),
+            data in "[ -~\n\u{e9}]{0,40}",
+        ) {
+            let mut expected = before.clone();
+            if let Some(n) = &name {
+                expected += &format!("event: {n}\n");
+            }
+            for line in data.split('\n') {
+                expected += &format!("data: {line}\n");
+            }
+            expected += "\n";
+            let mut out = BytesMut::from(before.as_bytes());
+            Event::write_to(name.as_deref(), &data, &mut out);
+            prop_assert_eq!(std::str::from_utf8(&out).unwrap(), expected.as_str());
+            let mut p = Parser::new();
+            let evs = p.push(&out[before.len()..]);
+            prop_assert_eq!(evs.len(), 1);
+            prop_assert_eq!(evs[0].name.as_deref(), name.as_deref());
+            prop_assert_eq!(evs[0].data.as_deref(), Some(data.as_str()));
+        }
+
         /// The one-data-line reading agrees with the general one wherever it answers.
         #[test]
         fn the_common_event_reads_as_any_event_does(

@@ -326,10 +326,7 @@ async fn stream(
             };
             // The OpenAI SDKs raise an APIError for an event carrying `error`.
             let mut tail = BytesMut::from(&processor.finish()[..]);
-            tail.extend_from_slice(&crate::sse::Event::write(
-                None,
-                &String::from_utf8_lossy(&e.body()),
-            ));
+            crate::sse::Event::write_to(None, &String::from_utf8_lossy(&e.body()), &mut tail);
             tail.freeze()
         }
     };

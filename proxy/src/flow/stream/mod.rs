@@ -351,7 +351,7 @@ impl StreamProcessor {
         let terminal = self.is_terminal(name, None) || (upstream && self.terminal_seen);
         self.terminal_seen |= terminal;
         let sink = if terminal { &mut self.held } else { out };
-        sink.extend_from_slice(&sse::Event::write(name, data));
+        sse::Event::write_to(name, data, sink);
     }
 
     /// Writes an upstream event as it came.
@@ -431,7 +431,7 @@ impl StreamProcessor {
                     }
                     _ => None,
                 };
-                out.extend_from_slice(&sse::Event::write(name, &ev.to_string()));
+                sse::Event::write_to(name, &ev.to_string(), &mut out);
             }
         }
         out.extend_from_slice(&std::mem::take(&mut self.held));
