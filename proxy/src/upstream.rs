@@ -270,7 +270,7 @@ impl Upstreams {
             let peer = peer(url, addr, timeouts);
             // Pingora's connect future (pool lookup, TCP, TLS) is ~8.8 KB. Boxed, it lives
             // only while connecting; inline, it would size every request's future for the
-            // request's whole life, ~9 KB more per open stream (docs/benchmarks.md, Memory).
+            // request's whole life, ~6 KB more per open stream (docs/benchmarks.md, Memory).
             match Box::pin(self.connector.get_http_session(&peer)).await {
                 Ok((session, _reused)) => return Ok((session, peer)),
                 Err(e) => {

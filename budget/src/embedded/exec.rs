@@ -61,11 +61,7 @@ impl Writer {
         if self.underway.load(Ordering::Acquire) > FEW || self.queued.load(Ordering::Acquire) != 0 {
             return None;
         }
-        match self.conn.try_lock() {
-            Ok(g) => Some(g),
-            Err(TryLockError::Poisoned(p)) => Some(Self::settle(p.into_inner())),
-            Err(TryLockError::WouldBlock) => None,
-        }
+        try_free(&self.conn).map(Self::settle)
     }
 
     /// Runs the log's upkeep after a commit; `true` if it only had cheap work to do (or none)
@@ -110,10 +106,7 @@ impl EmbeddedStore {
         } else {
             "ROLLBACK"
         };
-        let committed = fixed(conn, end).map_err(sql_error);
-        if committed.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        let committed = finish(conn, end);
         if !self.writer.upkeep_now(conn) {
             let upkeep: Job = Box::new(|_| Box::new(drop));
             self.writer.queued.fetch_add(1, Ordering::AcqRel);
@@ -165,18 +158,10 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Some(conn) = self.free_reader() {
+        if let Some(conn) = try_free(&self.reader) {
             return op(&conn);
         }
         self.scan(op).await
-    }
-
-    fn free_reader(&self) -> Option<MutexGuard<'_, Connection>> {
-        match self.reader.try_lock() {
-            Ok(c) => Some(c),
-            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
     }
 
     /// Runs a read-only `op` on the reader thread, always; for what may read many rows (the
@@ -222,6 +207,25 @@ fn fixed(c: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     c.prepare_cached(sql)?.execute([]).map(drop)
 }
 
+/// Ends the open transaction with `sql` (`COMMIT` or `ROLLBACK`). If that fails, what is
+/// still open is rolled back, so the connection is left outside any transaction.
+fn finish(c: &Connection, sql: &str) -> Result<(), StoreError> {
+    let ended = fixed(c, sql).map_err(sql_error);
+    if ended.is_err() && !c.is_autocommit() {
+        let _ = c.execute_batch("ROLLBACK");
+    }
+    ended
+}
+
+/// `m`'s connection if nobody holds it; a lock poisoned by a panicking holder still serves.
+fn try_free(m: &Mutex<Connection>) -> Option<MutexGuard<'_, Connection>> {
+    match m.try_lock() {
+        Ok(c) => Some(c),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
 fn stopped() -> StoreError {
     StoreError::Unavailable("the embedded store's worker thread has stopped".into())
 }
@@ -245,10 +249,7 @@ pub(super) fn worker(writer: &Writer, queue: mpsc::Receiver<Job>) {
         } else {
             batch.into_iter().map(|job| job(None)).collect()
         };
-        let committed = began.and_then(|()| fixed(&conn, "COMMIT").map_err(sql_error));
-        if committed.is_err() && !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
+        let committed = began.and_then(|()| finish(&conn, "COMMIT"));
         for reply in replies {
             reply(match &committed {
                 Ok(()) => Ok(()),

@@ -6,10 +6,10 @@
 //! transaction is committed: a burst costs one WAL append, not one per call. An operation
 //! of one of a few requests (the caller counts its requests under way) that finds nothing
 //! queued and the connection free runs at once on the calling thread, in a transaction of
-//! its own: queued, it would wait for the writer thread to wake up and for its own task to be woken
-//! back, two thread hand-offs that cost more than the transaction (the audit line is written
-//! on the calling thread for the same reason). The sweep and the log's checkpoints, which
-//! can take long, always go to the writer thread.
+//! its own: queued, it would wait for the writer thread to wake up and for its own task to
+//! be woken back, two thread hand-offs that cost more than the transaction (the audit line
+//! is written on the calling thread for the same reason). The sweep and the log's
+//! checkpoints, which can take long, always go to the writer thread.
 //! `synchronous=NORMAL` leaves a committed transaction in the OS page cache, which survives
 //! the process being killed; only a power loss can lose the last transactions.
 //! Lookups that only read (agent keys on every request's auth, trust scores) use a second
