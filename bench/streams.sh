@@ -12,7 +12,9 @@
 # stream in flight for STREAM_SECS seconds. RSS is sampled every 100 ms from /proc; the
 # peak (VmHWM) and the peak of the samples are printed per target, with how many streams
 # completed and failed. Settings: STREAMS (1000), STREAM_WORDS (40), STREAM_GAP_MS (100),
-# STREAM_SECS (8), BENCH_THREADS (1), CARGO_TARGET_DIR.
+# STREAM_SECS (8), BENCH_THREADS (1), TOLLGATE_FEATURES (cargo features of tollgate, e.g.
+# system-alloc for glibc's allocator), CARGO_TARGET_DIR. jemalloc reads _RJEM_MALLOC_CONF
+# from the environment, so allocator settings can be tried without a build.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,6 +36,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 log "building release binaries"
 (cd "$ROOT" && cargo build --release --quiet -p tollgate-proxy --bin tollgate \
+    ${TOLLGATE_FEATURES:+--features "tollgate-proxy/$TOLLGATE_FEATURES"} \
     -p tollgate-tests --bin tollgate-mock -p tollgate-bench --bin load --bin passthrough)
 BIN=$TARGET_DIR/release
 
